@@ -1,0 +1,61 @@
+"""The `mnas` command. Each sub-command lives in its own module with a `register(subparsers)`.
+
+Exit codes: 0 success, 2 bad input (one line on stderr naming what was wrong), 1 internal failure.
+With ``--json`` a command prints exactly one JSON document on stdout; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from mnas import __version__
+from mnas.cli._common import UsageError
+
+__all__ = ["main"]
+
+_COMMAND_MODULES = ("models", "latency", "device", "train", "search", "report", "export")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mnas", description="Platform-aware neural architecture search (MnasNet) on your device, for your data.")
+    parser.add_argument("--version", action="version", version=f"mnas {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"mnas.cli.{name}_cmd")
+        except ModuleNotFoundError as exc:  # TODO(integration): remove once every command has landed
+            if exc.name != f"mnas.cli.{name}_cmd":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except (UsageError, ValueError, FileNotFoundError, ImportError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"mnas: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mnas: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: say what broke, exit 1
+        print(f"mnas: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

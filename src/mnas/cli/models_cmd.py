@@ -1,0 +1,97 @@
+"""`mnas models`, `mnas arch show`, `mnas space sample`."""
+
+from __future__ import annotations
+
+import argparse
+
+from mnas.cli._common import emit_json, nonneg_int, positive_int, resolve_arch, table
+
+DEFAULT_INPUT = 224
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the reference zoo with params and MACs")
+    p.add_argument("--num-classes", type=positive_int, default=1000, help="classifier outputs (default 1000)")
+    p.add_argument("--input-size", type=positive_int, default=DEFAULT_INPUT, help="resolution for MACs (default 224)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(handler=cmd_models)
+
+    arch = sub.add_parser("arch", help="inspect an architecture").add_subparsers(dest="arch_command", metavar="ACTION")
+    p = arch.add_parser("show", help="params, MACs and canonical string of an architecture")
+    p.add_argument("arch", metavar="ARCH", help="zoo name, canonical string (blocks separated by commas or spaces) or JSON file")
+    p.add_argument("--num-classes", type=positive_int, default=1000)
+    p.add_argument("--input-size", type=positive_int, default=DEFAULT_INPUT)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_arch_show)
+
+    space = sub.add_parser("space", help="the search space").add_subparsers(dest="space_command", metavar="ACTION")
+    p = space.add_parser("sample", help="random architectures from the factorized MnasNet space")
+    p.add_argument("--n", type=positive_int, default=5, help="how many (default 5)")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--num-classes", type=positive_int, default=1000)
+    p.add_argument("--input-size", type=positive_int, default=DEFAULT_INPUT)
+    p.add_argument("--width-mult", type=float, default=1.0, help="scale every filter count (default 1.0)")
+    p.add_argument("--profile", action="store_true", help="also build each one and count params and MACs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_space_sample)
+
+
+def _describe(name: str | None, arch, num_classes: int, input_size: int) -> dict:
+    from mnas.models import profile
+
+    prof = profile(arch, input_size=input_size, num_classes=num_classes)
+    row = {"name": name} if name else {}
+    row.update(params=prof.params, macs=prof.macs, input_size=input_size, num_classes=num_classes,
+               layers=arch.num_layers, arch=str(arch))
+    return row
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from mnas.space import ZOO_LISTING, get_arch
+
+    rows = [_describe(n, get_arch(n), args.num_classes, args.input_size) for n in ZOO_LISTING]
+    if args.json:
+        emit_json({"models": rows})
+        return 0
+    for r in rows:
+        r["params_fmt"], r["macs_fmt"] = f"{r['params']:,}", f"{r['macs'] / 1e6:.1f}M"
+    table(rows, [("model", "name"), ("params", "params_fmt"), (f"MACs@{args.input_size}", "macs_fmt"), ("arch", "arch")])
+    return 0
+
+
+def cmd_arch_show(args: argparse.Namespace) -> int:
+    arch = resolve_arch(args.arch)
+    row = _describe(None, arch, args.num_classes, args.input_size)
+    row["blocks"] = [str(b) for b in arch.blocks]
+    if args.json:
+        emit_json(row)
+        return 0
+    print(f"arch:    {row['arch']}")
+    print(f"params:  {row['params']:,}  ({args.num_classes} classes)")
+    print(f"MACs:    {row['macs'] / 1e6:.2f}M at {args.input_size}x{args.input_size}")
+    print(f"layers:  {row['layers']} in {len(arch.blocks)} blocks, stem {arch.stem_chs} s{arch.stem_stride}, head {arch.head_chs}")
+    return 0
+
+
+def cmd_space_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from mnas.space import MnasNetSpace
+
+    space = MnasNetSpace(args.num_classes, args.input_size, width_mult=args.width_mult)
+    rng = np.random.default_rng(args.seed)
+    rows = []
+    for _ in range(args.n):
+        tokens = space.sample_tokens(rng)
+        arch = space.decode(tokens)
+        row = _describe(None, arch, args.num_classes, args.input_size) if args.profile else {"arch": str(arch)}
+        row["tokens"] = tokens
+        rows.append(row)
+    if args.json:
+        emit_json({"space": space.settings(), "size": space.size, "samples": rows})
+        return 0
+    print(f"# {space!r}")
+    for r in rows:
+        extra = f"  params={r['params']:,} MACs={r['macs'] / 1e6:.1f}M" if args.profile else ""
+        print(r["arch"] + extra)
+    return 0
