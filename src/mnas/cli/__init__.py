@@ -19,8 +19,15 @@ __all__ = ["main"]
 _COMMAND_MODULES = ("models", "latency", "device", "train", "search", "report", "export")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments: one line naming what was wrong, exit 2 (no usage dump)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mnas", description="Platform-aware neural architecture search (MnasNet) on your device, for your data.")
     parser.add_argument("--version", action="version", version=f"mnas {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -69,7 +69,8 @@ def cmd_arch_show(args: argparse.Namespace) -> int:
     print(f"arch:    {row['arch']}")
     print(f"params:  {row['params']:,}  ({args.num_classes} classes)")
     print(f"MACs:    {row['macs'] / 1e6:.2f}M at {args.input_size}x{args.input_size}")
-    print(f"layers:  {row['layers']} in {len(arch.blocks)} blocks, stem {arch.stem_chs} s{arch.stem_stride}, head {arch.head_chs}")
+    print(f"layers:  {row['layers']} in {len(arch.blocks)} blocks, "
+          f"stem {arch.stem_chs} s{arch.stem_stride}, head {arch.head_chs}")
     return 0
 
 

@@ -66,7 +66,7 @@ class SearchSpace:
         tokens = list(tokens)
         if len(tokens) != len(self.decisions):
             raise ValueError(f"expected {len(self.decisions)} tokens (one per decision), got {len(tokens)}")
-        for i, (t, d) in enumerate(zip(tokens, self.decisions)):
+        for i, (t, d) in enumerate(zip(tokens, self.decisions, strict=True)):
             if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)) or not 0 <= t < len(d):
                 raise ValueError(f"token {i} ({d.name}) = {t!r}: expected an integer in [0, {len(d) - 1}]")
         return [int(t) for t in tokens]
@@ -97,7 +97,7 @@ class SearchSpace:
     def describe(self, tokens: Sequence[int]) -> dict[str, Any]:
         """Token sequence as {decision name: chosen value}."""
         tokens = self.check_tokens(tokens)
-        return {d.name: d.choices[t] for d, t in zip(self.decisions, tokens)}
+        return {d.name: d.choices[t] for d, t in zip(self.decisions, tokens, strict=True)}
 
     def settings(self) -> dict[str, Any]:
         """The constructor arguments that recreate this space (stored with a study)."""

@@ -106,7 +106,8 @@ class MnasNetSpace(SearchSpace):
         per = len(self.options)
         blocks, in_chs = [], self.stem_chs
         for i, (_, layers, _) in enumerate(self.stages):
-            choice = dict(zip(self.options, (self.options[k][t] for k, t in zip(self.options, tokens[i * per:(i + 1) * per]))))
+            picks = tokens[i * per:(i + 1) * per]
+            choice = {k: self.options[k][t] for k, t in zip(self.options, picks, strict=True)}
             op, exp = OPS[choice["op"]]
             out_chs = self._filters(i, choice["filters"])
             blocks.append(BlockSpec(op, max(1, layers + choice["layers"]), choice["kernel"], self.strides[i + 1],
@@ -142,7 +143,7 @@ class MnasNetSpace(SearchSpace):
                 "strides": list(self.strides), "min_feature_size": self.min_feature_size,
                 "head_chs": self.head_chs, "dropout": self.dropout, "act": self.act,
                 **{k: list(v) for k, v in zip(("ops", "kernel_sizes", "se_ratios", "skips", "filter_mults",
-                                               "layer_deltas"), self.options.values())},
+                                               "layer_deltas"), self.options.values(), strict=True)},
                 "stages": [list(s) for s in self.stages]}
 
     def __repr__(self) -> str:

@@ -98,5 +98,5 @@ def adapt_strides(arch: Arch, input_size: int, min_feature_size: int = 4) -> Arc
         size = input_size
         for s in strides:
             size = -(-size // s)
-    blocks = tuple(replace(b, stride=s) for b, s in zip(arch.blocks, strides[1:]))
+    blocks = tuple(replace(b, stride=s) for b, s in zip(arch.blocks, strides[1:], strict=True))
     return replace(arch, stem_stride=strides[0], blocks=blocks)
