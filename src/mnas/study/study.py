@@ -1,0 +1,94 @@
+"""`Study`: the read side of a search — its trials, the best one, the Pareto front, a summary."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from typing import Any
+
+from mnas.objectives import pareto_front
+from mnas.study.storage import StatesArg, Storage, get_storage
+from mnas.study.trial import Trial, TrialState
+
+__all__ = ["Study"]
+
+
+class Study:
+    """A view of a study's storage (a Storage, a URL or path, or None for in memory).
+
+    The search driver writes through `study.storage`; everything here only reads, so a report can
+    open a study while a search is still writing to it.
+    """
+
+    def __init__(self, storage: Storage | str | os.PathLike[str] | None = None) -> None:
+        self.storage = get_storage(storage)
+
+    @property
+    def trials(self) -> list[Trial]:
+        """Every trial, in every state, ordered by number."""
+        return self.storage.get_trials()
+
+    @property
+    def complete_trials(self) -> list[Trial]:
+        return self.storage.get_trials(TrialState.COMPLETE)
+
+    def get_trials(self, states: StatesArg = None) -> list[Trial]:
+        return self.storage.get_trials(states)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.storage.get_all_meta()
+
+    def best(self, target_ms: float | None = None) -> Trial | None:
+        """The complete trial with the highest reward; with `target_ms`, the most accurate complete
+        trial whose latency is at most `target_ms`. Ties go to the earlier trial; None if none."""
+        trials = self.complete_trials
+        if target_ms is None:
+            return max(trials, key=lambda t: (t.reward, -t.number), default=None)
+        if isinstance(target_ms, bool) or not isinstance(target_ms, (int, float)) or not target_ms > 0:
+            raise ValueError(f"target_ms={target_ms!r}: expected a latency target in milliseconds > 0")
+        under = [t for t in trials if t.latency_ms <= target_ms]
+        return max(under, key=lambda t: (t.accuracy, -t.latency_ms, -t.number), default=None)
+
+    def pareto_front(self) -> list[Trial]:
+        """Complete trials that no other trial beats on both accuracy (higher) and latency
+        (lower), ordered by latency. Trials with identical figures are all kept."""
+        trials = [t for t in self.complete_trials if math.isfinite(t.accuracy) and math.isfinite(t.latency_ms)]
+        return [trials[i] for i in pareto_front((t.accuracy, t.latency_ms) for t in trials)]
+
+    def summary(self, target_ms: float | None = None) -> dict[str, Any]:
+        """A JSON-friendly overview: counts by state, best trial(s), the Pareto front, metadata.
+        `target_ms` defaults to the study's 'target_ms' metadata when that is a number."""
+        meta = self.meta
+        if target_ms is None and isinstance(meta.get("target_ms"), (int, float)) and meta["target_ms"] > 0:
+            target_ms = meta["target_ms"]
+        trials = self.trials
+        counts = Counter(t.state.value for t in trials)
+        best = self.best()
+        best_under = self.best(target_ms) if target_ms is not None else None
+        return {
+            "n_trials": len(trials),
+            "states": {s.value: counts.get(s.value, 0) for s in TrialState},
+            "best": best.to_dict() if best else None,
+            "target_ms": target_ms,
+            "best_under_target": best_under.to_dict() if best_under else None,
+            "pareto_front": [t.number for t in self.pareto_front()],
+            "meta": meta,
+        }
+
+    def close(self) -> None:
+        self.storage.close()
+
+    def __enter__(self) -> Study:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return self.storage.count_trials()
+
+    def __repr__(self) -> str:
+        return f"Study({self.storage!r})"
+
