@@ -74,7 +74,12 @@ def resolve_arch(text: str) -> Arch:
         if not path.is_file():
             raise UsageError(f"architecture file not found: {text}")
         try:
-            return Arch.from_json(path.read_text())
+            data = json.loads(path.read_text())
+            if isinstance(data, dict) and isinstance(data.get("arch"), str):
+                return as_arch(data["arch"])  # what `mnas export --format json` writes
+            return Arch.from_dict(data)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{text}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
         except ValueError as exc:
             raise UsageError(f"{text}: {exc}") from None
     try:

@@ -1,0 +1,261 @@
+"""`mnas search`: the search from the command line.
+
+With no arguments: a small, complete search on the built-in `digits` data set with ONNX Runtime
+latency on this machine's CPU, a target of "as fast as MobileNetV2 at the space's width", stored in
+a new `runs/search-<time>.db`. Ctrl-C stops cleanly: finished trials are already stored, running
+ones are re-queued by `--resume`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mnas.cli._common import UsageError, emit_json, nonneg_int, positive_float, positive_int, table
+
+DEFAULT_TRIALS = 30
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="search architectures (default: a small search on digits, on this CPU)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("data and space")
+    g.add_argument("--data", default="digits", help="digits (default), cifar10/cifar100 (with --data-root), a .npz or an image folder")
+    g.add_argument("--data-root", help="folder holding the CIFAR batches (for --data cifar10/cifar100)")
+    g.add_argument("--val-fraction", type=float, default=0.2, help="training data held out for validation (default 0.2)")
+    g.add_argument("--input-size", type=positive_int, help="resolution (default: the data's)")
+    g.add_argument("--width-mult", type=positive_float, help="scale every filter count (default 0.5 for images <= 16 px, else 1.0)")
+    g.add_argument("--head", type=nonneg_int, help="head conv filters (default 1280; 256 for images <= 16 px)")
+    g.add_argument("--strides", help="stem and 7 block strides, e.g. 1,1,1,2,2,1,2,1 (default: adapted to the input size)")
+    g = p.add_argument_group("objective")
+    g.add_argument("--target", help="latency target: '20ms', '20', 'mobilenetv2', '0.8x mnasnet_b1' "
+                   "(default: mobilenetv2 at the space's width)")
+    g.add_argument("--reward", choices=("soft", "hard"), default="soft", help="MnasNet constraint (default soft)")
+    g.add_argument("--alpha", type=float, help="custom exponent below the target (with --beta)")
+    g.add_argument("--beta", type=float, help="custom exponent above the target (with --alpha)")
+    g = p.add_argument_group("strategy and budget")
+    g.add_argument("--strategy", default="ppo", choices=("ppo", "reinforce", "evolution", "random"))
+    g.add_argument("--strategy-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="strategy hyperparameter, e.g. --strategy-opt batch_size=5 (repeatable)")
+    g.add_argument("--trials", type=positive_int, help=f"trials in the study (default {DEFAULT_TRIALS})")
+    g.add_argument("--hours", type=positive_float, help="wall-clock budget of this run")
+    g.add_argument("--seed", type=nonneg_int, default=0)
+    g = p.add_argument_group("proxy training")
+    g.add_argument("--epochs", type=positive_float, default=3.0, help="proxy epochs per candidate (default 3)")
+    g.add_argument("--batch-size", type=positive_int, default=32)
+    g.add_argument("--lr", type=positive_float, default=0.05)
+    g.add_argument("--threads", type=positive_int, default=1, help="torch threads per training worker (default 1)")
+    g.add_argument("--max-train-seconds", type=positive_float, help="cap on each candidate's training time")
+    g = p.add_argument_group("latency")
+    g.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "torch"),
+                   help="measure locally with this runtime (default onnxruntime)")
+    g.add_argument("--latency-threads", type=positive_int, default=1, help="threads of the measured runtime (default 1)")
+    g.add_argument("--url", help="measure on a device server (mnas device serve) at this URL")
+    g.add_argument("--token", help="the device server's token")
+    g.add_argument("--lut", help="predict latency from a lookup table (mnas latency build-lut)")
+    g = p.add_argument_group("storage and execution")
+    g.add_argument("--storage", help="study file or sqlite:/// URL (default: a new runs/search-<time>.db)")
+    g.add_argument("--resume", action="store_true", help="continue --storage (default: the newest runs/search-*.db)")
+    g.add_argument("--executor", default="local", choices=("local", "process", "ray"))
+    g.add_argument("--workers", type=positive_int, help="parallel trainings for --executor process (default 2)")
+    g.add_argument("--ray-address", help="an existing Ray cluster (default: a local Ray instance)")
+    p.add_argument("--json", action="store_true", help="print one JSON document at the end")
+    p.add_argument("--quiet", action="store_true", help="no live display")
+    p.set_defaults(handler=cmd_search)
+
+
+def _storage_path(args: argparse.Namespace) -> str:
+    if args.storage:
+        return args.storage
+    runs = Path("runs")
+    if args.resume:
+        found = sorted(runs.glob("search-*.db"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise UsageError("--resume: no runs/search-*.db to resume here; give --storage")
+        return str(found[-1])
+    return str(runs / f"search-{time.strftime('%Y%m%d-%H%M%S')}.db")
+
+
+def _strategy_options(items: list[str]) -> dict[str, Any]:
+    import json
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--strategy-opt {item!r}: expected KEY=VALUE, e.g. batch_size=5")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def _latency_backend(args: argparse.Namespace):
+    from mnas.latency import LookupTable, OnnxRuntime, Remote, Torch
+
+    if sum(x is not None for x in (args.url, args.lut)) > 1:
+        raise UsageError("give one latency source: --url (device server) or --lut (lookup table), not both")
+    if args.url:
+        if not args.token:
+            raise UsageError("--url needs --token (the device server's token)")
+        return Remote(args.url, args.token)
+    if args.lut:
+        if not Path(args.lut).is_file():
+            raise UsageError(f"lookup table not found: {args.lut}")
+        return LookupTable.load(args.lut)
+    return (OnnxRuntime if args.backend == "onnxruntime" else Torch)(threads=args.latency_threads)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from mnas.objectives import Reward, Target
+    from mnas.search import Budget, search
+    from mnas.space import MnasNetSpace
+    from mnas.train import ProxyConfig, load
+
+    if (args.alpha is None) != (args.beta is None):
+        raise UsageError("--alpha and --beta go together (a custom reward needs both)")
+    storage = _storage_path(args)
+    resuming = Path(storage.removeprefix("sqlite:///")).is_file()
+    if args.resume and not resuming:
+        raise UsageError(f"--resume: {storage} does not exist")
+    data = load(args.data, root=args.data_root, val_fraction=args.val_fraction, seed=args.seed)
+    size = args.input_size or data.input_size
+    small = size <= 16
+    width = args.width_mult or (0.5 if small else 1.0)
+    head = args.head if args.head is not None else (256 if small else 1280)
+    strides = None
+    if args.strides:
+        try:
+            strides = [int(s) for s in args.strides.replace(" ", "").split(",")]
+        except ValueError:
+            raise UsageError(f"--strides {args.strides!r}: expected 8 comma-separated 1s and 2s") from None
+    space = MnasNetSpace(data.num_classes, size, width_mult=width, head_chs=head, strides=strides)
+    latency = _latency_backend(args)
+    target_text = args.target or (None if resuming else f"mobilenetv2_x{width:g}" if width != 1 else "mobilenetv2")
+    reward = None
+    if target_text is not None:
+        target = Target.parse(target_text)
+        if target.reference is not None:
+            from mnas.space import is_zoo_name
+
+            if not is_zoo_name(target.reference):
+                raise UsageError(f"--target {target_text!r}: {target.reference!r} is not a zoo model (see 'mnas models')")
+        from mnas.evaluate import resolve_reference
+
+        ms = target.resolve(lambda name: resolve_reference(name, latency, size, data.num_classes))
+        if args.alpha is not None:
+            reward = Reward(ms, args.alpha, args.beta)
+        else:
+            reward = Reward.hard(ms) if args.reward == "hard" else Reward.soft(ms)
+    proxy = ProxyConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, threads=args.threads,
+                        max_seconds=args.max_train_seconds, seed=args.seed, input_size=args.input_size)
+    budget = Budget(trials=args.trials or (None if args.hours else DEFAULT_TRIALS), hours=args.hours)
+    workers = args.workers or (2 if args.executor == "process" else None)
+
+    import torch
+
+    torch.set_num_threads(args.threads)  # the driver trains in-process with --executor local
+    display = None if args.quiet or args.json else _LiveDisplay(budget, storage)
+    started = time.monotonic()
+    try:
+        with display or _nullcontext():
+            study = search(space, data=data, latency=latency, reward=reward, strategy=args.strategy,
+                           strategy_options=_strategy_options(args.strategy_opt), budget=budget, storage=storage,
+                           executor=args.executor, workers=workers, ray_address=args.ray_address, proxy=proxy,
+                           seed=args.seed, callbacks=[display.update] if display else [])
+    except KeyboardInterrupt:
+        print(f"\nmnas: interrupted; finished trials are saved in {storage}. "
+              f"Resume with: mnas search --resume --storage {storage}", file=sys.stderr)
+        return 130
+    return _report(study, storage, time.monotonic() - started, args.json)
+
+
+def _report(study, storage: str, seconds: float, as_json: bool) -> int:
+    target = study.meta.get("target_ms")
+    best, under = study.best(), study.best(target_ms=target) if target else None
+    front = study.pareto_front()
+    summary = study.summary(target_ms=target)
+    if as_json:
+        emit_json({"storage": storage, "wall_seconds": seconds, "target_ms": target,
+                   "trials": summary["n_trials"], "states": summary["states"],
+                   "best": best.to_dict() if best else None, "best_under_target": under.to_dict() if under else None,
+                   "pareto_front": [t.to_dict() for t in front]})
+        return 0
+    print(f"study: {storage}   trials: {summary['n_trials']} {summary['states']}   wall: {seconds:.0f} s   "
+          f"target: {target:.3f} ms")
+    rows = [{"n": t.number, "acc": f"{100 * t.accuracy:.1f}%", "lat": f"{t.latency_ms:.3f}", "reward": f"{t.reward:.4f}",
+             "params": f"{t.params:,}" if t.params else "", "arch": t.arch} for t in front]
+    print("\nPareto front (accuracy vs latency):")
+    table(rows, [("trial", "n"), ("accuracy", "acc"), ("latency ms", "lat"), ("reward", "reward"),
+                 ("params", "params"), ("arch", "arch")])
+    if under:
+        print(f"\nbest under the target: trial {under.number}, {100 * under.accuracy:.1f}% at {under.latency_ms:.3f} ms")
+        print(f"  {under.arch}")
+    else:
+        print("\nno complete trial is under the target yet")
+    return 0
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _LiveDisplay:
+    """A rich live panel on stderr: trials done, best reward, the current front, time left."""
+
+    def __init__(self, budget, storage: str):
+        from mnas._util import require
+
+        self._rich = require("rich", "the live search display")
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.budget, self.storage = budget, storage
+        self.live = None
+        self.last = None
+
+    def __enter__(self):
+        from rich.live import Live
+
+        self.live = Live(self._render(None), console=self.console, refresh_per_second=2, transient=False)
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.live.__exit__(*exc)
+        return False
+
+    def update(self, event) -> None:
+        self.last = event
+        self.live.update(self._render(event))
+
+    def _render(self, event):
+        from rich.table import Table
+
+        table_ = Table(title=f"mnas search -> {self.storage}", title_justify="left", expand=False)
+        for col in ("trial", "accuracy", "latency ms", "reward"):
+            table_.add_column(col, no_wrap=True, min_width=len(col), justify="right")
+        table_.add_column("arch", overflow="ellipsis", no_wrap=True, ratio=1)
+        if event is None:
+            table_.caption = "starting: measuring the target, first candidate training..."
+            return table_
+        study = event.study
+        summary = study.summary(target_ms=event.reward.target_ms)
+        done = summary["states"].get("complete", 0) + summary["states"].get("failed", 0)
+        best = study.best()
+        for t in study.pareto_front()[-8:]:
+            table_.add_row(str(t.number), f"{100 * t.accuracy:.1f}%", f"{t.latency_ms:.3f}", f"{t.reward:.4f}", t.arch)
+        left = "" if self.budget.hours is None else f"   time left: {max(0.0, self.budget.seconds - event.elapsed) / 60:.1f} min"
+        total = f"/{self.budget.trials}" if self.budget.trials else ""
+        table_.caption = (f"trials {done}{total} (failed {summary['states'].get('failed', 0)}, running {event.running})"
+                          f"   best reward {best.reward:.4f}" if best else f"trials {done}{total}") + \
+            f"   target {event.reward.target_ms:.3f} ms   elapsed {event.elapsed / 60:.1f} min{left}   [front shown]"
+        return table_
