@@ -1,0 +1,159 @@
+"""`mnas export`: a study's chosen trial, an ARCH, or a trained model file to ONNX, TorchScript or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from mnas.cli._common import UsageError, emit_json, nonneg_int, positive_float, positive_int, resolve_arch
+from mnas.cli.report_cmd import open_study
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export", help="ONNX / TorchScript / JSON of a chosen trial, an architecture or a trained model",
+        description="Export the architecture of a study's trial (STUDY with --best, the default, --best-under-target"
+                    " or --trial N), of --arch ARCH, or of a trained model file (--weights DIR/model.pt, alone or"
+                    " with STUDY/--arch, whose architecture it must match). With --weights, the trained weights are"
+                    " exported and classes, channels and input size come from the file.")
+    p.add_argument("study", nargs="?", metavar="STUDY", help="the study: 'sqlite:///runs/x.db' or a path such as runs/x.db")
+    pick = p.add_mutually_exclusive_group()
+    pick.add_argument("--trial", type=nonneg_int, metavar="N", help="export trial number N")
+    pick.add_argument("--best", action="store_true", help="the complete trial with the highest reward (default)")
+    pick.add_argument("--best-under-target", action="store_true",
+                      help="the most accurate complete trial within the latency target")
+    p.add_argument("--arch", metavar="ARCH", help="export this architecture instead of a study's (zoo name, string or JSON file)")
+    p.add_argument("--weights", metavar="FILE", help="a model.pt written by 'mnas train': export its trained weights")
+    p.add_argument("--format", choices=("onnx", "torchscript", "json"), help="default: from --out's suffix"
+                                                                             " (.onnx, .pt, .json)")
+    p.add_argument("--out", required=True, metavar="FILE", help="the file to write")
+    p.add_argument("--input-size", type=positive_int, metavar="S",
+                   help="input resolution (default: the weights', else the study's search space's, else 224)")
+    p.add_argument("--num-classes", type=positive_int, metavar="C",
+                   help="classifier outputs (default: the weights', else the study's, else 1000)")
+    p.add_argument("--in-chans", type=positive_int, metavar="C",
+                   help="input channels (default: the weights', else the study's data's, else 3)")
+    p.add_argument("--target-ms", type=positive_float, help="latency target for --best-under-target (default: the study's)")
+    p.add_argument("--no-adapt-strides", action="store_true",
+                   help="with a zoo --arch below 224x224, keep the zoo's strides (default: adapt them as 'mnas train' does)")
+    p.add_argument("--check", action="store_true", help="reload the written file and compare its logits with PyTorch's")
+    p.add_argument("--json", action="store_true", help="print what was written as one JSON document")
+    p.set_defaults(handler=cmd_export)
+
+
+def _config_defaults(meta: dict[str, Any]) -> dict[str, int]:
+    """input_size, num_classes and in_chans as the study's search saw them, where recorded."""
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    settings = ((config.get("space") or {}).get("settings") or {}) if isinstance(config.get("space"), dict) else {}
+    data = ((config.get("evaluation") or {}).get("data") or {}) if isinstance(config.get("evaluation"), dict) else {}
+    found = {"input_size": settings.get("input_size") or data.get("input_size"),
+             "num_classes": settings.get("num_classes") or data.get("num_classes"),
+             "in_chans": data.get("channels")}
+    return {k: v for k, v in found.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0}
+
+
+def _trial_line(t: Any) -> str:
+    return f"#{t.number} ({100 * t.accuracy:.2f}% at {t.latency_ms:.3g} ms, reward {t.reward:.4f})"
+
+
+def _pick_trial(study: Any, args: argparse.Namespace, name: str):
+    """The trial the flags choose; UsageError with one line when there is none to export."""
+    from mnas.study import TrialState
+
+    trials = study.trials
+    if not trials:
+        raise UsageError(f"study {name} has no trials yet: nothing to export")
+    if args.trial is not None:
+        if args.trial >= len(trials):
+            raise UsageError(f"no trial {args.trial} in study {name}: it has trials 0 to {len(trials) - 1}")
+        t = study.storage.get_trial(args.trial)
+        if t.state is not TrialState.COMPLETE:
+            why = f" ({t.failure})" if t.failure and t.state is TrialState.FAILED else ""
+            status = {"failed": "failed", "running": "is still running"}.get(t.state.value, f"is {t.state.value}")
+            raise UsageError(f"trial {t.number} {status}{why}: choose a complete trial (--best, or --trial N)")
+        return t
+    complete = study.complete_trials
+    if not complete:
+        counts = ", ".join(f"{sum(t.state is s for t in trials)} {s.value}" for s in TrialState
+                           if any(t.state is s for t in trials))
+        raise UsageError(f"study {name} has no complete trials yet ({counts}): nothing to export")
+    if args.best_under_target:
+        from mnas.reports import study_target_ms
+
+        target = args.target_ms or study_target_ms(study.meta)
+        if target is None:
+            raise UsageError(f"study {name} records no latency target: pass --target-ms")
+        best = study.best(target)
+        if best is None:
+            fastest = min((t for t in complete if math.isfinite(t.latency_ms)), key=lambda t: t.latency_ms, default=None)
+            hint = f" (fastest: #{fastest.number} at {fastest.latency_ms:.3g} ms)" if fastest else ""
+            raise UsageError(f"no complete trial in study {name} is within the {target:g} ms target{hint}")
+        return best
+    return study.best()
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from mnas.export import export, format_from_path
+    from mnas.space import adapt_strides
+
+    if args.study and args.arch:
+        raise UsageError("pass STUDY or --arch, not both")
+    if not args.study and (args.trial is not None or args.best or args.best_under_target):
+        raise UsageError("--trial, --best and --best-under-target choose a trial of STUDY: pass STUDY")
+    if not (args.study or args.arch or args.weights):
+        raise UsageError("nothing to export: pass STUDY, --arch ARCH or --weights DIR/model.pt")
+    if args.target_ms and not args.best_under_target:
+        raise UsageError("--target-ms applies to --best-under-target")
+    try:
+        fmt = args.format or format_from_path(args.out)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+    trial, arch, defaults, source = None, None, {}, None
+    if args.study:
+        with open_study(args.study) as study:
+            trial = _pick_trial(study, args, args.study)
+            defaults = _config_defaults(study.meta)
+        arch, source = trial.arch, f"trial {_trial_line(trial)} of {args.study}"
+    elif args.arch:
+        arch, source = resolve_arch(args.arch), f"--arch {args.arch}"
+    if args.weights and not Path(args.weights).is_file():
+        raise UsageError(f"--weights {args.weights}: no such file")
+    if args.arch and _is_zoo(args.arch) and not args.no_adapt_strides:
+        # As `mnas train` does: a zoo model's 224x224 strides, adapted to a small input.
+        size = args.input_size or (_saved_input_size(args.weights) if args.weights else 224)
+        arch = adapt_strides(arch, size)
+    if args.weights:
+        source = (source + f" with weights {args.weights}") if source else f"weights {args.weights}"
+    explicit = {"input_size": args.input_size, "num_classes": args.num_classes, "in_chans": args.in_chans}
+    # With weights, the file decides (explicit flags must agree); otherwise flag > study config > built-in default.
+    sizes = {k: v if v is not None or args.weights else defaults.get(k) for k, v in explicit.items()}
+    try:
+        result = export(arch, args.out, fmt, weights=args.weights, trial=trial, check=args.check, **sizes)
+    except ValueError as exc:
+        if args.weights and "different architecture" in str(exc) and trial is not None:
+            raise UsageError(f"trial {trial.number}: {exc}") from None
+        raise UsageError(str(exc)) from None
+    if args.json:
+        emit_json(result.to_dict())
+        return 0
+    checked = f", logits match PyTorch (max diff {result.max_abs_diff:.2g})" if result.max_abs_diff is not None else ""
+    print(f"wrote {result.path}: {result.format}, {result.bytes / 1024:.0f} kB, input {result.in_chans}x"
+          f"{result.input_size}x{result.input_size} -> {result.num_classes} classes{checked}")
+    print(f"from {source}", file=sys.stderr)
+    return 0
+
+
+def _saved_input_size(weights: str) -> int:
+    from mnas.train.checkpoint import load_file
+
+    return int(load_file(weights).get("input_size") or 224)
+
+
+def _is_zoo(text: str) -> bool:
+    from mnas.space import is_zoo_name
+
+    return is_zoo_name(text.strip())

@@ -1,0 +1,70 @@
+"""`mnas report STUDY --out DIR`: Pareto plot, reward history and one HTML page of a study."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mnas.cli._common import UsageError, emit_json, positive_float, positive_int
+
+__all__ = ["open_study", "register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="Pareto plot, reward history and an HTML page of a study",
+                       description="Write DIR/pareto.png, DIR/history.png and DIR/index.html (one portable file,"
+                                   " images embedded). Opens STUDY read-only: it works while a search is writing.")
+    p.add_argument("study", metavar="STUDY", help="the study: 'sqlite:///runs/x.db' or a path such as runs/x.db")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
+    p.add_argument("--top", type=positive_int, default=50, metavar="N", help="rows in the table of best trials (default 50)")
+    p.add_argument("--target-ms", type=positive_float, help="latency target to draw (default: the study's)")
+    p.add_argument("--title", help="page title (default: 'mnas study: <file name>')")
+    p.add_argument("--json", action="store_true", help="print the summary and the written paths as one JSON document")
+    p.set_defaults(handler=cmd_report)
+
+
+def open_study(url: str):
+    """Open a study read-only from 'sqlite:///path' or a path; UsageError with one line otherwise."""
+    from mnas.study import SQLiteStorage, Study
+
+    text = url.strip()
+    scheme, sep, rest = text.partition("://")
+    if sep and scheme.lower() != "sqlite":
+        raise UsageError(f"cannot open study {url!r}: expected 'sqlite:///path/to/study.db' or a file path")
+    path = rest[1:] if sep else text  # 'sqlite:///rel/x.db' -> 'rel/x.db', 'sqlite:////abs' -> '/abs'
+    if not path or path in (":memory:", "/:memory:"):
+        raise UsageError(f"{url!r} is an in-memory study: only a study in a file can be opened here")
+    if not Path(path).is_file():
+        raise UsageError(f"study not found: {path} (no such file)")
+    try:
+        return Study(SQLiteStorage(path, read_only=True))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mnas._util import require
+    from mnas.reports import write_report
+
+    require("matplotlib", "mnas report")  # fail before opening anything
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {args.out}: exists and is not a directory")
+    with open_study(args.study) as study:
+        info = write_report(study, out, top=args.top, target_ms=args.target_ms, title=args.title)
+    if args.json:
+        emit_json(info)
+        return 0
+    best, under = info["best"], info["best_under_target"]
+    print(f"{info['n_complete']} complete, {info['n_failed']} failed, {info['n_running']} running"
+          + (f"; target {info['target_ms']:g} ms" if info["target_ms"] else ""))
+    if best:
+        print(f"best reward:       #{best['number']} {best['reward']:.4f} ({100 * best['accuracy']:.2f}%,"
+              f" {best['latency_ms']:.3g} ms)")
+    if under:
+        print(f"best under target: #{under['number']} {100 * under['accuracy']:.2f}% at {under['latency_ms']:.3g} ms")
+    if not info["n_complete"]:
+        print("no complete trials yet: the page and plots say so", file=sys.stderr)
+    print(f"wrote {info['files']['html']} (images embedded), {info['files']['pareto']}, {info['files']['history']}")
+    return 0

@@ -1,0 +1,64 @@
+"""Layer 6: a study's report — the Pareto plot, the reward history and one HTML page.
+
+`mnas.reports.data` computes what is shown from trials alone (pure, testable without matplotlib);
+`mnas.reports.plots` and `mnas.reports.html` draw it. `write_report` does all three::
+
+    from mnas.reports import write_report
+    info = write_report(Study("runs/cifar.db"), "runs/report")   # pareto.png, history.png, index.html
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from mnas.reports.data import (
+    DEFAULT_TOP,
+    HistoryData,
+    ParetoData,
+    ParetoPoint,
+    best_under_target,
+    history_data,
+    pareto_data,
+    report_summary,
+    study_target_ms,
+    top_rows,
+)
+from mnas.study import Study, TrialState
+
+__all__ = [
+    "DEFAULT_TOP", "HistoryData", "ParetoData", "ParetoPoint", "best_under_target", "history_data", "pareto_data",
+    "report_summary", "study_target_ms", "top_rows", "write_report",
+]
+
+PARETO_PNG, HISTORY_PNG, INDEX_HTML = "pareto.png", "history.png", "index.html"
+
+
+def write_report(study: Study, out: str | os.PathLike[str], *, top: int = DEFAULT_TOP, target_ms: float | None = None,
+                 title: str | None = None) -> dict[str, Any]:
+    """Write ``pareto.png``, ``history.png`` and ``index.html`` (images embedded, one portable file)
+    into `out` and return the summary with the written paths under ``"files"``. A study with no
+    complete trials still gets a page and empty plots that say so. `target_ms` defaults to the study's."""
+    from mnas.reports.html import render_html
+    from mnas.reports.plots import plot_history, plot_pareto
+
+    trials, meta = study.trials, study.meta  # one snapshot: a search may be writing meanwhile
+    summary = report_summary(trials, meta, target_ms)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pareto = plot_pareto(pareto_data(trials, summary["target_ms"]), out / PARETO_PNG)
+    history = plot_history(history_data(trials), out / HISTORY_PNG)
+    rows = top_rows(trials, top, summary["target_ms"])
+    failed = [t for t in trials if t.state is TrialState.FAILED][-top:] if top else []
+    failures = [{"number": t.number, "failure": t.failure} for t in failed]
+    page = render_html(summary, rows, title=title or f"mnas study: {_name(study)}", pareto_png=pareto,
+                       history_png=history, failures=failures, top=top)
+    index = out / INDEX_HTML
+    index.write_text(page, encoding="utf-8")
+    return {**summary, "files": {"html": str(index), "pareto": str(pareto), "history": str(history)}}
+
+
+def _name(study: Study) -> str:
+    path = getattr(study.storage, "path", None)
+    return Path(path).name if path and path != ":memory:" else "in memory"

@@ -1,0 +1,164 @@
+"""Renderer: the report as one self-contained HTML page (images embedded as base64, inline CSS
+and a few lines of vanilla JS to sort the table; no network access needed to view it)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mnas import __version__
+
+__all__ = ["render_html"]
+
+_COLUMNS = (  # (header, key, numeric?)
+    ("#", "number", True), ("arch", "arch", False), ("accuracy (%)", "accuracy", True),
+    ("latency (ms)", "latency_ms", True), ("reward", "reward", True), ("params", "params", True),
+    ("MACs", "macs", True), ("train (s)", "train_seconds", True), ("state", "state", False),
+)
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:1200px;padding:0 16px;color:#222}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}.sub{color:#666;margin:0 0 16px}
+.cards{display:flex;flex-wrap:wrap;gap:10px}.card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:130px}
+.card b{display:block;font-size:18px}.card span{color:#666;font-size:12px}
+.plots{display:flex;flex-wrap:wrap;gap:12px}.plots img{max-width:100%;border:1px solid #eee;border-radius:4px}
+table{border-collapse:collapse;width:100%;font-size:13px}th,td{padding:4px 8px;border-bottom:1px solid #eee;vertical-align:top}
+th{background:#f5f5f5;text-align:left;cursor:pointer;user-select:none;white-space:nowrap;position:sticky;top:0}
+th[data-dir=asc]::after{content:" \\25B2"}th[data-dir=desc]::after{content:" \\25BC"}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.arch,code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px}
+td.arch{overflow-wrap:anywhere;max-width:560px}tr.front td:first-child{border-left:3px solid #e66101}
+tr.over td.lat{color:#b2182b}pre{background:#f7f7f7;padding:10px;overflow:auto;max-height:420px}
+.note{color:#666;font-size:12px}.empty{padding:24px;border:1px dashed #bbb;border-radius:6px;color:#666;text-align:center}
+"""
+
+# Click a header to sort by it; click again to reverse. Numbers sort by data-v (empty cells last).
+_JS = """
+document.querySelectorAll("table.sortable").forEach(function(table){
+  table.querySelectorAll("th").forEach(function(th, col){
+    th.addEventListener("click", function(){
+      var num = th.dataset.num === "1", body = table.tBodies[0];
+      var desc = th.dataset.dir ? th.dataset.dir !== "desc" : num;  // first click: numbers high-first, text A-Z
+      table.querySelectorAll("th").forEach(function(h){ delete h.dataset.dir; });
+      th.dataset.dir = desc ? "desc" : "asc";
+      var key = function(r){ var c = r.cells[col], v = c.dataset.v !== undefined ? c.dataset.v : c.textContent;
+        return num ? (v === "" ? NaN : parseFloat(v)) : v.toLowerCase(); };
+      Array.from(body.rows).sort(function(a, b){
+        var x = key(a), y = key(b);
+        if (num && isNaN(x) !== isNaN(y)) return isNaN(x) ? 1 : -1;
+        return (x < y ? -1 : x > y ? 1 : 0) * (desc ? -1 : 1);
+      }).forEach(function(r){ body.appendChild(r); });
+    });
+  });
+});
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _fmt(key: str, value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if key == "accuracy":
+        return f"{100 * value:.2f}"
+    if key == "latency_ms":
+        return f"{value:.3g}" if value < 10 else f"{value:.1f}"
+    if key == "reward":
+        return f"{value:.4f}"
+    if key in ("params", "macs"):
+        return f"{value / 1e6:.2f}M" if value >= 1e5 else f"{value:,}"
+    if key == "train_seconds":
+        return f"{value:.1f}"
+    return str(value)
+
+
+def _table(rows: Sequence[Mapping[str, Any]]) -> str:
+    head = "".join(f'<th data-num="{int(num)}"' + (' data-dir="desc"' if key == "reward" else "") + f">{_e(h)}</th>"
+                   for h, key, num in _COLUMNS)
+    body = []
+    for r in rows:
+        classes = (["front"] if r.get("on_front") else []) + (["over"] if r.get("under_target") is False else [])
+        cells = []
+        for _, key, num in _COLUMNS:
+            value = r.get(key)
+            if num:
+                raw = "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else repr(value)
+                cls = "num lat" if key == "latency_ms" else "num"
+                cells.append(f'<td class="{cls}" data-v="{_e(raw)}">{_e(_fmt(key, value))}</td>')
+            else:
+                cells.append(f'<td class="{"arch" if key == "arch" else ""}">{_e(value)}</td>')
+        body.append(f'<tr class="{" ".join(classes)}">' + "".join(cells) + "</tr>")
+    return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(body) + "\n</tbody></table>"
+
+
+def _card(label: str, value: str) -> str:
+    return f'<div class="card"><b>{_e(value)}</b><span>{_e(label)}</span></div>'
+
+
+def _image(path: Path | None, alt: str) -> str:
+    if path is None or not Path(path).is_file():
+        return ""
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _best_line(best: Mapping[str, Any] | None) -> str:
+    if not best:
+        return "none"
+    return f"#{best['number']}: {100 * best['accuracy']:.2f}% at {best['latency_ms']:.3g} ms, reward {best['reward']:.4f}"
+
+
+def render_html(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], *, title: str,
+                pareto_png: Path | None = None, history_png: Path | None = None,
+                failures: Sequence[Mapping[str, Any]] = (), top: int | None = None) -> str:
+    """The page's HTML text: headline cards, both plots (embedded), the sortable table of `rows`
+    (already ranked by reward), the failed trials' reasons, and the search config."""
+    s = summary
+    target = s.get("target_ms")
+    best, under = s.get("best"), s.get("best_under_target")
+    cards = [
+        _card("trials complete", str(s["n_complete"])), _card("failed", str(s["n_failed"])),
+        _card("running", str(s["n_running"])),
+        _card("best reward", f"{best['reward']:.4f}" if best else "-"),
+        _card("target", f"{target:g} ms" if target else "none"),
+        _card("best under target", f"{100 * under['accuracy']:.2f}% @ {under['latency_ms']:.3g} ms" if under else "-"),
+    ]
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_e(title)}</h1>", f'<p class="sub">mnas {_e(__version__)} report</p>',
+        f'<div class="cards">{"".join(cards)}</div>',
+        '<h2>Summary</h2><ul>',
+        f"<li>best by reward: {_e(_best_line(best))}"
+        + (f' <br><code>{_e(best["arch"])}</code>' if best else "") + "</li>",
+        f"<li>best under the target ({_e(f'{target:g} ms' if target else 'no target')}): {_e(_best_line(under))}"
+        + (f' <br><code>{_e(under["arch"])}</code>' if under else "") + "</li>",
+        f"<li>Pareto front: {len(s.get('pareto_front') or [])} trials"
+        + (f" ({_e(', '.join(f'#{n}' for n in s['pareto_front']))})" if s.get("pareto_front") else "") + "</li>",
+        "</ul>",
+    ]
+    if not s["n_complete"]:
+        parts.append('<div class="empty">no complete trials yet</div>')
+    parts += ['<h2>Plots</h2><div class="plots">', _image(pareto_png, "accuracy vs latency"),
+              _image(history_png, "reward per trial"), "</div>"]
+    shown = f"top {len(rows)} of {s['n_complete']} complete trials by reward" if top is not None else "trials"
+    parts.append(f"<h2>Best trials</h2><p class=\"note\">{_e(shown)}; click a column to sort. "
+                 "Orange edge: on the Pareto front; red latency: over the target.</p>")
+    parts.append(_table(rows) if rows else '<div class="empty">no complete trials yet</div>')
+    if failures:
+        items = "".join(f"<li>#{f['number']}: {_e(f.get('failure') or 'unknown failure')}</li>" for f in failures)
+        parts.append(f"<h2>Failed trials</h2><ul>{items}</ul>")
+    if s.get("config") is not None:
+        config = json.dumps(s["config"], indent=2, sort_keys=True, default=str)
+        parts.append(f"<h2>Search config</h2><details open><summary>study.meta['config']</summary>"
+                     f"<pre>{_e(config)}</pre></details>")
+    parts.append(f"<script>{_JS}</script></body></html>")
+    return "\n".join(parts) + "\n"

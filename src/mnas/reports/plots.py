@@ -1,0 +1,163 @@
+"""Renderers: `ParetoData` and `HistoryData` to PNG images with matplotlib (the 'report' extra).
+
+Figures are drawn on the object API with the Agg canvas (`matplotlib.figure.Figure`), never
+through pyplot: no global figure state, no GUI backend, safe from any thread.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from mnas._util import require
+from mnas.reports.data import HistoryData, ParetoData
+
+__all__ = ["plot_history", "plot_pareto"]
+
+# Colour-blind-safe pairs (ColorBrewer PuOr / RdBu).
+_TRIAL, _FRONT, _TARGET, _BEST, _FAILED = "#7b8fc7", "#e66101", "#b2182b", "#fdb863", "#d7301f"
+_DPI = 130
+
+
+def _figure(width: float = 8.0, height: float = 5.2) -> Any:
+    require("matplotlib", "mnas report")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=_DPI)
+    return path
+
+
+def _empty(ax: Any, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=13, color="0.45",
+            bbox={"boxstyle": "round,pad=0.4", "fc": "white", "ec": "0.8"}, zorder=10)
+
+
+def _counts(n_complete: int, n_failed: int, n_running: int) -> str:
+    parts = [f"{n_complete} complete"]
+    if n_failed:
+        parts.append(f"{n_failed} failed (not plotted)")
+    if n_running:
+        parts.append(f"{n_running} running")
+    return ", ".join(parts)
+
+
+def plot_pareto(data: ParetoData, path: str | os.PathLike[str], title: str | None = None) -> Path:
+    """Accuracy (%) against latency (ms): every trial, the front as a step line, the target and the
+    best trial under it annotated. Returns the PNG's path."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    pts = data.points
+    ax.set_title(title or f"Accuracy vs latency: {_counts(len(pts), data.n_failed, data.n_running)}", fontsize=12)
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(True, alpha=0.3)
+    if not pts:
+        _empty(ax, "no complete trials yet")
+        ax.set_ylim(0, 100)
+        if data.target_ms is not None:
+            ax.axvline(data.target_ms, color=_TARGET, ls="--", lw=1.5, label=f"target {data.target_ms:g} ms")
+            ax.set_xlim(0, data.target_ms * 2)
+            ax.legend(loc="lower right")
+        return _save(fig, path)
+
+    lat = [p.latency_ms for p in pts]
+    lo, hi = min(lat + ([data.target_ms] if data.target_ms else [])), max(lat + ([data.target_ms] if data.target_ms else []))
+    if lo > 0 and hi / lo > 30:  # latencies over orders of magnitude: a log axis keeps the fast ones apart
+        from matplotlib.ticker import FuncFormatter, LogLocator
+
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+    rest = [p for p in pts if not p.on_front]
+    if rest:
+        many = len(rest) > 1000  # smaller, lighter dots keep a dense cloud readable
+        ax.scatter([p.latency_ms for p in rest], [100 * p.accuracy for p in rest], s=10 if many else 26, color=_TRIAL,
+                   alpha=0.4 if many else 0.65, edgecolors="none", label=f"trial ({len(rest)})", zorder=2)
+    front = data.front
+    fx, fy = [p.latency_ms for p in front], [100 * p.accuracy for p in front]
+    ax.step(fx, fy, where="post", color=_FRONT, lw=1.8, alpha=0.9, zorder=3)
+    ax.scatter(fx, fy, s=46, color=_FRONT, edgecolors="white", linewidths=0.8, label=f"Pareto front ({len(front)})",
+               zorder=4)
+    if data.target_ms is not None:
+        ax.axvline(data.target_ms, color=_TARGET, ls="--", lw=1.5, label=f"target {data.target_ms:g} ms", zorder=1)
+        x0, x1 = ax.get_xlim()
+        if x1 > data.target_ms:  # faintly shade the region over the target
+            ax.axvspan(data.target_ms, x1, color=_TARGET, alpha=0.04, lw=0, zorder=0)
+            ax.set_xlim(x0, x1)
+    best = data.best_under
+    if best is not None:
+        bx, by = best.latency_ms, 100 * best.accuracy
+        ax.scatter([bx], [by], s=240, marker="*", color=_BEST, edgecolors="black", linewidths=0.8, zorder=5,
+                   label="best under target")
+        _annotate(ax, bx, by, f"#{best.number}: {by:.1f}% at {bx:.3g} ms")
+    elif data.target_ms is not None:
+        ax.text(0.02, 0.97, f"no trial under the {data.target_ms:g} ms target", transform=ax.transAxes,
+                va="top", fontsize=9, color=_TARGET)
+    if data.n_skipped:
+        ax.text(0.98, 0.02, f"{data.n_skipped} with non-finite figures not shown", transform=ax.transAxes,
+                ha="right", fontsize=8, color="0.4")
+    ax.legend(loc="best", fontsize=9, framealpha=0.9)
+    return _save(fig, path)
+
+
+def _annotate(ax: Any, x: float, y: float, text: str) -> None:
+    """Label a point, with the text placed toward the middle of the axes so it stays inside."""
+    fig = ax.figure
+    fig.canvas.draw()  # fix the limits before placing the label relative to them
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    fx = (math.log(x / x0) / math.log(x1 / x0)) if ax.get_xscale() == "log" else (x - x0) / (x1 - x0 or 1)
+    fy = (y - y0) / (y1 - y0 or 1)
+    dx = -70 if fx > 0.5 else 25
+    dy = -40 if fy > 0.5 else 30
+    ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=9, zorder=6,
+                ha="right" if dx < 0 else "left",
+                bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "0.6", "alpha": 0.95},
+                arrowprops={"arrowstyle": "->", "color": "0.3", "lw": 1})
+
+
+def plot_history(data: HistoryData, path: str | os.PathLike[str], title: str | None = None) -> Path:
+    """Reward per complete trial with its running best; failed trials as marks on the x-axis."""
+    fig = _figure(8.0, 4.2)
+    ax = fig.add_subplot()
+    failed = f", {len(data.failed)} failed" if data.failed else ""
+    ax.set_title(title or f"Reward per trial: {len(data.numbers)} complete{failed}", fontsize=12)
+    ax.set_xlabel("trial number")
+    ax.set_ylabel("reward")
+    ax.grid(True, alpha=0.3)
+    if data.numbers:
+        ax.scatter(data.numbers, data.rewards, s=18, color=_TRIAL, alpha=0.7, edgecolors="none", label="reward",
+                   zorder=2)
+        last = max(data.numbers + data.failed)
+        xs, ys = list(data.numbers) + [last], list(data.running_best) + [data.running_best[-1]]
+        ax.step(xs, ys, where="post", color=_FRONT, lw=2, label="best so far", zorder=3)
+        if data.best_number is not None:
+            best = max(data.rewards)
+            ax.scatter([data.best_number], [best], s=180, marker="*", color=_BEST, edgecolors="black",
+                       linewidths=0.8, zorder=4, label=f"best: #{data.best_number} ({best:.4g})")
+    else:
+        _empty(ax, "no complete trials yet")
+        ax.set_ylim(0, 1)
+    every = list(data.numbers) + list(data.failed)
+    if every:  # the failed marks do not widen the axis by themselves (axes coordinates in y)
+        pad = max(0.5, 0.02 * (max(every) - min(every)))
+        ax.set_xlim(min(every) - pad, max(every) + pad)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if data.failed:
+        # On the x-axis itself (axes y=0), whatever the reward scale.
+        ax.scatter(data.failed, [0.0] * len(data.failed), transform=ax.get_xaxis_transform(), marker="x", s=30,
+                   color=_FAILED, clip_on=False, zorder=5, label=f"failed ({len(data.failed)})")
+    if data.numbers or data.failed:
+        ax.legend(loc="best", fontsize=9, framealpha=0.9)
+    return _save(fig, path)

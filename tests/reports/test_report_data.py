@@ -1,0 +1,119 @@
+"""The report's data functions: Pareto points and front, history, top rows, summary (no matplotlib)."""
+
+import math
+import random
+
+import pytest
+
+from mnas.objectives import dominates
+from mnas.reports import best_under_target, history_data, pareto_data, report_summary, study_target_ms, top_rows
+from mnas.study import InMemoryStorage, Study
+
+ARCH = "r1_k3_s11_e1_i8_o8 | s1_h0_d0.0_relu"
+
+
+def make_study(n=40, seed=0, fail_every=7, target=20.0):
+    """A study with random (accuracy, latency) trials, every `fail_every`-th failed, one left running."""
+    rng = random.Random(seed)
+    storage = InMemoryStorage()
+    storage.set_meta("target_ms", target)
+    for i in range(n):
+        number = storage.create_trial([i], f"{ARCH} #{i}")
+        if fail_every and i % fail_every == fail_every - 1:
+            storage.fail_trial(number, f"NaN loss in trial {i}")
+            continue
+        acc = round(rng.uniform(0.5, 0.9), 2)  # rounded: ties in accuracy happen
+        lat = round(rng.uniform(5, 40), 1)
+        storage.complete_trial(number, acc, lat, acc * (lat / target) ** -0.07, params=1000 + i, macs=10_000 + i,
+                               train_seconds=float(i))
+    storage.create_trial([n], "running")
+    return Study(storage)
+
+
+def test_front_is_exactly_the_non_dominated_points():
+    for seed in range(5):
+        trials = make_study(seed=seed).trials
+        data = pareto_data(trials, 20.0)
+        pts = {p.number: (p.accuracy, p.latency_ms) for p in data.points}
+        brute = {n for n, p in pts.items() if not any(dominates(q, p) for m, q in pts.items() if m != n)}
+        assert {p.number for p in data.front} == brute
+        assert {p.number for p in data.points if p.on_front} == brute
+        lats = [p.latency_ms for p in data.front]
+        accs = [p.accuracy for p in data.front]
+        assert lats == sorted(lats) and accs == sorted(accs)  # the step line's order
+
+
+def test_points_leave_out_failed_and_running_but_count_them():
+    trials = make_study(n=40, fail_every=7).trials
+    data = pareto_data(trials, 20.0)
+    assert data.n_failed == 5 and data.n_running == 1
+    assert len(data.points) == 35
+    assert all(t.state.value == "complete" for t in trials if t.number in {p.number for p in data.points})
+
+
+def test_best_under_target_is_the_most_accurate_within_it():
+    trials = make_study().trials
+    data = pareto_data(trials, 20.0)
+    under = [p for p in data.points if p.latency_ms <= 20.0]
+    assert data.best_under.accuracy == max(p.accuracy for p in under)
+    assert data.best_under.on_front  # the best under a target is always on the front
+    assert best_under_target(trials, 20.0).number == data.best_under.number
+    assert best_under_target(trials, 1.0) is None and pareto_data(trials, 1.0).best_under is None
+    assert best_under_target(trials, None) is None
+
+
+def test_history_running_best_and_failed_marks():
+    trials = make_study().trials
+    h = history_data(trials)
+    assert list(h.numbers) == sorted(h.numbers) and len(h.numbers) == len(h.rewards) == len(h.running_best)
+    assert list(h.running_best) == [max(h.rewards[: i + 1]) for i in range(len(h.rewards))]
+    assert h.failed == (6, 13, 20, 27, 34)
+    assert h.best_number == h.numbers[h.rewards.index(max(h.rewards))]
+
+
+def test_top_rows_are_ranked_by_reward_and_limited():
+    trials = make_study().trials
+    rows = top_rows(trials, 10, target_ms=20.0)
+    assert len(rows) == 10
+    rewards = [r["reward"] for r in rows]
+    assert rewards == sorted(rewards, reverse=True)
+    assert rewards[0] == max(t.reward for t in trials if t.reward is not None)
+    r = rows[0]
+    assert set(r) >= {"number", "arch", "accuracy", "latency_ms", "reward", "params", "macs", "train_seconds", "state"}
+    assert r["under_target"] == (r["latency_ms"] <= 20.0)
+    assert len(top_rows(trials, 1000)) == 35 and top_rows(trials, 0) == []
+    with pytest.raises(ValueError, match="rows"):
+        top_rows(trials, -1)
+
+
+def test_summary_counts_best_and_target_from_meta():
+    study = make_study()
+    s = report_summary(study.trials, study.meta)
+    assert (s["n_trials"], s["n_complete"], s["n_failed"], s["n_running"]) == (41, 35, 5, 1)
+    assert s["target_ms"] == 20.0
+    assert s["best"]["number"] == study.best().number
+    assert s["best_under_target"]["number"] == study.best(20.0).number
+    assert s["pareto_front"] == [t.number for t in study.pareto_front()]
+    assert report_summary(study.trials, study.meta, target_ms=1.0)["best_under_target"] is None
+
+
+def test_target_from_config_when_no_target_meta():
+    assert study_target_ms({"config": {"target_ms": 12.5}}) == 12.5
+    assert study_target_ms({"config": {"reward": {"target_ms": 8}}}) == 8.0
+    assert study_target_ms({"target_ms": 3.0, "config": {"target_ms": 12.5}}) == 3.0
+    assert study_target_ms({"target_ms": "fast"}) is None and study_target_ms({}) is None
+
+
+def test_empty_and_non_finite_studies():
+    empty = Study(InMemoryStorage())
+    data = pareto_data(empty.trials, 20.0)
+    assert data.points == () and data.front == () and data.best_under is None
+    assert history_data(empty.trials).numbers == ()
+    s = report_summary(empty.trials, {})
+    assert s["n_complete"] == 0 and s["best"] is None and s["target_ms"] is None
+
+    storage = InMemoryStorage()
+    for lat in (5.0, math.inf):
+        storage.complete_trial(storage.create_trial([0], ARCH), 0.5, lat, 0.5)
+    data = pareto_data(Study(storage).trials)
+    assert len(data.points) == 1 and data.n_skipped == 1
