@@ -1,6 +1,5 @@
 """The search loop: budgets, resume, crash safety, failures, repeats, and the built-in evaluator."""
 
-import os
 import random
 import signal
 import subprocess
@@ -69,7 +68,7 @@ def test_resume_refuses_other_settings(tmp_path):
 def test_kill_at_any_moment_loses_no_finished_trial(tmp_path):
     rng = random.Random(0)
     db = tmp_path / "k.db"
-    for round_ in range(3):
+    for _ in range(3):
         proc = subprocess.Popen([sys.executable, str(HELPERS), str(db), "400"], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         time.sleep(2.0 + rng.random() * 2.0)

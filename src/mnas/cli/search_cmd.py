@@ -23,11 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="search architectures (default: a small search on digits, on this CPU)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("data and space")
-    g.add_argument("--data", default="digits", help="digits (default), cifar10/cifar100 (with --data-root), a .npz or an image folder")
+    g.add_argument("--data", default="digits",
+                   help="digits (default), cifar10/cifar100 (with --data-root), a .npz or an image folder")
     g.add_argument("--data-root", help="folder holding the CIFAR batches (for --data cifar10/cifar100)")
     g.add_argument("--val-fraction", type=float, default=0.2, help="training data held out for validation (default 0.2)")
     g.add_argument("--input-size", type=positive_int, help="resolution (default: the data's)")
-    g.add_argument("--width-mult", type=positive_float, help="scale every filter count (default 0.5 for images <= 16 px, else 1.0)")
+    g.add_argument("--width-mult", type=positive_float,
+                   help="scale every filter count (default 0.5 for images <= 16 px, else 1.0)")
     g.add_argument("--head", type=nonneg_int, help="head conv filters (default 1280; 256 for images <= 16 px)")
     g.add_argument("--strides", help="stem and 7 block strides, e.g. 1,1,1,2,2,1,2,1 (default: adapted to the input size)")
     g = p.add_argument_group("objective")
@@ -118,6 +120,21 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     if (args.alpha is None) != (args.beta is None):
         raise UsageError("--alpha and --beta go together (a custom reward needs both)")
+    options = _strategy_options(args.strategy_opt)  # validate everything cheap before loading data
+    target_parsed = Target.parse(args.target) if args.target else None
+    if target_parsed is not None and target_parsed.reference is not None:
+        from mnas.space import is_zoo_name
+
+        if not is_zoo_name(target_parsed.reference):
+            raise UsageError(f"--target {args.target!r}: {target_parsed.reference!r} is not a zoo model (see 'mnas models')")
+    if args.url and not args.token:
+        raise UsageError("--url needs --token (the device server's token)")
+    strides = None
+    if args.strides:
+        try:
+            strides = [int(s) for s in args.strides.replace(" ", "").split(",")]
+        except ValueError:
+            raise UsageError(f"--strides {args.strides!r}: expected 8 comma-separated 1s and 2s") from None
     storage = _storage_path(args)
     resuming = Path(storage.removeprefix("sqlite:///")).is_file()
     if args.resume and not resuming:
@@ -127,23 +144,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     small = size <= 16
     width = args.width_mult or (0.5 if small else 1.0)
     head = args.head if args.head is not None else (256 if small else 1280)
-    strides = None
-    if args.strides:
-        try:
-            strides = [int(s) for s in args.strides.replace(" ", "").split(",")]
-        except ValueError:
-            raise UsageError(f"--strides {args.strides!r}: expected 8 comma-separated 1s and 2s") from None
     space = MnasNetSpace(data.num_classes, size, width_mult=width, head_chs=head, strides=strides)
     latency = _latency_backend(args)
     target_text = args.target or (None if resuming else f"mobilenetv2_x{width:g}" if width != 1 else "mobilenetv2")
     reward = None
     if target_text is not None:
-        target = Target.parse(target_text)
-        if target.reference is not None:
-            from mnas.space import is_zoo_name
-
-            if not is_zoo_name(target.reference):
-                raise UsageError(f"--target {target_text!r}: {target.reference!r} is not a zoo model (see 'mnas models')")
+        target = target_parsed or Target.parse(target_text)
         from mnas.evaluate import resolve_reference
 
         ms = target.resolve(lambda name: resolve_reference(name, latency, size, data.num_classes))
@@ -164,7 +170,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     try:
         with display or _nullcontext():
             study = search(space, data=data, latency=latency, reward=reward, strategy=args.strategy,
-                           strategy_options=_strategy_options(args.strategy_opt), budget=budget, storage=storage,
+                           strategy_options=options, budget=budget, storage=storage,
                            executor=args.executor, workers=workers, ray_address=args.ray_address, proxy=proxy,
                            seed=args.seed, callbacks=[display.update] if display else [])
     except KeyboardInterrupt:
