@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--val-fraction", type=float, default=0.2, help="training data held out for validation (default 0.2)")
     g.add_argument("--input-size", type=positive_int, help="resolution (default: the data's)")
     g.add_argument("--width-mult", type=positive_float,
-                   help="scale every filter count (default 0.5 for images <= 16 px, else 1.0)")
+                   help="scale every filter count (default 0.35 for images <= 16 px, else 1.0)")
     g.add_argument("--head", type=nonneg_int, help="head conv filters (default 1280; 256 for images <= 16 px)")
     g.add_argument("--strides", help="stem and 7 block strides, e.g. 1,1,1,2,2,1,2,1 (default: adapted to the input size)")
     g = p.add_argument_group("objective")
@@ -142,7 +142,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     data = load(args.data, root=args.data_root, val_fraction=args.val_fraction, seed=args.seed)
     size = args.input_size or data.input_size
     small = size <= 16
-    width = args.width_mult or (0.5 if small else 1.0)
+    width = args.width_mult or (0.35 if small else 1.0)
     head = args.head if args.head is not None else (256 if small else 1280)
     space = MnasNetSpace(data.num_classes, size, width_mult=width, head_chs=head, strides=strides)
     latency = _latency_backend(args)
