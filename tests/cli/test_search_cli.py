@@ -42,3 +42,29 @@ def test_tiny_search_then_resume(tmp_path):
 def test_bad_input_exits_2(tmp_path, args, needle):
     proc = run("--storage", str(tmp_path / "x.db"), "--trials", "1", *args, rc=2)
     assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_stops_cleanly_and_resume_requeues(tmp_path):
+    import signal
+    import time
+
+    from mnas.study import SQLiteStorage
+
+    db = tmp_path / "c.db"
+    common = ("--storage", str(db), "--epochs", "0.5", "--width-mult", "0.25", "--head", "32", "--quiet")
+    proc = subprocess.Popen([sys.executable, "-m", "mnas.cli", "search", "--trials", "100", *common],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if db.exists() and SQLiteStorage(db, read_only=True).count_trials("complete") >= 2:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Resume with: mnas search --resume" in err
+    storage = SQLiteStorage(db, read_only=True)
+    done = storage.count_trials("complete")
+    assert done >= 2
+    storage.close()
+    resumed = json.loads(run("--trials", str(done + 1), "--json", "--resume", *common[:-1]).stdout)
+    assert resumed["states"]["running"] == 0 and resumed["states"]["complete"] >= done + 1 - resumed["states"]["failed"]
