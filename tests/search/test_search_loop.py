@@ -131,3 +131,10 @@ def test_builtin_evaluation_on_digits():
         assert 0 <= t.accuracy <= 1 and t.latency_ms > 0 and t.params > 0 and t.macs > 0
         assert t.extra.get("latency_cv") is not None
     assert 0 < study.meta["target_ms"] < 1000
+
+
+def test_process_pool_search_matches_the_budget(tmp_path):
+    study = search(SPACE, evaluate=synthetic, target=20, strategy="evolution", budget=Budget(trials=12),
+                   storage=str(tmp_path / "p.db"), executor="process", workers=2, seed=0)
+    assert len(study.complete_trials) == 12
+    assert study.storage.load_strategy_state()[1] == 12
