@@ -1,0 +1,70 @@
+"""`mnas device serve` (on the target device) and `mnas device info` (from anywhere).
+
+Imports nothing heavy at module level: the server must run where PyTorch is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from mnas.cli._common import UsageError, emit_json, positive_float, positive_int
+
+TOKEN_ENV = "MNAS_DEVICE_TOKEN"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    dev = sub.add_parser("device", help="the latency server that runs on the target device")
+    dev_sub = dev.add_subparsers(dest="device_command", metavar="ACTION")
+
+    p = dev_sub.add_parser("serve", help="serve latency measurements over HTTP (ONNX Runtime, no PyTorch)")
+    p.add_argument("--port", type=int, required=True, help="TCP port (0: any free port)")
+    p.add_argument("--token", help=f"the shared secret clients must send (or set {TOKEN_ENV}); at least 8 characters")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--threads", type=positive_int, default=1, help="ONNX Runtime intra-op threads (default 1)")
+    p.add_argument("--max-body-mb", type=positive_float, default=64.0, help="largest ONNX upload (default 64 MiB)")
+    p.add_argument("--quiet", action="store_true", help="do not log requests")
+    p.set_defaults(handler=cmd_serve)
+
+    p = dev_sub.add_parser("info", help="ask a device server what it is")
+    p.add_argument("--url", required=True, help="http://HOST:PORT")
+    p.add_argument("--token", help=f"the server's token (or set {TOKEN_ENV})")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_info)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mnas.latency.server import DeviceServer
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port}: expected 0 to 65535")
+    token = args.token or os.environ.get(TOKEN_ENV)
+    if not token:
+        raise UsageError(f"the device server needs a token: pass --token or set {TOKEN_ENV}")
+    server = DeviceServer(token, args.host, args.port, args.threads, int(args.max_body_mb * 2**20), quiet=args.quiet)
+    print(f"mnas device server on {server.url} ({args.threads} thread(s)); Ctrl-C to stop", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.httpd.server_close()
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from mnas.latency.remote import DeviceUnavailable, Remote
+
+    try:
+        info = Remote(args.url, args.token, timeout=30.0, retries=1).info()
+    except DeviceUnavailable as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        emit_json(info)
+        return 0
+    device, runtime, settings = info.get("device", {}), info.get("runtime", {}), info.get("settings", {})
+    print(f"cpu:      {device.get('cpu')} ({device.get('logical_cpus')} logical CPUs, {device.get('system')})")
+    print("runtime:  " + ", ".join(f"{k} {v}" for k, v in runtime.items()))
+    print(f"threads:  {settings.get('threads')}")
+    return 0

@@ -1,0 +1,196 @@
+"""`mnas latency measure | build-lut | validate`."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from mnas.cli._common import UsageError, emit_json, nonneg_int, positive_int, resolve_arch
+
+BACKEND_CHOICES = ("onnxruntime", "torch", "remote", "lut")
+
+
+def _backend_options(p: argparse.ArgumentParser, lut: bool = True) -> None:
+    choices = BACKEND_CHOICES if lut else BACKEND_CHOICES[:3]
+    p.add_argument("--backend", choices=choices, default=None,
+                   help="where to measure (default onnxruntime: ONNX Runtime on this CPU)")
+    p.add_argument("--threads", type=positive_int, default=1, help="intra-op threads (default 1, one big core)")
+    p.add_argument("--device", default="cpu", help="torch backend: cpu or cuda (default cpu)")
+    p.add_argument("--clock", choices=("auto", "wall", "thread"), default="auto",
+                   help="auto: the thread's CPU time at 1 thread (leaves out time the OS gives other processes),"
+                        " else wall time")
+    p.add_argument("--url", help="remote backend: the device server, http://HOST:PORT")
+    p.add_argument("--token", help="remote backend: the server's token (or set MNAS_DEVICE_TOKEN)")
+    p.add_argument("--repeats", type=positive_int, default=None, help="most timed samples per measurement")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    lat = sub.add_parser("latency", help="measure latency, build and validate lookup tables")
+    lat_sub = lat.add_subparsers(dest="latency_command", metavar="ACTION")
+
+    p = lat_sub.add_parser("measure", help="latency of one architecture (median and spread)")
+    p.add_argument("arch", metavar="ARCH", help="zoo name, block strings, or a JSON file")
+    _backend_options(p)
+    p.add_argument("--lut", help="lut backend: the table file")
+    p.add_argument("--input-size", type=positive_int, default=None,
+                   help="input resolution (default 224, or the table's with --lut)")
+    p.add_argument("--num-classes", type=positive_int, default=None, help="classes (default 1000, or the table's)")
+    p.add_argument("--batch-size", type=positive_int, default=1)
+    p.add_argument("--in-chans", type=positive_int, default=None, help="input channels (default 3, or the table's)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(handler=cmd_measure)
+
+    p = lat_sub.add_parser("build-lut", help="measure every layer of the search space into a lookup table")
+    p.add_argument("--out", required=True, help="the table file (JSON); an unfinished one is resumed")
+    _backend_options(p, lut=False)
+    p.add_argument("--input-size", type=positive_int, default=224)
+    p.add_argument("--num-classes", type=positive_int, default=1000)
+    p.add_argument("--width-mult", type=float, default=1.0, help="the space's width multiplier (default 1.0)")
+    p.add_argument("--in-chans", type=positive_int, default=3, help="input channels (default 3)")
+    p.add_argument("--fit-archs", type=nonneg_int, default=20,
+                   help="whole networks measured to fit the table's scale and overhead (default 20)")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_build_lut)
+
+    p = lat_sub.add_parser("validate", help="compare a lookup table with real measurements")
+    p.add_argument("--lut", required=True, help="the table file")
+    p.add_argument("--n", type=positive_int, default=50, help="random architectures to measure (default 50)")
+    p.add_argument("--seed", type=nonneg_int, default=12345)
+    p.add_argument("--recalibrate", type=nonneg_int, default=0, metavar="K",
+                   help="first refit the table's scale and overhead on K other networks measured now (default 0)")
+    _backend_options(p, lut=False)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_validate)
+
+
+def make_backend(args: argparse.Namespace, default: str = "onnxruntime") -> Any:
+    """The backend the options describe; UsageError for a bad combination."""
+    from mnas.latency import Protocol, get_backend
+
+    name = args.backend or ("remote" if args.url else default)
+    protocol = None
+    if getattr(args, "repeats", None):
+        protocol = Protocol(min_repeats=min(10, args.repeats), max_repeats=args.repeats)
+    if name == "remote":
+        if not args.url:
+            raise UsageError("--backend remote needs --url http://HOST:PORT (and --token or MNAS_DEVICE_TOKEN)")
+        return get_backend("remote", url=args.url, token=args.token, repeats=args.repeats)
+    if args.url:
+        raise UsageError(f"--url is for --backend remote, not {name}")
+    if name == "lut":
+        if not getattr(args, "lut", None):
+            raise UsageError("--backend lut needs --lut FILE (a table from 'mnas latency build-lut')")
+        return get_backend("lut", path=args.lut)
+    if name == "torch":
+        return get_backend("torch", threads=args.threads, device=args.device, clock=args.clock, protocol=protocol)
+    if args.device != "cpu":
+        raise UsageError(f"--device {args.device} is for --backend torch; onnxruntime runs on the CPU")
+    return get_backend(name, threads=args.threads, clock=args.clock, protocol=protocol)
+
+
+@contextmanager
+def _device_errors() -> Iterator[None]:
+    from mnas.latency import DeviceUnavailable
+
+    try:
+        yield
+    except DeviceUnavailable as exc:
+        raise UsageError(f"{exc} (is 'mnas device serve' running there?)") from None
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    arch = resolve_arch(args.arch)
+    if args.lut and not args.backend:
+        args.backend = "lut"
+    with _device_errors():
+        backend = make_backend(args)
+        size, classes, chans = args.input_size, args.num_classes, args.in_chans
+        if backend.name == "lut":
+            size, classes, chans = size or backend.input_size, classes or backend.num_classes, chans or backend.in_chans
+        result = backend.measure(arch, size or 224, classes or 1000, args.batch_size, in_chans=chans or 3)
+    if args.json:
+        emit_json(result.to_dict())
+        return 0
+    spread = f"IQR {result.iqr_ms:.3f} ms, CV {100 * result.cv:.1f}%, n={result.n}" if result.n else "predicted"
+    print(f"{result.median_ms:.3f} ms  ({spread})")
+    wall = "" if math.isnan(result.wall_median_ms) else f", wall median {result.wall_median_ms:.3f} ms"
+    shape = "x".join(str(d) for d in result.input_shape)
+    print(f"backend {result.backend}, clock {result.clock}{wall}, input {shape}, cpu {result.device.get('cpu', '?')}")
+    return 0
+
+
+@contextmanager
+def _progress(label: str, quiet: bool = False) -> Iterator[Any]:
+    """A callback progress(done, total, what) drawing a rich bar on stderr (plain lines without rich)."""
+    try:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    except ImportError:
+        def plain(done: int, total: int, what: str) -> None:
+            if done == total or done % 50 == 0:
+                print(f"{label}: {done}/{total}", file=sys.stderr)
+        yield plain
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+               TextColumn("{task.fields[what]}"))
+    with Progress(*columns, console=Console(stderr=True), transient=False, disable=quiet) as bar:
+        task = bar.add_task(label, total=None, what="")
+
+        def update(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total, what=what[:40])
+        yield update
+
+
+def cmd_build_lut(args: argparse.Namespace) -> int:
+    from mnas.latency.lut_build import build_lut
+    from mnas.space import MnasNetSpace
+
+    space = MnasNetSpace(args.num_classes, args.input_size, width_mult=args.width_mult)
+    with _device_errors():
+        backend = make_backend(args)
+        with _progress("build-lut") as progress:
+            table = build_lut(space, backend, args.out, fit_archs=args.fit_archs, seed=args.seed,
+                              in_chans=args.in_chans, progress=progress)
+    summary = {"out": args.out, "entries": len(table.entries), "scale": table.scale,
+               "overhead_ms": table.overhead_ms, "build_seconds": table.meta.get("build_seconds"),
+               "backend": table.meta.get("backend"), "space": table.meta.get("space")}
+    if args.json:
+        emit_json(summary)
+        return 0
+    print(f"wrote {args.out}: {summary['entries']} layer signatures, fit: {table.scale:.3f} x sum"
+          f" {table.overhead_ms:+.3f} ms, built in {summary['build_seconds']:.0f} s")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from mnas.latency import LookupTable
+    from mnas.latency.lut_build import validate_lut
+
+    table = LookupTable.load(args.lut)
+    with _device_errors():
+        if args.backend is None and not args.url:  # measure as the table was built
+            settings = dict(table.meta.get("backend", {}).get("settings", {}))
+            name = table.meta.get("backend", {}).get("backend", "onnxruntime")
+            if name == "remote":
+                raise UsageError("the table was built on a device server: pass --backend remote --url ... to validate")
+            args.backend, args.threads = name, settings.get("threads", args.threads)
+            args.clock = settings.get("clock", args.clock)
+        backend = make_backend(args)
+        with _progress("validate") as progress:
+            report = validate_lut(table, backend, args.n, args.seed, progress=progress,
+                                  recalibrate_with=args.recalibrate)
+    if args.json:
+        emit_json(report)
+        return 0
+    rho = "n/a" if report["spearman"] is None else f"{report['spearman']:.4f}"
+    print(f"{report['n']} architectures: {100 * report['within_10pct']:.1f}% within ±10%,"
+          f" MAPE {report['mape']:.2f}%, Spearman {rho}; largest errors:")
+    for row in report["rows"][:5]:
+        print(f"  {row['error_pct']:+6.1f}%  predicted {row['predicted_ms']:.3f} ms,"
+              f" measured {row['measured_ms']:.3f} ms  {row['arch']}")
+    return 0

@@ -1,0 +1,292 @@
+"""Building a lookup table on a device, and checking it against real measurements.
+
+The measured unit is one layer alone in a small ONNX graph (batch norm calibrated, folded), timed
+by the chosen backend; an empty graph's time (the runtime's fixed cost per call) is subtracted
+from each. Whole networks differ from the sum of their layers in ways a per-layer table cannot see
+(weights evicted by other layers, data-layout reorders at every small graph's boundary, the one
+per-call cost), so a few random networks of the space are measured whole and
+``measured ~ scale * sum + overhead_ms`` is fitted by least squares on relative error.
+
+The build writes its file atomically every few entries, and a build pointed at an unfinished file
+of the same settings resumes from the entries it holds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnas.latency.base import LatencyBackend
+from mnas.latency.lut import FORMAT, LayerUnit, LookupTable, block_units, conv_out, head_unit, stem_unit
+from mnas.space import MnasNetSpace
+
+__all__ = ["build_lut", "enumerate_units", "fit_overhead", "recalibrate", "unit_module", "validate_lut"]
+
+Progress = Callable[[int, int, str], None]
+
+
+def enumerate_units(space: MnasNetSpace, in_chans: int = 3) -> list[LayerUnit]:
+    """Every distinct layer signature of `space` at its input size: stem, each block's first and
+    repeated layer for every choice and every input filter count, head. In a stable order."""
+    per = len(space.options)
+    base = space.decode([0] * len(space.decisions))
+    units: dict[str, LayerUnit] = {}
+
+    def add(unit: LayerUnit) -> None:
+        units.setdefault(unit.key, unit)
+
+    add(stem_unit(base, space.input_size, in_chans))
+    res = conv_out(space.input_size, base.stem_stride)
+    in_options = {base.stem_chs}
+    for i in range(len(base.blocks)):
+        choices = [range(len(d)) for d in space.decisions[i * per:(i + 1) * per]]
+        specs = {}
+        for combo in itertools.product(*choices):
+            tokens = [0] * len(space.decisions)
+            tokens[i * per:(i + 1) * per] = combo
+            block = space.decode(tokens).blocks[i]
+            for in_chs in sorted(in_options):
+                spec = replace(block, in_chs=in_chs)
+                specs[spec] = None
+        out_res = res
+        for spec in specs:
+            layers, out_res = block_units(spec, res, base.act)
+            for unit in dict.fromkeys(layers):
+                add(unit)
+        in_options = {s.out_chs for s in specs}
+        res = out_res
+    for out_chs in sorted(in_options):
+        last = replace(base.blocks[-1], out_chs=out_chs)
+        add(head_unit(base.replace(blocks=base.blocks[:-1] + (last,)), res, space.num_classes))
+    return list(units.values())
+
+
+def unit_module(unit: LayerUnit) -> Any:
+    """The PyTorch module a unit measures (stem conv, one layer, or head conv + pool + classifier)."""
+    import torch
+    from torch import nn
+
+    from mnas.models import ConvBnAct, make_layer
+    from mnas.models.layers import get_act_layer
+
+    act_layer = get_act_layer(unit.act)
+    if unit.kind == "stem":
+        return ConvBnAct(unit.in_chs, unit.out_chs, unit.kernel_size, unit.stride, act_layer=act_layer)
+    if unit.kind == "layer":
+        return make_layer(unit.op, unit.in_chs, unit.out_chs, unit.kernel_size, unit.stride, unit.exp_ratio,
+                          unit.se_ratio, unit.skip, act_layer)
+
+    class Head(nn.Module):  # mirrors MnasNetModel's head: conv_head, global pool, (dropout), classifier
+        def __init__(self) -> None:
+            super().__init__()
+            conv = unit.out_chs > 0
+            self.conv_head = ConvBnAct(unit.in_chs, unit.out_chs, 1, act_layer=act_layer) if conv else nn.Identity()
+            self.classifier = nn.Linear(unit.out_chs if conv else unit.in_chs, unit.num_classes)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.classifier(self.conv_head(x).mean((2, 3)))
+
+    return Head()
+
+
+class _Empty:
+    """The runtime's fixed cost per call: a graph with one trivial op on one number."""
+
+    shape = (1, 1, 1, 1)
+
+    @staticmethod
+    def module() -> Any:
+        from torch import nn
+
+        return nn.ReLU()
+
+
+def _measure_unit(backend: LatencyBackend, module: Any, shape: tuple[int, ...]) -> dict[str, Any]:
+    from mnas.latency.export import calibrate_bn
+
+    result = backend.measure_model(calibrate_bn(module, shape), shape)
+    return {"raw_ms": result.median_ms, "iqr_ms": result.iqr_ms, "cv": result.cv, "n": result.n}
+
+
+def fit_overhead(sums: list[float], measured: list[float]) -> tuple[float, float]:
+    """(scale, overhead_ms) minimising the squared relative error of scale * sum + overhead.
+
+    Falls back to scale 1 and the median difference when the points cannot pin down two numbers."""
+    s, y = np.asarray(sums, float), np.asarray(measured, float)
+    if s.size == 0:
+        return 1.0, 0.0
+    if s.size >= 3 and np.ptp(s) > 0.05 * np.mean(s):
+        a = np.stack([s / y, 1.0 / y], axis=1)
+        scale, overhead = np.linalg.lstsq(a, np.ones_like(y), rcond=None)[0]
+        if 0.5 <= scale <= 2.0:
+            return float(scale), float(overhead)
+    return 1.0, float(np.median(y - s))
+
+
+def _atomic_write(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=False))
+    os.replace(tmp, path)
+
+
+def _fresh(space: MnasNetSpace, backend: LatencyBackend, batch_size: int, in_chans: int) -> dict[str, Any]:
+    return {"format": FORMAT, "complete": False, "input_size": space.input_size, "num_classes": space.num_classes,
+            "batch_size": batch_size, "in_chans": in_chans, "space": space.settings(), "backend": backend.describe(),
+            "backend_key": backend.key(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "build_seconds": 0.0,
+            "empty_ms": None, "entries": {}, "fit_points": [], "fit": {}}
+
+
+def _resume(path: Path, fresh: dict[str, Any]) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} exists and is not a lookup table ({exc}): choose another --out") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path} exists and is not a lookup table: choose another --out")
+    for key in ("space", "backend_key", "batch_size", "in_chans"):
+        if data.get(key) != fresh[key]:
+            raise ValueError(f"{path} was built with a different {key.replace('_', ' ')}: use another --out, or"
+                             " delete it to start over")
+    return data
+
+
+def build_lut(space: MnasNetSpace, backend: LatencyBackend, out: str | os.PathLike, *, fit_archs: int = 20,
+              seed: int = 0, save_every: int = 20, in_chans: int = 3, progress: Progress | None = None) -> LookupTable:
+    """Measure every layer signature of `space` on `backend` and write the table to `out` (JSON).
+
+    Resumes an unfinished file of the same space and backend settings; returns the finished table."""
+    if isinstance(fit_archs, bool) or not isinstance(fit_archs, int) or fit_archs < 0:
+        raise ValueError(f"fit_archs={fit_archs!r}: expected an integer >= 0")
+    path = Path(out)
+    units = enumerate_units(space, in_chans)
+    fresh = _fresh(space, backend, 1, in_chans)
+    data = _resume(path, fresh) if path.exists() else fresh
+    if data.get("complete"):
+        return LookupTable.from_dict(data, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter() - float(data.get("build_seconds", 0.0))
+    todo = [u for u in units if u.key not in data["entries"]]
+    total = len(units) + fit_archs + 1
+    done = len(units) - len(todo) + len(data["fit_points"])
+
+    def save() -> None:
+        data["build_seconds"] = time.perf_counter() - started
+        _atomic_write(path, data)
+
+    def tick(what: str) -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, total, what)
+
+    if data.get("empty_ms") is None:
+        data["empty_ms"] = _measure_unit(backend, _Empty.module(), _Empty.shape)["raw_ms"]
+    empty = float(data["empty_ms"])
+    tick("empty graph")
+    for count, unit in enumerate(todo, 1):
+        entry = _measure_unit(backend, unit_module(unit), unit.input_shape)
+        entry["ms"] = max(0.0, entry["raw_ms"] - empty)
+        data["entries"][unit.key] = entry
+        tick(unit.key)
+        if count % save_every == 0:
+            save()
+    save()
+    table = LookupTable.from_dict({**data, "complete": True}, path)
+    for arch in _sample_distinct(space, fit_archs, np.random.default_rng([seed, 1]))[len(data["fit_points"]):]:
+        measured = backend.measure(arch, space.input_size, space.num_classes, in_chans=in_chans).median_ms
+        data["fit_points"].append({"arch": str(arch), "sum_ms": table.predict(arch), "measured_ms": measured})
+        tick("whole network")
+        save()
+    scale, overhead = fit_overhead([p["sum_ms"] for p in data["fit_points"]],
+                                   [p["measured_ms"] for p in data["fit_points"]])
+    data["fit"] = {"scale": scale, "overhead_ms": overhead, "points": len(data["fit_points"])}
+    data["complete"] = True
+    save()
+    return LookupTable.from_dict(data, path)
+
+
+def _sample_distinct(space: MnasNetSpace, n: int, rng: np.random.Generator, exclude: set[str] = frozenset(),
+                     max_tries: int = 100) -> list:
+    archs, seen = [], set(exclude)
+    for _ in range(max_tries * max(1, n)):
+        if len(archs) >= n:
+            break
+        arch = space.sample(rng)
+        if str(arch) not in seen:
+            seen.add(str(arch))
+            archs.append(arch)
+    return archs
+
+
+def recalibrate(table: LookupTable, backend: LatencyBackend, n: int = 10, seed: int = 0,
+                space: MnasNetSpace | None = None, exclude: set[str] = frozenset()) -> LookupTable:
+    """The table rescaled to the device's current speed, from `n` whole networks measured now.
+
+    On a shared machine the speed drifts by tens of percent over minutes (other processes contend
+    for caches and memory bandwidth) while the relative cost of layers barely moves. So the fit
+    keeps its shape and is multiplied by one factor, the median of measured / predicted (robust to
+    one noisy measurement, unlike refitting both numbers on a few points)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n={n!r}: expected a positive integer")
+    space = space or MnasNetSpace(**table.meta["space"])
+    seen = set(exclude) | {p["arch"] for p in table.meta.get("fit_points", [])}
+    points = []
+    for arch in _sample_distinct(space, n, np.random.default_rng([seed, 2]), exclude=seen):
+        measured = backend.measure(arch, table.input_size, table.num_classes, table.batch_size,
+                                   in_chans=table.in_chans).median_ms
+        points.append({"arch": str(arch), "predicted_ms": table.predict(arch), "measured_ms": measured})
+    factor = float(np.median([p["measured_ms"] / p["predicted_ms"] for p in points]))
+    scale, overhead = factor * table.scale, factor * table.overhead_ms
+    meta = {**table.meta, "fit": {"scale": scale, "overhead_ms": overhead, "speed_factor": factor,
+                                  "points": len(points), "recalibrated": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+            "recalibration_points": points}
+    return LookupTable(table.entries, table.input_size, table.num_classes, batch_size=table.batch_size,
+                       in_chans=table.in_chans, scale=scale, overhead_ms=overhead, meta=meta, path=table.path)
+
+
+def validate_lut(table: LookupTable, backend: LatencyBackend, n: int = 50, seed: int = 12345,
+                 space: MnasNetSpace | None = None, progress: Progress | None = None,
+                 recalibrate_with: int = 0) -> dict[str, Any]:
+    """Measure `n` random architectures of the table's space for real and compare with the table.
+
+    With `recalibrate_with` = k > 0, first refit the table's scale and overhead on k other networks
+    measured now (see `recalibrate`). Returns n, within_10pct (fraction), mape (mean absolute
+    percentage error, %), spearman (rank correlation), max_abs_pct, the fit used, and the rows
+    sorted by absolute error (largest first). Never measures a network used for fitting."""
+    from mnas._util import require
+
+    stats = require("scipy.stats", "LUT validation (Spearman correlation)")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n={n!r}: expected a positive integer")
+    if space is None:
+        space = MnasNetSpace(**table.meta["space"])
+    fitted = {p["arch"] for p in table.meta.get("fit_points", [])}
+    archs = _sample_distinct(space, n, np.random.default_rng(seed), exclude=fitted)
+    if recalibrate_with:
+        table = recalibrate(table, backend, recalibrate_with, seed, space, exclude={str(a) for a in archs})
+    rows = []
+    for i, arch in enumerate(archs, 1):
+        predicted = table.predict(arch)
+        result = backend.measure(arch, table.input_size, table.num_classes, table.batch_size, in_chans=table.in_chans)
+        rows.append({"arch": str(arch), "predicted_ms": predicted, "measured_ms": result.median_ms,
+                     "measured_cv": result.cv, "error_pct": 100.0 * (predicted - result.median_ms) / result.median_ms})
+        if progress:
+            progress(i, n, "validate")
+    err = np.array([abs(r["error_pct"]) for r in rows])
+    rho = float("nan")
+    if len(rows) >= 3:
+        rho = float(stats.spearmanr([r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows])[0])
+    rows.sort(key=lambda r: -abs(r["error_pct"]))
+    return {"n": len(rows), "within_10pct": float(np.mean(err <= 10.0)), "mape": float(err.mean()),
+            "spearman": None if math.isnan(rho) else rho, "max_abs_pct": float(err.max()),
+            "fit": {"scale": table.scale, "overhead_ms": table.overhead_ms, "recalibrated_with": recalibrate_with},
+            "backend": backend.describe(), "table": table.path, "rows": rows}
