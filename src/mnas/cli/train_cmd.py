@@ -1,0 +1,173 @@
+"""`mnas train ARCH`: full training (checkpoint every epoch, --resume) or one proxy run (--proxy)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mnas.cli._common import UsageError, emit_json, nonneg_int, positive_float, positive_int, resolve_arch
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train one architecture (full training with checkpoints, or --proxy)",
+                       description="Train ARCH on a data set. Full training writes DIR/checkpoint.pt every epoch"
+                                   " and DIR/model.pt at the end; --proxy runs one short proxy training instead.")
+    p.add_argument("arch", metavar="ARCH", help="zoo name, canonical string or JSON file")
+    p.add_argument("--data", help="'digits' (default), 'cifar10', 'cifar100', a .npz file or an image folder")
+    p.add_argument("--data-root", help="folder of the official CIFAR batches (with --data cifar10/cifar100)")
+    p.add_argument("--download", action="store_true", help="download and verify CIFAR into --data-root if missing")
+    p.add_argument("--out", help="output directory (checkpoint.pt, model.pt, metrics.json)")
+    p.add_argument("--resume", action="store_true", help="continue the run checkpointed in --out")
+    p.add_argument("--recipe", choices=("fast", "paper"), help="training recipe (default fast; 'paper' is MnasNet's)")
+    p.add_argument("--proxy", action="store_true", help="one proxy run (the search's trainer); prints its result")
+    p.add_argument("--epochs", type=positive_float, help="epochs (default: the recipe's, 30 fast / 350 paper; 1 proxy)")
+    p.add_argument("--steps", type=positive_int, help="a --proxy run's budget in steps instead of epochs")
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--lr", type=positive_float, help="learning rate at the batch size (default: the recipe's per"
+                                                     " 256 images, scaled)")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--ema-decay", type=float, help="keep an EMA of the weights (paper: 0.9999)")
+    p.add_argument("--input-size", type=positive_int, help="resize images to this size (default: the data's)")
+    p.add_argument("--no-adapt-strides", action="store_true",
+                   help="keep a zoo model's 224x224 strides at small input sizes")
+    p.add_argument("--no-augment", action="store_true", help="no random crop or flip")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="memory layout on CPU (default: the faster one measured here, channels_last)")
+    p.add_argument("--val-fraction", type=_fraction, help="training data held out for validation (default 0.1)")
+    p.add_argument("--seed", type=nonneg_int)
+    p.add_argument("--threads", type=positive_int, help="torch threads (default: torch's)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--max-seconds", type=positive_float, help="wall-clock cap of a --proxy run")
+    p.add_argument("--stop-after", type=positive_int, metavar="N",
+                   help="stop after N epochs of this call, leaving a checkpoint to --resume")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--json", action="store_true", help="print the final figures as one JSON document")
+    p.set_defaults(handler=cmd_train)
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in {
+        "epochs": args.epochs, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "label_smoothing": args.label_smoothing, "ema_decay": args.ema_decay, "input_size": args.input_size,
+        "channels_last": args.channels_last, "seed": args.seed, "threads": args.threads, "device": args.device,
+        "max_seconds": args.max_seconds, "augment": False if args.no_augment else None,
+    }.items() if v is not None}
+
+
+def _log(args: argparse.Namespace, text: str) -> None:
+    if not args.quiet:
+        print(text, file=sys.stderr, flush=True)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mnas.space import adapt_strides, is_zoo_name
+    from mnas.train import data as datamod
+    from mnas.train.checkpoint import load_file
+    from mnas.train.config import TrainConfig, recipe
+    from mnas.train.full import CHECKPOINT
+
+    arch = resolve_arch(args.arch)
+    overrides = _overrides(args)
+    if args.proxy and (args.resume or args.stop_after):
+        raise UsageError("--resume and --stop-after apply to full training, not to --proxy")
+    if not args.proxy and (args.steps or args.max_seconds):
+        raise UsageError("--steps and --max-seconds apply to --proxy runs; full training runs whole --epochs")
+    saved = None
+    if args.resume:
+        if not args.out:
+            raise UsageError("--resume needs --out DIR, the directory of the run to continue")
+        ckpt = Path(args.out) / CHECKPOINT
+        if not ckpt.is_file():
+            raise UsageError(f"nothing to resume: no {CHECKPOINT} in {args.out}")
+        saved = load_file(ckpt)
+        if saved.get("format") != "mnas.checkpoint/1":
+            raise UsageError(f"{ckpt}: not a mnas training checkpoint")
+    elif not args.proxy and not args.out:
+        raise UsageError("full training needs --out DIR (or pass --proxy for one proxy run)")
+
+    source = saved["data"]["source"] if saved and args.data is None else {}
+    data = datamod.load(
+        args.data or source.get("data", "digits"), root=args.data_root or source.get("root"),
+        val_fraction=args.val_fraction if args.val_fraction is not None else source.get("val_fraction", 0.1),
+        seed=args.seed if args.seed is not None else source.get("seed", 0), download=args.download,
+        image_size=args.input_size or source.get("image_size", 32))
+    _log(args, f"data: {data!r}")
+
+    if saved:
+        config = TrainConfig.from_dict(dict(saved["config"], **overrides))
+    elif args.proxy:
+        config = TrainConfig(**{k: v for k, v in overrides.items()})
+    else:
+        config = recipe(args.recipe or "fast", **overrides)
+
+    input_size = config.input_size or data.input_size
+    if is_zoo_name(args.arch.strip()) and not args.no_adapt_strides:
+        arch = adapt_strides(arch, input_size)
+    strides = [arch.stem_stride] + [b.stride for b in arch.blocks]
+    _log(args, f"strides: stem {strides[0]}, blocks {' '.join(map(str, strides[1:]))} at {input_size}x{input_size}"
+               + (" (adapted from the zoo's 224x224 strides; --no-adapt-strides keeps them)"
+                  if is_zoo_name(args.arch.strip()) and not args.no_adapt_strides else ""))
+
+    if args.proxy:
+        return _proxy(args, arch, data, config)
+    return _full(args, arch, data, config)
+
+
+def _proxy(args: argparse.Namespace, arch, data, config) -> int:
+    from mnas._util import seed_everything
+    from mnas.models import build_model
+    from mnas.train import train_proxy
+
+    seed_everything(config.seed)
+    result = train_proxy(build_model(arch, num_classes=data.num_classes, in_chans=data.channels), data, config)
+    if args.json:
+        emit_json({"arch": str(arch), "data": data.name, **result.to_dict()})
+    elif result.ok:
+        print(f"val accuracy {result.accuracy:.4f}  loss {result.loss:.4f}  {result.images_per_second:.1f} img/s"
+              f"  {result.steps} steps ({result.epochs:.2f} epochs) in {result.seconds:.1f}s"
+              + ("  (stopped at --max-seconds)" if result.truncated else ""))
+    else:
+        print(f"failed: {result.failure}")
+    return 0 if result.ok else 1
+
+
+def _full(args: argparse.Namespace, arch, data, config) -> int:
+    from mnas.train.full import train_full
+    from mnas.train.loop import NonFiniteLoss
+    from mnas.train.progress import ConsoleProgress
+
+    if config.epochs != int(config.epochs):
+        raise UsageError(f"--epochs {config.epochs}: full training runs whole epochs")
+    progress = ConsoleProgress(enabled=not args.quiet)
+    try:
+        final = train_full(arch, data, config, args.out, resume=args.resume, stop_after=args.stop_after,
+                           progress=progress, log=lambda s: _log(args, s))
+    except NonFiniteLoss as exc:
+        print(f"mnas: training failed: {exc}; the last good checkpoint is in {args.out}", file=sys.stderr)
+        return 1
+    finally:
+        progress.close()
+    if final.get("stopped"):
+        _log(args, f"stopped after epoch {final['epoch']} of {final['epochs']}: continue with --resume")
+        if args.json:
+            emit_json(final)
+        return 0
+    if args.json:
+        emit_json(final)
+    else:
+        print(f"test accuracy {final['test_accuracy']:.4f}  (val {final['val_accuracy'] or float('nan'):.4f})"
+              f"  {final['epochs']} epochs in {final['seconds']:.0f}s  model: {final['model']}")
+    return 0

@@ -1,0 +1,239 @@
+"""In-memory datasets: uint8 NHWC images, int64 labels, class names, and seeded stratified splits.
+
+`Dataset` holds plain NumPy arrays, so it pickles cheaply to worker processes. The validation split
+is held out from the training data (MnasNet held out 50K ImageNet training images); the test split
+is only for the final figure of a fully trained model and is never read by a search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Augment", "Dataset", "check_arrays", "from_arrays", "load_digits", "load_npz", "stratified_split"]
+
+_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training augmentation: random crop after zero padding by `crop_padding` pixels, and an
+    optional horizontal flip (wrong for digits and text, right for natural images)."""
+
+    crop_padding: int = 4
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.crop_padding, bool) or not isinstance(self.crop_padding, int) or self.crop_padding < 0:
+            raise ValueError(f"crop_padding={self.crop_padding!r}: expected an integer >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"crop_padding": self.crop_padding, "flip": self.flip}
+
+
+NO_AUGMENT = Augment(0, False)
+
+
+@dataclass
+class Dataset:
+    """Train / validation / test splits as (N, H, W, C) uint8 images and (N,) int64 labels.
+
+    `mean` and `std` are per-channel statistics of the training split in [0, 1] units; the trainer
+    normalises with them on the training device.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    augment: Augment = field(default_factory=Augment)
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    source: dict[str, Any] = field(default_factory=dict)  # how it was loaded (for resuming a run)
+
+    def __post_init__(self) -> None:
+        self.class_names = tuple(str(c) for c in self.class_names)
+        for split in ("train", "val", "test"):
+            check_arrays(getattr(self, f"x_{split}"), getattr(self, f"y_{split}"), f"{self.name} {split}",
+                         len(self.class_names), allow_empty=split != "train")
+        shapes = {getattr(self, f"x_{s}").shape[1:] for s in ("train", "val", "test") if len(getattr(self, f"y_{s}"))}
+        if len(shapes) > 1:
+            raise ValueError(f"{self.name}: splits have different image shapes {sorted(shapes)}: expected one (H, W, C)")
+        if not self.mean or not self.std:
+            mean, std = channel_stats(self.x_train)
+            self.mean, self.std = self.mean or mean, self.std or std
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def channels(self) -> int:
+        return int(self.x_train.shape[3])
+
+    @property
+    def input_size(self) -> int:
+        """Image height (images are square after loading, except raw arrays given as such)."""
+        return int(self.x_train.shape[1])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.x_train.shape[1:])  # type: ignore[return-value]
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        if name not in ("train", "val", "test"):
+            raise ValueError(f"unknown split {name!r}: expected train, val or test")
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+
+    def with_augment(self, augment: Augment) -> Dataset:
+        return replace(self, augment=augment)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A summary (no arrays): sizes, shape, classes, normalisation."""
+        return {
+            "name": self.name, "num_classes": self.num_classes, "image_shape": list(self.image_shape),
+            "train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test),
+            "class_names": list(self.class_names), "mean": list(self.mean), "std": list(self.std),
+            "augment": self.augment.to_dict(),
+        }
+
+    def __repr__(self) -> str:
+        h, w, c = self.image_shape
+        return (f"Dataset({self.name!r}, {self.num_classes} classes, {h}x{w}x{c}, train={len(self.y_train)},"
+                f" val={len(self.y_val)}, test={len(self.y_test)})")
+
+
+def check_arrays(x: Any, y: Any, what: str, num_classes: int | None = None, allow_empty: bool = False) -> None:
+    """Raise ValueError naming what is wrong unless x is (N, H, W, C) uint8 and y is (N,) int in range."""
+    if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
+        raise ValueError(f"{what}: images and labels must be NumPy arrays")
+    if x.dtype != np.uint8:
+        raise ValueError(f"{what}: images have dtype {x.dtype}, expected uint8 (0..255); convert with"
+                         " (x * 255).round().astype(np.uint8) if they are floats in [0, 1]")
+    if x.ndim != 4:
+        raise ValueError(f"{what}: images have shape {x.shape}, expected (N, H, W, C) (NHWC)")
+    if x.shape[3] not in (1, 3, 4) and x.shape[1] in (1, 3, 4):
+        raise ValueError(f"{what}: images have shape {x.shape}, which looks like NCHW: expected NHWC;"
+                         " transpose with x.transpose(0, 2, 3, 1)")
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{what}: labels have shape {y.shape} and dtype {y.dtype}, expected (N,) integers")
+    if len(x) != len(y):
+        raise ValueError(f"{what}: {len(x)} images but {len(y)} labels")
+    if not len(y):
+        if allow_empty:
+            return
+        raise ValueError(f"{what}: no images")
+    if y.min() < 0 or (num_classes is not None and y.max() >= num_classes):
+        raise ValueError(f"{what}: labels range over {y.min()}..{y.max()}, expected 0..{(num_classes or 1) - 1}")
+
+
+def channel_stats(x: np.ndarray, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 NHWC images, in [0, 1] units (chunked: no float copy)."""
+    c = x.shape[3]
+    total, total_sq, n = np.zeros(c), np.zeros(c), 0
+    for i in range(0, len(x), chunk):
+        part = x[i:i + chunk].reshape(-1, c).astype(np.float64) / 255.0
+        total += part.sum(0)
+        total_sq += (part * part).sum(0)
+        n += len(part)
+    mean = total / max(n, 1)
+    std = np.sqrt(np.maximum(total_sq / max(n, 1) - mean * mean, 1e-12))
+    return tuple(round(float(v), 6) for v in mean), tuple(round(float(max(v, 1e-3)), 6) for v in std)
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, held_out): `fraction` of each class held out, at least one where a class has two
+    or more examples and fraction > 0. Seeded: the same seed always holds out the same images."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"hold-out fraction {fraction!r}: expected a number in [0, 1)")
+    rng = np.random.default_rng(seed)
+    keep, held = [], []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        idx = idx[rng.permutation(len(idx))]
+        k = int(round(fraction * len(idx)))
+        if fraction > 0 and len(idx) >= 2:
+            k = min(max(k, 1), len(idx) - 1)
+        else:
+            k = 0
+        held.append(idx[:k])
+        keep.append(idx[k:])
+    return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+
+
+def from_arrays(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                class_names: tuple[str, ...] | list[str] | None = None, val_fraction: float = 0.1, seed: int = 0,
+                augment: Augment | None = None, source: dict[str, Any] | None = None) -> Dataset:
+    """A `Dataset` from full train and test arrays, holding out a seeded stratified validation split."""
+    if x_train.ndim == 3:  # (N, H, W) grayscale
+        x_train = x_train[..., None]
+    if x_test.ndim == 3:
+        x_test = x_test[..., None]
+    check_arrays(x_train, y_train, f"{name} train")
+    check_arrays(x_test, y_test, f"{name} test", allow_empty=True)
+    if len(y_test) and x_test.shape[1:] != x_train.shape[1:]:
+        raise ValueError(f"{name}: test images are {x_test.shape[1:]} but train images are {x_train.shape[1:]}")
+    num_classes = int(max(y_train.max(), y_test.max() if len(y_test) else 0)) + 1
+    if class_names is None:
+        class_names = [str(i) for i in range(num_classes)]
+    class_names = tuple(str(c) for c in class_names)
+    if len(class_names) < num_classes:
+        raise ValueError(f"{name}: {len(class_names)} class names but labels go up to {num_classes - 1}")
+    keep, val = stratified_split(y_train, val_fraction, seed)
+    return Dataset(
+        name=name,
+        x_train=np.ascontiguousarray(x_train[keep]), y_train=y_train[keep].astype(np.int64),
+        x_val=np.ascontiguousarray(x_train[val]), y_val=y_train[val].astype(np.int64),
+        x_test=np.ascontiguousarray(x_test), y_test=y_test.astype(np.int64),
+        class_names=class_names, augment=augment or Augment(),
+        source=dict(source or {}, val_fraction=val_fraction, seed=seed),
+    )
+
+
+def load_npz(path: str | Path, val_fraction: float = 0.1, seed: int = 0, augment: Augment | None = None) -> Dataset:
+    """A `.npz` file with x_train, y_train, x_test, y_test (NHWC uint8) and optional class_names."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset file not found: {path}")
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
+    with npz:
+        missing = [k for k in _NPZ_KEYS if k not in npz.files]
+        if missing:
+            raise ValueError(f"{path}: missing array(s) {', '.join(missing)}; a dataset .npz needs"
+                             f" {', '.join(_NPZ_KEYS)} (and optionally class_names)")
+        try:
+            arrays = {k: npz[k] for k in _NPZ_KEYS}
+            names = [str(c) for c in npz["class_names"]] if "class_names" in npz.files else None
+        except ValueError as exc:  # object arrays need pickle, which we refuse
+            raise ValueError(f"{path}: {exc}; store class_names as a string array, not objects") from None
+    return from_arrays(path.stem, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
+                       names, val_fraction, seed, augment, source={"data": str(path)})
+
+
+def load_digits(val_fraction: float = 0.1, seed: int = 0, augment: Augment | None = None,
+                test_fraction: float = 0.2) -> Dataset:
+    """scikit-learn's built-in 8x8 handwritten digits (1,797 images, no download), scaled to 0..255.
+
+    The test split is a fixed stratified 20% (seed 0, independent of `seed`), so every run and
+    every search sees the same test images."""
+    from mnas._util import require
+
+    datasets = require("sklearn.datasets", "the built-in 'digits' dataset")
+    bunch = datasets.load_digits()
+    x = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]  # (N, 8, 8, 1)
+    y = bunch.target.astype(np.int64)
+    train, test = stratified_split(y, test_fraction, seed=0)
+    # Flipping a digit changes its meaning; one pixel of shift is the safe augmentation at 8x8.
+    return from_arrays("digits", x[train], y[train], x[test], y[test], [str(i) for i in range(10)],
+                       val_fraction, seed, augment or Augment(crop_padding=1, flip=False),
+                       source={"data": "digits"})
