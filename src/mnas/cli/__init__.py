@@ -32,13 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mnas {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"mnas.cli.{name}_cmd")
-        except ModuleNotFoundError as exc:  # TODO(integration): remove once every command has landed
-            if exc.name != f"mnas.cli.{name}_cmd":
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(f"mnas.cli.{name}_cmd").register(sub)
     return parser
 
 
