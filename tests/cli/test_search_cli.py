@@ -39,9 +39,13 @@ def test_tiny_search_then_resume(tmp_path):
     (("--strategy-opt", "oops"), "KEY=VALUE"),
     (("--url", "http://127.0.0.1:9"), "--url needs --token"),
 ])
-def test_bad_input_exits_2(tmp_path, args, needle):
-    proc = run("--storage", str(tmp_path / "x.db"), "--trials", "1", *args, rc=2)
-    assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+def test_bad_input_exits_2(tmp_path, capsys, args, needle):
+    # In-process through the same entry point as the console script (a subprocess each costs a torch import).
+    from mnas.cli import main
+
+    assert main(["search", "--storage", str(tmp_path / "x.db"), "--trials", "1", *args]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
 
 
 def test_ctrl_c_stops_cleanly_and_resume_requeues(tmp_path):

@@ -152,7 +152,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         target = target_parsed or Target.parse(target_text)
         from mnas.evaluate import resolve_reference
 
-        ms = target.resolve(lambda name: resolve_reference(name, latency, size, data.num_classes))
+        ms = target.resolve(lambda name: resolve_reference(name, latency, size, data.num_classes, data.channels))
         if args.alpha is not None:
             reward = Reward(ms, args.alpha, args.beta)
         else:

@@ -57,7 +57,7 @@ class Evaluator:
     def measure_latency(self, arch: Arch) -> tuple[float, float, dict[str, Any]]:
         """(median ms, seconds spent, details) for `arch` at the data's resolution and classes."""
         started = time.perf_counter()
-        result = self.latency.measure(arch, self.input_size, self.data.num_classes)
+        result = self.latency.measure(arch, self.input_size, self.data.num_classes, in_chans=self.data.channels)
         details = {"latency_cv": _finite_or_none(result.cv), "latency_iqr_ms": _finite_or_none(result.iqr_ms)}
         return float(result.median_ms), time.perf_counter() - started, details
 
@@ -112,7 +112,7 @@ def _finite_or_none(x: float) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
-def resolve_reference(name: str, latency: Any, input_size: int, num_classes: int) -> float:
+def resolve_reference(name: str, latency: Any, input_size: int, num_classes: int, in_chans: int = 3) -> float:
     """Latency (ms) of a zoo model on `latency`, adapted to `input_size` by the space's stride rule,
     so that a target such as "mobilenetv2" means "as fast as MobileNetV2 here"."""
     if not is_zoo_name(name):
@@ -120,4 +120,4 @@ def resolve_reference(name: str, latency: Any, input_size: int, num_classes: int
     if latency is None:
         raise ValueError(f"a target relative to {name!r} needs a latency backend to measure it; give a target in ms")
     arch = adapt_strides(get_arch(name), input_size)
-    return float(latency.measure(arch, input_size, num_classes).median_ms)
+    return float(latency.measure(arch, input_size, num_classes, in_chans=in_chans).median_ms)

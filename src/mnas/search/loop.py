@@ -49,7 +49,7 @@ class SearchEvent:
 
 
 def _resolve_reward(reward: Reward | None, target: Target | str | float | None, latency: Any,
-                    input_size: int, num_classes: int) -> Reward:
+                    input_size: int, num_classes: int, in_chans: int) -> Reward:
     if reward is not None:
         if target is not None:
             raise ValueError("give either reward= or target=, not both (a Reward holds its target)")
@@ -59,7 +59,7 @@ def _resolve_reward(reward: Reward | None, target: Target | str | float | None, 
     if isinstance(target, (int, float)) and not isinstance(target, bool):
         return Reward.soft(float(target))
     target = target if isinstance(target, Target) else Target.parse(str(target))
-    ms = target.resolve(lambda name: resolve_reference(name, latency, input_size, num_classes))
+    ms = target.resolve(lambda name: resolve_reference(name, latency, input_size, num_classes, in_chans))
     return Reward.soft(ms)
 
 
@@ -117,7 +117,8 @@ def search(space: SearchSpace, data: Any = None, latency: Any = None, reward: Re
     stored_reward = storage.get_meta("config", {}).get("reward") if storage.get_meta("config") else None
     if reward is None and target is None and stored_reward:
         reward = Reward.from_dict(stored_reward)  # resuming: the stored target, not a re-measured one
-    reward = _resolve_reward(reward, target, latency, input_size, num_classes)
+    in_chans = getattr(data, "channels", 3)
+    reward = _resolve_reward(reward, target, latency, input_size, num_classes, in_chans)
     if isinstance(strategy, Strategy):
         strat, strategy_name = strategy, strategy.name
     else:
