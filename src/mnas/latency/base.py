@@ -256,3 +256,30 @@ class LatencyBackend:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items() if k != "protocol")
         return f"{type(self).__name__}({args})"
+
+
+class OnnxBackend(LatencyBackend):
+    """A backend that times ONNX bytes (ONNX Runtime here, or a device server): subclasses provide
+    `measure_onnx(model, shape) -> stats` and `_result(stats, shape, num_classes, arch)`."""
+
+    def measure_onnx(self, model: bytes, input_shape: tuple[int, ...]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _result(self, stats: dict[str, Any], input_shape: tuple[int, ...], num_classes: int,
+                arch: str | None) -> LatencyResult:
+        raise NotImplementedError
+
+    def measure_model(self, model: Any, input_shape: tuple[int, ...]) -> LatencyResult:
+        from mnas.latency.export import onnx_bytes
+
+        stats = self.measure_onnx(onnx_bytes(model, input_shape), input_shape)
+        return self._result(stats, tuple(input_shape), 0, None)
+
+    def _measure(self, arch: Arch, input_size: int, num_classes: int, batch_size: int,
+                 in_chans: int = 3) -> LatencyResult:
+        from mnas.latency.export import onnx_bytes, timing_model
+
+        shape = (batch_size, in_chans, input_size, input_size)
+        model = timing_model(arch, input_size, num_classes, batch_size, in_chans)
+        stats = self.measure_onnx(onnx_bytes(model, shape), shape)
+        return self._result(stats, shape, num_classes, str(arch))

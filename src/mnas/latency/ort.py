@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 
 from mnas._util import require
-from mnas.latency.base import LatencyBackend, LatencyResult, Protocol, time_callable
+from mnas.latency.base import LatencyResult, OnnxBackend, Protocol, time_callable
 from mnas.latency.device import device_info, device_lock, runtime_versions
-from mnas.space import Arch
 
 __all__ = ["MAX_INPUT_ELEMENTS", "OnnxRuntime", "check_shape", "measure_onnx", "ort_session"]
 
@@ -107,7 +106,7 @@ def ort_runtime() -> dict[str, str]:
     return runtime_versions("onnxruntime", "onnx", "torch", "numpy")
 
 
-class OnnxRuntime(LatencyBackend):
+class OnnxRuntime(OnnxBackend):
     """The model exported to ONNX in memory and run by ONNX Runtime's CPU provider (the default backend)."""
 
     name = "onnxruntime"
@@ -142,17 +141,3 @@ class OnnxRuntime(LatencyBackend):
         """Statistics for ONNX bytes under this backend's settings."""
         return measure_onnx(model, input_shape, self.threads, self.inter_threads, self.protocol, self.clock)
 
-    def measure_model(self, model: Any, input_shape: tuple[int, ...]) -> LatencyResult:
-        from mnas.latency.export import onnx_bytes
-
-        stats = self.measure_onnx(onnx_bytes(model, input_shape), input_shape)
-        return self._result(stats, tuple(input_shape), 0, None)
-
-    def _measure(self, arch: Arch, input_size: int, num_classes: int, batch_size: int,
-                 in_chans: int = 3) -> LatencyResult:
-        from mnas.latency.export import onnx_bytes, timing_model
-
-        shape = (batch_size, in_chans, input_size, input_size)
-        model = timing_model(arch, input_size, num_classes, batch_size, in_chans)
-        stats = self.measure_onnx(onnx_bytes(model, shape), shape)
-        return self._result(stats, shape, num_classes, str(arch))

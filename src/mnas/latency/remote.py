@@ -16,9 +16,8 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
-from mnas.latency.base import LatencyBackend, LatencyResult
+from mnas.latency.base import LatencyResult, OnnxBackend
 from mnas.latency.device import runtime_versions
-from mnas.space import Arch
 
 __all__ = ["DeviceUnavailable", "Remote"]
 
@@ -30,7 +29,7 @@ class DeviceUnavailable(ConnectionError):
     """The device server did not answer (after the retries)."""
 
 
-class Remote(LatencyBackend):
+class Remote(OnnxBackend):
     """Latency measured by the device server at `url` (``http://host:port``), authenticated by `token`
     (default: the ``MNAS_DEVICE_TOKEN`` environment variable)."""
 
@@ -115,19 +114,6 @@ class Remote(LatencyBackend):
             min_ms=stats.get("min_ms", float("nan")), wall_median_ms=stats.get("wall_median_ms", float("nan")),
             number=stats.get("number", 1), clock=stats.get("clock", "wall"), arch=arch)
 
-    def measure_model(self, model: Any, input_shape: tuple[int, ...]) -> LatencyResult:
-        from mnas.latency.export import onnx_bytes
-
-        return self._result(self.measure_onnx(onnx_bytes(model, input_shape), input_shape), tuple(input_shape), 0, None)
-
-    def _measure(self, arch: Arch, input_size: int, num_classes: int, batch_size: int,
-                 in_chans: int = 3) -> LatencyResult:
-        from mnas.latency.export import onnx_bytes, timing_model
-
-        shape = (batch_size, in_chans, input_size, input_size)
-        model = timing_model(arch, input_size, num_classes, batch_size, in_chans)
-        stats = self.measure_onnx(onnx_bytes(model, shape), shape)
-        return self._result(stats, shape, num_classes, str(arch))
 
 
 def _error_message(exc: urllib.error.HTTPError) -> str:
