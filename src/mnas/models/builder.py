@@ -7,8 +7,6 @@ nothing in mnas beyond the layer classes in this package.
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 from torch import nn
 
@@ -86,7 +84,3 @@ def build_model(arch: Arch | str, num_classes: int = 1000, in_chans: int = 3,
     model = MnasNetModel(arch, num_classes, in_chans)
     _init_weights(model, bn_momentum, bn_eps)
     return model
-
-
-# Kept for callers that want the TF-style norm layer explicitly.
-norm_layer = partial(nn.BatchNorm2d, momentum=BN_MOMENTUM, eps=BN_EPS)

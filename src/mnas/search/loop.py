@@ -8,7 +8,6 @@ running trials. Resuming (the same storage again) re-queues them, restores the s
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from collections import deque
@@ -114,7 +113,7 @@ def search(space: SearchSpace, data: Any = None, latency: Any = None, reward: Re
 
     storage = get_storage(storage)
     study = Study(storage)
-    stored_reward = storage.get_meta("config", {}).get("reward") if storage.get_meta("config") else None
+    stored_reward = (storage.get_meta("config") or {}).get("reward")
     if reward is None and target is None and stored_reward:
         reward = Reward.from_dict(stored_reward)  # resuming: the stored target, not a re-measured one
     in_chans = getattr(data, "channels", 3)
@@ -272,7 +271,3 @@ class _Runner:
                                 n_told=self.strategy.num_told, **attrs)
         log.warning("trial %d failed: %s", number, reason.splitlines()[0] if reason else "")
         self._emit("failed", self.storage.get_trial(number))
-
-
-def _is_finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
