@@ -136,3 +136,22 @@ def test_bad_inputs_raise_clear_errors(digits, tiny_arch, synthetic):
                        ({"label_smoothing": 1.0}, "label_smoothing"), ({"device": "tpu"}, "device")]:
         with pytest.raises(ValueError, match=match):
             ProxyConfig(**bad)
+
+
+def test_read_only_arrays_train_without_warnings():
+    """Ray hands workers read-only arrays (zero-copy); training must not warn or write to them."""
+    import warnings
+
+    from mnas.models import build_model
+    from mnas.space import MnasNetSpace
+    from mnas.train import ProxyConfig, load, train_proxy
+
+    data = load("digits")
+    before = data.x_train.copy()
+    for array in (data.x_train, data.y_train, data.x_val, data.y_val):
+        array.flags.writeable = False
+    model = build_model(MnasNetSpace(10, 8, width_mult=0.25, head_chs=32).sample(0), 10, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = train_proxy(model, data, ProxyConfig(steps=2, threads=1))
+    assert result.ok and (data.x_train == before).all()

@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -71,8 +72,10 @@ class Loop:
                                                 else config.channels_last)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=fmt)
-        self.x_train = torch.from_numpy(data.x_train)  # (N, H, W, C) uint8, shared with NumPy
-        self.y_train = torch.from_numpy(data.y_train)
+        # (N, H, W, C) uint8, shared with NumPy; arrays that arrive read-only (Ray's zero-copy
+        # deserialisation) are copied, since torch does not support read-only tensors.
+        self.x_train = torch.from_numpy(_writable(data.x_train))
+        self.y_train = torch.from_numpy(_writable(data.y_train))
         if cuda:  # small data sets live on the GPU: no host-to-device copy per batch
             self.x_train, self.y_train = self.x_train.to(self.device), self.y_train.to(self.device)
         n = len(self.y_train)
@@ -136,7 +139,7 @@ class Loop:
     def evaluate(self, split: str = "val", model: nn.Module | None = None) -> tuple[float, float]:
         """(accuracy in [0, 1], mean cross-entropy) on a split, with the EMA weights when there are any."""
         model = model or self.eval_model()
-        x_all, y_all = self.data.split(split)
+        x_all, y_all = (_writable(a) for a in self.data.split(split))
         if not len(y_all):
             raise ValueError(f"{self.data.name}: the {split} split is empty (load the data with val_fraction > 0)")
         was_training = model.training
@@ -178,3 +181,7 @@ class Timer:
 
     def __call__(self) -> float:
         return time.perf_counter() - self.start
+
+
+def _writable(array: np.ndarray) -> np.ndarray:
+    return array if array.flags.writeable else array.copy()
