@@ -9,6 +9,15 @@ from mnas.models import build_model
 from mnas.space import ZOO_LISTING, MnasNetSpace, adapt_strides, get_arch
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny tensors: one thread is faster, and two spin against each other on a busy 2-core machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _check(model, x, num_classes):
     y = model(x)
     assert y.shape == (x.shape[0], num_classes)
