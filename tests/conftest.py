@@ -11,3 +11,15 @@ def cifar_subset() -> Path:
     if not path.is_file():
         pytest.skip("../shared/data/cifar10_10k.npz is absent")
     return path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models train fastest on one thread, and two spin against each other on a busy 2-core
+    machine; the setting is restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

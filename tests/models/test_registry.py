@@ -10,12 +10,8 @@ from mnas.space import ZOO_LISTING, MnasNetSpace, adapt_strides, get_arch
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: one thread is faster, and two spin against each other on a busy 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Tiny tensors: one torch thread (see tests/conftest.py)."""
 
 
 def _check(model, x, num_classes):

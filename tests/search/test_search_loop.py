@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from mnas.objectives import Reward
 from mnas.search import Budget, search
@@ -21,11 +20,8 @@ HELPERS = Path(__file__).parent / "_search_helpers.py"
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Tiny tensors: one torch thread (see tests/conftest.py)."""
 
 
 @pytest.mark.parametrize("strategy", ["ppo", "reinforce", "evolution", "random"])

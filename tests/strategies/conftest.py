@@ -26,11 +26,5 @@ def mnasnet_space():
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
+def _one_thread(one_torch_thread):
     """The controller is tiny: one thread is fastest, and the caller owns the setting (as here)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
