@@ -15,6 +15,14 @@ def synthetic(arch: Arch) -> dict:
     return _OBJECTIVE.evaluate(SPACE.encode(arch))
 
 
+def slow(arch: Arch) -> dict:
+    """The synthetic objective with a pause, so a kill can land while a trial runs."""
+    import time
+
+    time.sleep(0.02)
+    return synthetic(arch)
+
+
 def flaky(arch: Arch) -> dict:
     """Fails for every architecture whose first block is a regular conv."""
     if arch.blocks[0].op == "conv":
@@ -39,13 +47,9 @@ def tiny_eval(arch: Arch) -> dict:
 
 
 if __name__ == "__main__":  # driver for the kill test: python _search_helpers.py DB TRIALS
-    import time
+    from _search_helpers import slow as slow_by_module  # the same qualified callable the test resumes with
 
     from mnas.search import Budget, search
 
-    def slow(arch: Arch) -> dict:
-        time.sleep(0.02)
-        return synthetic(arch)
-
-    search(SPACE, evaluate=slow, target=20, strategy="ppo", budget=Budget(trials=int(sys.argv[2])),
+    search(SPACE, evaluate=slow_by_module, target=20, strategy="ppo", budget=Budget(trials=int(sys.argv[2])),
            storage=sys.argv[1], seed=3)

@@ -14,7 +14,7 @@ from mnas.search import Budget, search
 from mnas.study import SQLiteStorage, Study
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _search_helpers import SPACE, TinySpace, flaky, synthetic, tiny_eval  # noqa: E402
+from _search_helpers import SPACE, TinySpace, flaky, slow, synthetic, tiny_eval  # noqa: E402
 
 HELPERS = Path(__file__).parent / "_search_helpers.py"
 
@@ -78,7 +78,7 @@ def test_kill_at_any_moment_loses_no_finished_trial(tmp_path):
         running = storage.get_trials("running")
         assert len(running) <= 1
         storage.close()
-    study = search(SPACE, evaluate=synthetic, target=20, strategy="ppo",
+    study = search(SPACE, evaluate=slow, target=20, strategy="ppo",
                    budget=Budget(trials=len(Study(str(db)).complete_trials) + 5), storage=str(db), seed=3)
     states = study.summary()["states"]
     assert states.get("running", 0) == 0
@@ -134,3 +134,21 @@ def test_process_pool_search_matches_the_budget(tmp_path):
                    storage=str(tmp_path / "p.db"), executor="process", workers=2, seed=0)
     assert len(study.complete_trials) == 12
     assert study.storage.load_strategy_state()[1] == 12
+
+
+def test_resume_refuses_a_different_proxy(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("sklearn")
+    from mnas.latency import OnnxRuntime
+    from mnas.space import MnasNetSpace
+    from mnas.train import ProxyConfig, load
+
+    data = load("digits", val_fraction=0.2, seed=0)
+    space = MnasNetSpace(10, 8, width_mult=0.25, head_chs=32)
+    args = dict(data=data, latency=OnnxRuntime(threads=1), target=1.0, strategy="random",
+                storage=str(tmp_path / "p.db"), seed=0)
+    search(space, proxy=ProxyConfig(steps=2, batch_size=32, threads=1), budget=Budget(trials=1), **args)
+    # Another thread count is the same experiment: it resumes.
+    search(space, proxy=ProxyConfig(steps=2, batch_size=32, threads=2), budget=Budget(trials=2), **args)
+    with pytest.raises(ValueError, match="different evaluator"):
+        search(space, proxy=ProxyConfig(steps=5, batch_size=32, threads=1), budget=Budget(trials=3), **args)

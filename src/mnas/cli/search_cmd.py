@@ -9,6 +9,7 @@ ones are re-queued by `--resume`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -168,7 +169,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     display = None if args.quiet or args.json else _LiveDisplay(budget, storage)
     started = time.monotonic()
     try:
-        with display or _nullcontext():
+        with display or contextlib.nullcontext():
             study = search(space, data=data, latency=latency, reward=reward, strategy=args.strategy,
                            strategy_options=options, budget=budget, storage=storage,
                            executor=args.executor, workers=workers, ray_address=args.ray_address, proxy=proxy,
@@ -206,21 +207,13 @@ def _report(study, storage: str, seconds: float, as_json: bool) -> int:
     return 0
 
 
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 class _LiveDisplay:
     """A rich live panel on stderr: trials done, best reward, the current front, time left."""
 
     def __init__(self, budget, storage: str):
         from mnas._util import require
 
-        self._rich = require("rich", "the live search display")
+        require("rich", "the live search display")
         from rich.console import Console
 
         self.console = Console(stderr=True)

@@ -65,7 +65,14 @@ class Evaluator:
         return train_candidate, (str(arch), self.data, self.config)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "builtin", "latency": self.latency.describe(), "proxy": self.config.to_dict(),
+        return {**self.identity(), "latency": self.latency.describe()}
+
+    def identity(self) -> dict[str, Any]:
+        """What must not change when a study is resumed: trials measured or trained otherwise are not
+        comparable. Thread counts and the device do not change results, so they are left out; runtime
+        versions are recorded by `describe` but not compared."""
+        proxy = {k: v for k, v in self.config.to_dict().items() if k not in ("threads", "device", "eval_batch_size")}
+        return {"kind": "builtin", "latency": self.latency.key(), "proxy": proxy,
                 "data": {"num_classes": self.data.num_classes, "input_size": self.data.input_size,
                          "channels": self.data.channels, "name": getattr(self.data, "name", None)}}
 
@@ -81,6 +88,9 @@ class UserEvaluator:
         return _run_user_evaluator, (self.fn, str(arch))
 
     def describe(self) -> dict[str, Any]:
+        return self.identity()
+
+    def identity(self) -> dict[str, Any]:
         return {"kind": "user", "callable": getattr(self.fn, "__qualname__", repr(self.fn))}
 
 

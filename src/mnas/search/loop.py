@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mnas._util import get_logger
-from mnas.evaluate import Evaluator, UserEvaluator, check_user_result, resolve_reference
+from mnas.evaluate import Evaluator, UserEvaluator, resolve_reference
 from mnas.execution import Executor, get_executor
 from mnas.objectives import Reward, Target
 from mnas.search.budget import Budget
@@ -125,7 +125,7 @@ def search(space: SearchSpace, data: Any = None, latency: Any = None, reward: Re
         strat = get_strategy(strategy, space, seed, **(strategy_options or {}))
     config = {"space": _space_identity(space), "strategy": strategy_name,
               "strategy_options": strat.hyperparameters(), "seed": seed, "reward": reward.to_dict(),
-              "evaluator": evaluator.describe().get("kind"), "evaluation": evaluator.describe(),
+              "evaluator": evaluator.identity(), "evaluation": evaluator.describe(),
               "budget": budget.to_dict(), "target_ms": reward.target_ms}
     resumed = _check_resumable(storage, config)
     if resumed:
@@ -245,9 +245,7 @@ class _Runner:
             self._fail(number, tokens, key, result.get("failure") or "training failed", result)
             return
         merged = {**result, **{k: v for k, v in info.items() if k != "extra"}}
-        try:
-            if isinstance(self.evaluator, UserEvaluator):
-                merged = {**merged, **check_user_result(result)}
+        try:  # a user evaluator's figures were validated in the worker (check_user_result)
             reward = self.reward(merged["accuracy"], merged["latency_ms"])
         except ValueError as exc:
             self._fail(number, tokens, key, str(exc), result)
