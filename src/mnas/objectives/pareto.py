@@ -1,11 +1,11 @@
-"""The Pareto front of (accuracy, latency): higher accuracy and lower latency are better."""
+"""The Pareto front of (accuracy, latency): higher accuracy and lower latency are better; its hypervolume."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
 
-__all__ = ["dominates", "pareto_front"]
+__all__ = ["dominates", "hypervolume", "pareto_front"]
 
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -45,3 +45,26 @@ def pareto_front(points: Iterable[Sequence[float]]) -> list[int]:
         best_acc = max(best_acc, group_acc)
         k = j
     return front
+
+
+def hypervolume(points: Iterable[Sequence[float]], reference: Sequence[float]) -> float:
+    """The area of (accuracy, latency_ms) space that the points dominate, bounded by `reference` =
+    (lowest accuracy that counts, highest latency that counts): 0.0 when no point beats the reference.
+
+    Larger is better; it grows when the front moves up (more accurate) or left (faster) or widens.
+    Compare hypervolumes only at the same reference point.
+    """
+    try:
+        acc_ref, lat_ref = (float(v) for v in reference)
+    except (TypeError, ValueError):
+        raise ValueError(f"reference={reference!r}: expected an (accuracy, latency_ms) pair of numbers") from None
+    if not (math.isfinite(acc_ref) and math.isfinite(lat_ref)):
+        raise ValueError(f"reference={reference!r}: expected finite numbers")
+    pts = [(float(a), float(lat)) for a, lat in points]
+    inside = [p for p in pts if p[0] > acc_ref and p[1] < lat_ref]
+    front = [inside[i] for i in pareto_front(inside)]  # by increasing latency and accuracy
+    area = 0.0
+    for i, (acc, lat) in enumerate(front):
+        next_lat = front[i + 1][1] if i + 1 < len(front) else lat_ref
+        area += (next_lat - lat) * (acc - acc_ref)
+    return area

@@ -7,6 +7,10 @@ Accepted text (case and spaces around operators do not matter):
 ``name x factor`` is not accepted, because zoo names use ``_x0.5`` for width multipliers
 (``"0.8x mnasnet_b1_x0.5"`` is 0.8 times the latency of MnasNet-B1 at width 0.5).
 
+Bounds: a target in milliseconds must lie in [MIN_TARGET_MS, MAX_TARGET_MS] = [0.001, 1e6] (a
+microsecond to 1,000 seconds; `1e-320ms` is refused, not searched with every reward 0), and a
+reference factor in [0.001, 1000].
+
 This module does not know the zoo or how to measure: `Target.resolve(measure)` takes a callable
 ``measure(name) -> ms`` (the caller's latency backend) and calls it only for a reference target.
 """
@@ -18,7 +22,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Target"]
+from mnas.objectives.reward import check_target_ms
+
+__all__ = ["MAX_FACTOR", "Target"]
+
+MAX_FACTOR = 1e3
 
 _NUM = r"(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?"
 _NAME = r"[a-z][a-z0-9_.\-]*"
@@ -48,14 +56,19 @@ class Target:
         if (self.ms is None) == (self.reference is None):
             raise ValueError("target: give either ms or a reference model name, not both or neither")
         if self.ms is not None:
-            object.__setattr__(self, "ms", _positive("target ms", self.ms))
+            _positive("target ms", self.ms)
+            object.__setattr__(self, "ms", check_target_ms(self.ms, "target ms"))
             if self.factor != 1.0:
                 raise ValueError("target: factor applies only to a reference model; scale ms yourself")
         else:
             if not isinstance(self.reference, str) or not re.fullmatch(_NAME, self.reference.lower()):
                 raise ValueError(f"target reference {self.reference!r}: expected a model name such as 'mobilenetv2'")
             object.__setattr__(self, "reference", self.reference.lower())
-        object.__setattr__(self, "factor", _positive("target factor", self.factor))
+        factor = _positive("target factor", self.factor)
+        if not 1 / MAX_FACTOR <= factor <= MAX_FACTOR:
+            raise ValueError(f"target factor={self.factor!r}: expected a multiple of the reference model between "
+                             f"{1 / MAX_FACTOR:g} and {MAX_FACTOR:g}")
+        object.__setattr__(self, "factor", factor)
 
     @classmethod
     def parse(cls, text: str | float | int | Target) -> Target:
@@ -91,7 +104,7 @@ class Target:
             ms = _positive(f"measured latency of {self.reference!r}", ms)
         except ValueError as exc:
             raise ValueError(f"{exc} (from the measure callable)") from None
-        return self.factor * ms
+        return check_target_ms(self.factor * ms, f"target '{self}'")
 
     def __str__(self) -> str:
         if self.ms is not None:
