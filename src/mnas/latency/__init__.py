@@ -18,11 +18,12 @@ from mnas.latency.base import LatencyBackend, LatencyResult, Protocol, time_call
 from mnas.latency.device import DeviceLock, device_info, device_lock
 from mnas.latency.lut import LayerUnit, LookupTable, arch_units
 from mnas.latency.ort import OnnxRuntime, measure_onnx
-from mnas.latency.remote import DeviceUnavailable, Remote
+from mnas.latency.remote import DeviceUnavailable, DeviceUnreachableError, Remote
 from mnas.latency.torch_backend import Torch
 
 __all__ = [
-    "BACKENDS", "DeviceLock", "DeviceUnavailable", "LatencyBackend", "LatencyResult", "LayerUnit", "LookupTable",
+    "BACKENDS", "DeviceLock", "DeviceUnavailable", "DeviceUnreachableError",
+    "LatencyBackend", "LatencyResult", "LayerUnit", "LookupTable",
     "OnnxRuntime", "Protocol", "Remote", "Torch", "arch_units", "build_lut", "device_info", "device_lock",
     "enumerate_units", "get_backend", "measure_onnx", "onnx_bytes", "time_callable", "validate_lut",
 ]

@@ -19,14 +19,20 @@ from urllib.parse import urlsplit
 from mnas.latency.base import LatencyResult, OnnxBackend
 from mnas.latency.device import runtime_versions
 
-__all__ = ["DeviceUnavailable", "Remote"]
+__all__ = ["DeviceUnavailable", "DeviceUnreachableError", "Remote"]
 
 TOKEN_ENV = "MNAS_DEVICE_TOKEN"
 _RETRY_STATUS = (502, 503, 504)
 
 
 class DeviceUnavailable(ConnectionError):
-    """The device server did not answer (after the retries)."""
+    """The device server did not answer, or answered only 502/503/504 (after the retries)."""
+
+
+class DeviceUnreachableError(DeviceUnavailable):
+    """No HTTP answer at all from the device server (refused, unresolvable, reset or timed out), after the retries.
+
+    Its message is one line naming the URL and what to check; the search CLI exits 2 on it."""
 
 
 class Remote(OnnxBackend):
@@ -78,8 +84,15 @@ class Remote(OnnxBackend):
             except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError,
                     json.JSONDecodeError) as exc:
                 last = exc
+        tries = f"{self.retries + 1} {'try' if self.retries == 0 else 'tries'}"
+        if isinstance(last, urllib.error.HTTPError):
+            raise DeviceUnavailable(f"device server {self.url} answered {last.code} ({_error_message(last)}) after"
+                                    f" {tries}: it is busy or restarting, try again later")
         reason = getattr(last, "reason", None) or last
-        raise DeviceUnavailable(f"device server {self.url} did not answer after {self.retries + 1} tries: {reason}")
+        reason = str(reason).strip().splitlines()[0][:200] if str(reason).strip() else type(last).__name__
+        raise DeviceUnreachableError(
+            f"device server {self.url} did not answer after {tries} ({reason}): check that 'mnas device serve' is"
+            " running there, that the host and port in --url are right, and that no firewall blocks the port")
 
     def info(self) -> dict[str, Any]:
         """The server's device, runtime versions and settings (asked once, then remembered)."""
