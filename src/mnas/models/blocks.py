@@ -1,4 +1,7 @@
-"""The three layer types of the search space and the three skip ops.
+"""The layer types of the search spaces and the three skip ops.
+
+Layer types: regular conv, depthwise-separable, MBConv, and ``proj`` (a 1x1 conv and BN with no
+activation: the layer-wise space's skip where the identity cannot apply).
 
 Skip ops (a documented rule, so no combination ever builds a model that crashes):
 - ``identity``: ``x + f(x)`` where stride is 1 and input and output filters are equal; anywhere
@@ -18,7 +21,7 @@ from torch import nn
 
 from mnas.models.layers import ConvBnAct, SqueezeExcite
 
-__all__ = ["ConvLayer", "DepthwiseSeparable", "InvertedResidual", "PoolShortcut", "make_layer"]
+__all__ = ["ConvLayer", "DepthwiseSeparable", "InvertedResidual", "PoolShortcut", "ProjLayer", "make_layer"]
 
 
 class PoolShortcut(nn.Module):
@@ -99,6 +102,18 @@ class InvertedResidual(_Residual):
         return self._add_skip(x, self.conv_pwl(self.se(self.conv_dw(self.conv_pw(x)))))
 
 
+class ProjLayer(_Residual):
+    """1x1 conv with the layer's stride, BN, no activation (the layer-wise space's non-identity skip)."""
+
+    def __init__(self, in_chs: int, out_chs: int, stride: int, skip: str):
+        super().__init__()
+        self.conv = ConvBnAct(in_chs, out_chs, 1, stride, act_layer=None)
+        self._init_skip(skip, in_chs, out_chs, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._add_skip(x, self.conv(x))
+
+
 def make_layer(op: str, in_chs: int, out_chs: int, kernel_size: int, stride: int, exp_ratio: int,
                se_ratio: float, skip: str, act_layer: Callable[..., nn.Module]) -> nn.Module:
     """One layer of a block, from resolved arguments."""
@@ -108,4 +123,8 @@ def make_layer(op: str, in_chs: int, out_chs: int, kernel_size: int, stride: int
         return DepthwiseSeparable(in_chs, out_chs, kernel_size, stride, se_ratio, skip, act_layer)
     if op == "mbconv":
         return InvertedResidual(in_chs, out_chs, kernel_size, stride, exp_ratio, se_ratio, skip, act_layer)
-    raise ValueError(f"unknown op {op!r}: expected conv, ds or mbconv")
+    if op == "proj":
+        if kernel_size != 1 or se_ratio:
+            raise ValueError(f"a proj layer is a 1x1 conv without SE: got kernel {kernel_size}, se_ratio {se_ratio}")
+        return ProjLayer(in_chs, out_chs, stride, skip)
+    raise ValueError(f"unknown op {op!r}: expected conv, ds, mbconv or proj")

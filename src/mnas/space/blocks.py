@@ -3,12 +3,14 @@
 The grammar extends the TensorFlow MnasNet reference's block strings (REFERENCE.md) with the op
 types and skip ops the reference lacks. Tokens always come in this order::
 
-    [conv_]r<repeats>_k<kernel>_s<stride><stride>[_e<expansion>]_i<in>_o<out>[_se<ratio>][_noskip|_poolskip]
+    [conv_|proj_]r<repeats>_k<kernel>_s<stride><stride>[_e<expansion>]_i<in>_o<out>[_se<ratio>][_noskip|_poolskip]
 
 - no prefix and ``e1``: depthwise-separable conv (dw kxk, BN, act, [SE], pw 1x1, BN) — exactly what
   the reference means by an ``e1`` block;
 - no prefix and ``e>=2``: mobile inverted bottleneck (MBConv) with that expansion;
 - ``conv_`` prefix (no ``e``): a regular kxk conv, BN, act, [SE];
+- ``proj_`` prefix (no ``e``, always ``k1``, no SE): a 1x1 conv and BN with no activation — the
+  layer-wise space's skip where the identity cannot apply (stride or filters change);
 - skip: identity residual by default (applied only where stride is 1 and in == out, as in the
   reference), ``_poolskip`` for a pooled shortcut, ``_noskip`` for none.
 
@@ -24,10 +26,11 @@ from dataclasses import dataclass
 
 __all__ = ["OPS", "SKIPS", "BlockSpec", "decode_block", "encode_block", "format_float", "parse_float"]
 
-OPS = ("conv", "ds", "mbconv")
+OPS = ("conv", "ds", "mbconv", "proj")
 SKIPS = ("identity", "pool", "none")
 _SKIP_TOKEN = {"identity": None, "pool": "poolskip", "none": "noskip"}
 _INT = re.compile(r"[1-9][0-9]*\Z")
+_PREFIXED = ("conv", "proj")  # ops written as a prefix token, with no expansion token
 
 
 def format_float(x: float) -> str:
@@ -92,9 +95,13 @@ class BlockSpec:
             raise ValueError("an MBConv with expansion 1 is a depthwise-separable conv: use op='ds'")
         if self.op != "mbconv" and self.exp_ratio != 1:
             raise ValueError(f"op {self.op!r} has no expansion: exp_ratio must be 1")
+        if self.op == "proj" and k != 1:
+            raise ValueError(f"a proj layer is a 1x1 conv: kernel_size must be 1, got {k}")
         se = self.se_ratio
         if not isinstance(se, (int, float)) or not math.isfinite(se) or not 0.0 <= se <= 1.0:
             raise ValueError(f"BlockSpec.se_ratio={se!r}: expected a number in [0, 1]")
+        if self.op == "proj" and se > 0:
+            raise ValueError("a proj layer has no squeeze-excite: se_ratio must be 0")
         object.__setattr__(self, "se_ratio", float(se))
 
     @property
@@ -108,9 +115,9 @@ class BlockSpec:
 
 def encode_block(spec: BlockSpec) -> str:
     """The canonical block string of `spec`."""
-    parts = ["conv"] if spec.op == "conv" else []
+    parts = [spec.op] if spec.op in _PREFIXED else []
     parts += [f"r{spec.repeats}", f"k{spec.kernel_size}", f"s{spec.stride}{spec.stride}"]
-    if spec.op != "conv":
+    if spec.op not in _PREFIXED:
         parts.append(f"e{spec.exp_ratio}")
     parts += [f"i{spec.in_chs}", f"o{spec.out_chs}"]
     if spec.se_ratio > 0:
@@ -140,8 +147,8 @@ def decode_block(text: str) -> BlockSpec:
         return tok
 
     op = "mbconv"
-    if tokens[0] == "conv":
-        op, pos = "conv", 1
+    if tokens[0] in _PREFIXED:
+        op, pos = tokens[0], 1
     tok = take("r", "repeats", "r2")
     repeats = _parse_int(tok[1:], "repeats", tok, 1, 64)
     tok = take("k", "kernel size", "k3")
@@ -154,7 +161,7 @@ def decode_block(text: str) -> BlockSpec:
         raise ValueError(f"bad stride token '{tok}': expected the stride written twice (s11, s22)")
     stride = _parse_int(half[: len(half) // 2], "stride", tok, 1, 4)
     exp = 1
-    if op != "conv":
+    if op not in _PREFIXED:
         tok = take("e", "expansion", "e6")
         exp = _parse_int(tok[1:], "expansion", tok, 1, 64)
         op = "ds" if exp == 1 else "mbconv"
@@ -178,4 +185,8 @@ def decode_block(text: str) -> BlockSpec:
             f"unexpected token '{tokens[pos]}' in block '{text}': after the filters only"
             " 'se<ratio>' then 'noskip' or 'poolskip' may follow"
         )
+    if op == "proj" and kernel != 1:
+        raise ValueError(f"bad kernel size in token 'k{kernel}' of proj block '{text}': a proj layer is 1x1 (k1)")
+    if op == "proj" and se:
+        raise ValueError(f"bad token 'se{format_float(se)}' in proj block '{text}': a proj layer has no squeeze-excite")
     return BlockSpec(op, repeats, kernel, stride, exp, in_chs, out_chs, se, skip)
