@@ -21,8 +21,8 @@ import torch
 
 from mnas.evaluate import train_candidate
 from mnas.latency import OnnxRuntime
+from mnas.loop import Budget, search
 from mnas.objectives import Reward
-from mnas.search import Budget, search
 from mnas.space import MnasNetSpace, adapt_strides, get_arch
 from mnas.train import ProxyConfig, load
 

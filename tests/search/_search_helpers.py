@@ -49,7 +49,7 @@ def tiny_eval(arch: Arch) -> dict:
 if __name__ == "__main__":  # driver for the kill test: python _search_helpers.py DB TRIALS
     from _search_helpers import slow as slow_by_module  # the same qualified callable the test resumes with
 
-    from mnas.search import Budget, search
+    from mnas.loop import Budget, search
 
     search(SPACE, evaluate=slow_by_module, target=20, strategy="ppo", budget=Budget(trials=int(sys.argv[2])),
            storage=sys.argv[1], seed=3)

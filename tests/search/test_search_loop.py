@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from mnas.loop import Budget, search
 from mnas.objectives import Reward
-from mnas.search import Budget, search
 from mnas.study import SQLiteStorage, Study
 
 sys.path.insert(0, str(Path(__file__).parent))

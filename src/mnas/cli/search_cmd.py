@@ -36,20 +36,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("objective")
     g.add_argument("--target", help="latency target: '20ms', '20', 'mobilenetv2', '0.8x mnasnet_b1' "
                    "(default: mobilenetv2 at the space's width)")
-    g.add_argument("--reward", choices=("soft", "hard"), default="soft", help="MnasNet constraint (default soft)")
+    g.add_argument("--reward", choices=("soft", "hard", "absolute", "accuracy"), default="soft",
+                   help="soft (default) or hard: MnasNet's reward; absolute: TuNAS's |LAT/T - 1| penalty; accuracy: "
+                   "no latency target (hard: the best trial must meet the target)")
     g.add_argument("--alpha", type=float, help="custom exponent below the target (with --beta)")
     g.add_argument("--beta", type=float, help="custom exponent above the target (with --alpha)")
     g = p.add_argument_group("strategy and budget")
-    g.add_argument("--strategy", default="ppo", choices=("ppo", "reinforce", "evolution", "random"))
+    g.add_argument("--strategy", default="ppo", choices=("ppo", "reinforce", "evolution", "random"),
+                   help="ppo (default): MnasNet's RNN controller trained with PPO; reinforce: the same with "
+                   "REINFORCE; evolution: regularized evolution; random: random search")
     g.add_argument("--strategy-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy hyperparameter, e.g. --strategy-opt batch_size=5 (repeatable)")
-    g.add_argument("--trials", type=positive_int, help=f"trials in the study (default {DEFAULT_TRIALS})")
+    g.add_argument("--trials", type=positive_int,
+                   help=f"trials in the study (default {DEFAULT_TRIALS}; a resumed study keeps its own)")
     g.add_argument("--hours", type=positive_float, help="wall-clock budget of this run")
-    g.add_argument("--seed", type=nonneg_int, default=0)
+    g.add_argument("--seed", type=nonneg_int, default=0,
+                   help="seeds the strategy, the validation split and every candidate's training (default 0)")
     g = p.add_argument_group("proxy training")
     g.add_argument("--epochs", type=positive_float, default=3.0, help="proxy epochs per candidate (default 3)")
-    g.add_argument("--batch-size", type=positive_int, default=32)
-    g.add_argument("--lr", type=positive_float, default=0.05)
+    g.add_argument("--batch-size", type=positive_int, default=32, help="proxy training batch size (default 32)")
+    g.add_argument("--lr", type=positive_float, default=0.05, help="proxy training learning rate (default 0.05)")
     g.add_argument("--threads", type=positive_int, default=1, help="torch threads per training worker (default 1)")
     g.add_argument("--max-train-seconds", type=positive_float, help="cap on each candidate's training time")
     g = p.add_argument_group("latency")
@@ -62,7 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("storage and execution")
     g.add_argument("--storage", help="study file or sqlite:/// URL (default: a new runs/search-<time>.db)")
     g.add_argument("--resume", action="store_true", help="continue --storage (default: the newest runs/search-*.db)")
-    g.add_argument("--executor", default="local", choices=("local", "process", "ray"))
+    g.add_argument("--executor", default="local", choices=("local", "process", "ray"),
+                   help="where candidates train: local (default, in this process), process (a pool of --workers "
+                   "local processes), ray (Ray tasks; --ray-address)")
     g.add_argument("--workers", type=positive_int, help="parallel trainings for --executor process (default 2)")
     g.add_argument("--ray-address", help="an existing Ray cluster (default: a local Ray instance)")
     p.add_argument("--json", action="store_true", help="print one JSON document at the end")
@@ -113,14 +121,52 @@ def _latency_backend(args: argparse.Namespace):
     return (OnnxRuntime if args.backend == "onnxruntime" else Torch)(threads=args.latency_threads)
 
 
-def cmd_search(args: argparse.Namespace) -> int:
+def _holds_study(storage: str) -> bool:
+    """Whether `storage` is a file holding a study's config (an empty file is a new study)."""
+    from mnas.study import SQLiteStorage
+
+    path = Path(storage.removeprefix("sqlite:///"))
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    try:
+        with SQLiteStorage(path, read_only=True) as existing:
+            return isinstance(existing.get_meta("config"), dict)
+    except ValueError:
+        return False  # not a study: the search itself says what is wrong with the file
+
+
+def _reward(args: argparse.Namespace, target_text: str | None, measure) -> Any:
     from mnas.objectives import Reward, Target
-    from mnas.search import Budget, search
+
+    if args.reward == "accuracy":
+        return Reward.accuracy()
+    if target_text is None:
+        return None  # resuming: the study's own reward
+    ms = Target.parse(target_text).resolve(measure)
+    if args.alpha is not None:
+        return Reward(ms, args.alpha, args.beta, constrained=args.reward == "hard")
+    return {"soft": Reward.soft, "hard": Reward.hard, "absolute": Reward.absolute}[args.reward](ms)
+
+
+def _device_error(args: argparse.Namespace, exc: BaseException) -> UsageError:
+    where = f"the device server at {args.url}" if args.url else "the latency device"
+    return UsageError(f"cannot reach {where}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
+                      " (check --url and that 'mnas device serve' runs there; finished trials are saved)")
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from mnas.evaluate import ProxyEvaluator
+    from mnas.loop import Budget, search
+    from mnas.objectives import Target
     from mnas.space import MnasNetSpace
     from mnas.train import ProxyConfig, load
 
     if (args.alpha is None) != (args.beta is None):
         raise UsageError("--alpha and --beta go together (a custom reward needs both)")
+    if args.alpha is not None and args.reward in ("absolute", "accuracy"):
+        raise UsageError(f"--alpha/--beta are MnasNet's exponents: they do not go with --reward {args.reward}")
+    if args.reward == "accuracy" and args.target:
+        raise UsageError("--reward accuracy has no latency target: drop --target (or use --reward soft/hard)")
     options = _strategy_options(args.strategy_opt)  # validate everything cheap before loading data
     target_parsed = Target.parse(args.target) if args.target else None
     if target_parsed is not None and target_parsed.reference is not None:
@@ -137,9 +183,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         except ValueError:
             raise UsageError(f"--strides {args.strides!r}: expected 8 comma-separated 1s and 2s") from None
     storage = _storage_path(args)
-    resuming = Path(storage.removeprefix("sqlite:///")).is_file()
+    resuming = _holds_study(storage)
     if args.resume and not resuming:
-        raise UsageError(f"--resume: {storage} does not exist")
+        raise UsageError(f"--resume: {storage} holds no study to resume")
     data = load(args.data, root=args.data_root, val_fraction=args.val_fraction, seed=args.seed)
     size = args.input_size or data.input_size
     small = size <= 16
@@ -147,38 +193,43 @@ def cmd_search(args: argparse.Namespace) -> int:
     head = args.head if args.head is not None else (256 if small else 1280)
     space = MnasNetSpace(data.num_classes, size, width_mult=width, head_chs=head, strides=strides)
     latency = _latency_backend(args)
-    target_text = args.target or (None if resuming else f"mobilenetv2_x{width:g}" if width != 1 else "mobilenetv2")
-    reward = None
-    if target_text is not None:
-        target = target_parsed or Target.parse(target_text)
-        from mnas.evaluate import resolve_reference
-
-        ms = target.resolve(lambda name: resolve_reference(name, latency, size, data.num_classes, data.channels))
-        if args.alpha is not None:
-            reward = Reward(ms, args.alpha, args.beta)
-        else:
-            reward = Reward.hard(ms) if args.reward == "hard" else Reward.soft(ms)
     proxy = ProxyConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, threads=args.threads,
                         max_seconds=args.max_train_seconds, seed=args.seed, input_size=args.input_size)
-    budget = Budget(trials=args.trials or (None if args.hours else DEFAULT_TRIALS), hours=args.hours)
+    evaluator = ProxyEvaluator(data, latency, proxy)
+    target_text = args.target or (None if resuming else f"mobilenetv2_x{width:g}" if width != 1 else "mobilenetv2")
+    try:
+        reward = _reward(args, target_text, lambda name: evaluator.reference_latency(name, space))
+    except ConnectionError as exc:
+        raise _device_error(args, exc) from None
+    budget = None  # resuming without --trials/--hours: the study's stored budget
+    if args.trials or args.hours or not resuming:
+        budget = Budget(trials=args.trials or (None if args.hours else DEFAULT_TRIALS), hours=args.hours)
     workers = args.workers or (2 if args.executor == "process" else None)
 
     import torch
 
     torch.set_num_threads(args.threads)  # the driver trains in-process with --executor local
-    display = None if args.quiet or args.json else _LiveDisplay(budget, storage)
+    display = None
+    if not (args.quiet or args.json):
+        display = _LiveDisplay(storage) if sys.stderr.isatty() else _PlainProgress()
     started = time.monotonic()
     try:
         with display or contextlib.nullcontext():
-            study = search(space, data=data, latency=latency, reward=reward, strategy=args.strategy,
-                           strategy_options=options, budget=budget, storage=storage,
-                           executor=args.executor, workers=workers, ray_address=args.ray_address, proxy=proxy,
-                           seed=args.seed, callbacks=[display.update] if display else [])
+            study = search(space, evaluate=evaluator, reward=reward, strategy=args.strategy, strategy_options=options,
+                           budget=budget, storage=storage, executor=args.executor, workers=workers,
+                           ray_address=args.ray_address, seed=args.seed, callbacks=[display.update] if display else [])
     except KeyboardInterrupt:
         print(f"\nmnas: interrupted; finished trials are saved in {storage}. "
               f"Resume with: mnas search --resume --storage {storage}", file=sys.stderr)
         return 130
+    except ConnectionError as exc:
+        raise _device_error(args, exc) from None
     return _report(study, storage, time.monotonic() - started, args.json)
+
+
+def format_states(states: dict[str, int]) -> str:
+    """'4 complete, 1 failed' (states with no trials left out)."""
+    return ", ".join(f"{n} {state}" for state, n in states.items() if n) or "none"
 
 
 def _report(study, storage: str, seconds: float, as_json: bool) -> int:
@@ -186,20 +237,43 @@ def _report(study, storage: str, seconds: float, as_json: bool) -> int:
     best, under = study.best(), study.best(target_ms=target) if target else None
     front = study.pareto_front()
     summary = study.summary(target_ms=target)
+    run = study.last_run
+    failed = summary["states"].get("failed", 0)
+    rc = 0
+    if not summary["states"].get("complete", 0):
+        rc = 1  # every trial failed (or none ran): not a successful search
     if as_json:
         emit_json({"storage": storage, "wall_seconds": seconds, "target_ms": target,
                    "trials": summary["n_trials"], "states": summary["states"],
+                   "stop": run.to_dict() if run else None,
                    "best": best.to_dict() if best else None, "best_under_target": under.to_dict() if under else None,
+                   "best_is_feasible_only": summary["best_is_feasible_only"],
                    "pareto_front": [t.to_dict() for t in front]})
-        return 0
-    print(f"study: {storage}   trials: {summary['n_trials']} {summary['states']}   wall: {seconds:.0f} s   "
-          f"target: {target:.3f} ms")
+        if rc:
+            print(f"mnas: error: no trial completed ({failed} failed)", file=sys.stderr)
+        return rc
+    target_text = f"{target:.3f} ms" if isinstance(target, (int, float)) else "none (accuracy only)"
+    print(f"study: {storage}   trials: {summary['n_trials']} ({format_states(summary['states'])})   "
+          f"wall: {seconds:.0f} s   target: {target_text}")
+    if run is not None and (run.early or run.stop == "complete"):
+        print(f"note: {run}")
+    if rc:
+        reasons = [t.failure for t in study.get_trials("failed") if t.failure]
+        common = max(set(reasons), key=reasons.count) if reasons else "unknown"
+        print(f"mnas: error: no trial completed ({failed} failed); most common failure: {common.splitlines()[0][:300]}",
+              file=sys.stderr)
+        return rc
     rows = [{"n": t.number, "acc": f"{100 * t.accuracy:.1f}%", "lat": f"{t.latency_ms:.3f}", "reward": f"{t.reward:.4f}",
              "params": f"{t.params:,}" if t.params else "", "arch": t.arch} for t in front]
     print("\nPareto front (accuracy vs latency):")
     table(rows, [("trial", "n"), ("accuracy", "acc"), ("latency ms", "lat"), ("reward", "reward"),
                  ("params", "params"), ("arch", "arch")])
-    if under:
+    if summary["best_is_feasible_only"] and best is None:
+        print("\nno complete trial meets the hard target yet")
+    elif target is None and best is not None:
+        print(f"\nbest: trial {best.number}, {100 * best.accuracy:.1f}% at {best.latency_ms:.3f} ms")
+        print(f"  {best.arch}")
+    elif under:
         print(f"\nbest under the target: trial {under.number}, {100 * under.accuracy:.1f}% at {under.latency_ms:.3f} ms")
         print(f"  {under.arch}")
     else:
@@ -207,19 +281,37 @@ def _report(study, storage: str, seconds: float, as_json: bool) -> int:
     return 0
 
 
-class _LiveDisplay:
-    """A rich live panel on stderr: trials done, best reward, the current front, time left."""
+class _PlainProgress:
+    """When stderr is not a terminal (a log file, nohup): one line per finished trial."""
 
-    def __init__(self, budget, storage: str):
+    def __init__(self) -> None:
+        from mnas.loop import ProgressPrinter
+
+        self.printer = ProgressPrinter(sys.stderr)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, event) -> None:
+        self.printer(event)
+
+
+class _LiveDisplay:
+    """A rich live panel on stderr: the current front, trials done, best reward, time left. The arch
+    column is cut to what the terminal leaves, so the figures and the caption always show."""
+
+    def __init__(self, storage: str):
         from mnas._util import require
 
         require("rich", "the live search display")
         from rich.console import Console
 
         self.console = Console(stderr=True)
-        self.budget, self.storage = budget, storage
+        self.storage = storage
         self.live = None
-        self.last = None
 
     def __enter__(self):
         from rich.live import Live
@@ -233,28 +325,38 @@ class _LiveDisplay:
         return False
 
     def update(self, event) -> None:
-        self.last = event
         self.live.update(self._render(event))
 
     def _render(self, event):
-        from rich.table import Table
+        return render_table(event, self.storage, self.console.width)
 
-        table_ = Table(title=f"mnas search -> {self.storage}", title_justify="left", expand=False)
-        for col in ("trial", "accuracy", "latency ms", "reward"):
-            table_.add_column(col, no_wrap=True, min_width=len(col), justify="right")
-        table_.add_column("arch", overflow="ellipsis", no_wrap=True, ratio=1)
-        if event is None:
-            table_.caption = "starting: measuring the target, first candidate training..."
-            return table_
-        study = event.study
-        summary = study.summary(target_ms=event.reward.target_ms)
-        done = summary["states"].get("complete", 0) + summary["states"].get("failed", 0)
-        best = study.best()
-        for t in study.pareto_front()[-8:]:
-            table_.add_row(str(t.number), f"{100 * t.accuracy:.1f}%", f"{t.latency_ms:.3f}", f"{t.reward:.4f}", t.arch)
-        left = "" if self.budget.hours is None else f"   time left: {max(0.0, self.budget.seconds - event.elapsed) / 60:.1f} min"
-        total = f"/{self.budget.trials}" if self.budget.trials else ""
-        table_.caption = (f"trials {done}{total} (failed {summary['states'].get('failed', 0)}, running {event.running})"
-                          f"   best reward {best.reward:.4f}" if best else f"trials {done}{total}") + \
-            f"   target {event.reward.target_ms:.3f} ms   elapsed {event.elapsed / 60:.1f} min{left}   [front shown]"
-        return table_
+
+def render_table(event, storage: str, width: int):
+    """The live display's renderable for `event` (None: starting) at a terminal `width`."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    table_ = Table(title=f"mnas search -> {storage}", title_justify="left", expand=False)
+    for col in ("trial", "accuracy", "latency ms", "reward"):
+        table_.add_column(col, no_wrap=True, min_width=len(col), justify="right")
+    arch_width = max(12, width - 55)  # four figure columns with borders and padding take about 55
+    table_.add_column("arch", no_wrap=True, max_width=arch_width)
+    if event is None:
+        return Group(table_, Text("starting: measuring the target, first candidate training..."))
+    study = event.study
+    states = {s: study.storage.count_trials(s) for s in ("complete", "failed")}
+    done = states["complete"] + states["failed"]
+    best = study.best()
+    for t in study.pareto_front()[-8:]:
+        arch = t.arch if len(t.arch) <= arch_width else t.arch[: arch_width - 1] + "\u2026"
+        table_.add_row(str(t.number), f"{100 * t.accuracy:.1f}%", f"{t.latency_ms:.3f}", f"{t.reward:.4f}", arch)
+    budget = event.budget
+    left = "" if budget.hours is None else f"   time left: {max(0.0, budget.seconds - event.elapsed) / 60:.1f} min"
+    total = f"/{budget.trials}" if budget.trials else ""
+    target = event.reward.target_ms
+    caption = (f"trials {done}{total} (failed {states['failed']}, running {event.running})"
+               + (f"   best reward {best.reward:.4f}" if best else "")
+               + (f"   target {target:.3f} ms" if target is not None else "   no target")
+               + f"   elapsed {event.elapsed / 60:.1f} min{left}   [front shown]")
+    return Group(table_, Text(caption, overflow="fold"))

@@ -11,6 +11,8 @@ the search writes. Schema (version 1)::
            failure TEXT, extra TEXT (JSON object))                      -- index on (arch, state)
     strategy_state(n_told INTEGER PRIMARY KEY, state TEXT (JSON), saved_at REAL)
     meta(key TEXT PRIMARY KEY, value TEXT (JSON))
+    writer(slot INTEGER PRIMARY KEY, value TEXT (JSON))                 -- the writer lease; added to
+                                                                        -- older files when a writer opens them
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 """
+# Not part of version 1's first files, so it is created whenever a writer opens a study.
+_WRITER_TABLE = "CREATE TABLE IF NOT EXISTS writer (slot INTEGER PRIMARY KEY CHECK (slot = 0), value TEXT NOT NULL)"
 
 _COLUMNS = tuple(Trial.__dataclass_fields__)  # the trials table's columns, in the dataclass's order
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM trials"
@@ -144,6 +148,11 @@ class SQLiteStorage(Storage):
                 f"study '{self.path}' has schema version {version}, newer than this mnas supports"
                 f" ({SCHEMA_VERSION}): upgrade mnas to open it"
             )
+        if not self.read_only:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "writer" not in tables:
+                with self._write() as c:
+                    c.execute(_WRITER_TABLE)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -269,6 +278,23 @@ class SQLiteStorage(Storage):
     def _all_meta(self) -> dict[str, str]:
         with self._lock:
             return dict(self._conn.execute("SELECT key, value FROM meta ORDER BY key").fetchall())
+
+    def _swap_writer(self, fn: Any, write: bool = True) -> None:
+        if not write:
+            with self._lock:
+                try:
+                    row = self._conn.execute("SELECT value FROM writer WHERE slot = 0").fetchone()
+                except sqlite3.OperationalError:  # an older file opened read-only: no lease table yet
+                    row = None
+            fn(None if row is None else json.loads(row[0]))
+            return
+        with self._write() as c:
+            row = c.execute("SELECT value FROM writer WHERE slot = 0").fetchone()
+            new = fn(None if row is None else json.loads(row[0]))
+            if new is None:
+                c.execute("DELETE FROM writer WHERE slot = 0")
+            else:
+                c.execute("INSERT OR REPLACE INTO writer VALUES (0, ?)", (json.dumps(new, sort_keys=True),))
 
     def integrity_check(self) -> str:
         """SQLite's own check of the file: 'ok' when the database is intact."""

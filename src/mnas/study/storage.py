@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -21,11 +23,16 @@ from mnas.study.trial import (
     dumps_json,
 )
 
-__all__ = ["InMemoryStorage", "Storage", "StatesArg", "get_storage"]
+__all__ = ["InMemoryStorage", "Storage", "StatesArg", "StudyBusyError", "get_storage"]
 
 StatesArg = str | TrialState | Iterable[str | TrialState] | None
 _ATTRS = FLOAT_ATTRS + INT_ATTRS + ("extra",)
 REQUEUE_REASON = "requeued: the search stopped while this trial was running"
+WRITER_TTL = 60.0  # seconds without a heartbeat after which a writer on another host counts as dead
+
+
+class StudyBusyError(ValueError):
+    """Another live process holds the study's writer lease (one writer per study)."""
 
 
 class Storage:
@@ -47,6 +54,10 @@ class Storage:
     * Threads: calls are serialised by a lock, so one process may call from any thread. There is
       one writer per study (the search driver); readers (a report command, a notebook) may open
       the same study and read while a search writes.
+    * One writer: a search holds the study's writer lease (`acquire_writer`, renewed by
+      `heartbeat`, given up by `release_writer`). While a live process holds it, acquiring it is a
+      `StudyBusyError` naming that process; a holder that died (its process is gone on this host,
+      or no heartbeat for `ttl` seconds) is replaced at once.
     """
 
     strategy_history = 3  # how many strategy-state versions a storage keeps
@@ -134,6 +145,47 @@ class Storage:
     def get_all_meta(self) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in self._all_meta().items()}
 
+    # -- one writer per study ---------------------------------------------------------------------
+    def acquire_writer(self, ttl: float = WRITER_TTL, *, name: str = "mnas search") -> str:
+        """Take the writer lease and return its id; StudyBusyError if a live process holds it."""
+        me = {"id": uuid.uuid4().hex, "pid": os.getpid(), "host": socket.gethostname(), "name": name,
+              "since": time.time(), "heartbeat": time.time(), "ttl": float(ttl)}
+
+        def take(current: dict[str, Any] | None) -> dict[str, Any]:
+            if current is not None and writer_alive(current):
+                raise StudyBusyError(busy_message(self, current))
+            return me
+
+        self._swap_writer(take)
+        return me["id"]
+
+    def heartbeat(self, lease: str) -> bool:
+        """Renew the lease; False if it was lost (another process took the study over)."""
+        held = []
+
+        def renew(current: dict[str, Any] | None) -> dict[str, Any] | None:
+            if current is None or current.get("id") != lease:
+                return current
+            held.append(True)
+            return {**current, "heartbeat": time.time()}
+
+        self._swap_writer(renew)
+        return bool(held)
+
+    def release_writer(self, lease: str) -> None:
+        """Give the lease up (if this holder still has it)."""
+        self._swap_writer(lambda current: None if current is not None and current.get("id") == lease else current)
+
+    def get_writer(self) -> dict[str, Any] | None:
+        """Who holds the writer lease (pid, host, since, heartbeat), or None."""
+        found = []
+        self._swap_writer(lambda current: found.append(current) or current, write=False)
+        return found[0] if found else None
+
+    def _swap_writer(self, fn: Any, write: bool = True) -> None:
+        """Atomically replace the writer record by `fn(current)` (None: no writer)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release resources; the storage is not used afterwards."""
 
@@ -191,6 +243,46 @@ def _parse_states(states: StatesArg) -> tuple[TrialState, ...] | None:
     return tuple(TrialState.parse(s) for s in states)
 
 
+def writer_alive(record: dict[str, Any], now: float | None = None) -> bool:
+    """Whether the process in a writer record still holds its lease: its heartbeat is recent and,
+    when it runs on this host, its process exists (so a killed writer is replaced at once)."""
+    now = time.time() if now is None else now
+    if now - float(record.get("heartbeat", 0.0)) > float(record.get("ttl", WRITER_TTL)):
+        return False
+    if record.get("host") == socket.gethostname():
+        return pid_alive(int(record.get("pid", -1)))
+    return True
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    try:  # a zombie (killed, not yet reaped by its parent) is dead for our purpose
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def busy_message(storage: Any, record: dict[str, Any]) -> str:
+    since = time.strftime("%H:%M:%S", time.localtime(float(record.get("since", 0.0))))
+    ago = max(0.0, time.time() - float(record.get("heartbeat", 0.0)))
+    return (f"study {storage!r} is being written by another search ({record.get('name', 'mnas search')}, pid "
+            f"{record.get('pid')} on {record.get('host')}, since {since}, last heartbeat {ago:.0f} s ago): "
+            "one writer per study; wait for it or stop it (a writer that died is detected at once on this host, "
+            f"after {float(record.get('ttl', WRITER_TTL)):.0f} s without a heartbeat elsewhere)")
+
+
 def finished_error(number: int, state: TrialState) -> ValueError:
     return ValueError(f"trial {number} is {state.value}: a finished trial never changes")
 
@@ -212,6 +304,13 @@ class InMemoryStorage(Storage):
         self._first_complete: dict[str, int] = {}
         self._states: dict[int, str] = {}
         self._meta: dict[str, str] = {}
+        self._writer: dict[str, Any] | None = None
+
+    def _swap_writer(self, fn: Any, write: bool = True) -> None:
+        with self._lock:
+            new = fn(None if self._writer is None else dict(self._writer))
+            if write:
+                self._writer = None if new is None else dict(new)
 
     def _create_trial(self, tokens: tuple[int, ...], arch: str, values: dict[str, Any]) -> int:
         with self._lock:

@@ -7,7 +7,7 @@ import os
 from collections import Counter
 from typing import Any
 
-from mnas.objectives import pareto_front
+from mnas.objectives import Reward, pareto_front
 from mnas.study.storage import StatesArg, Storage, get_storage
 from mnas.study.trial import Trial, TrialState
 
@@ -40,11 +40,23 @@ class Study:
     def meta(self) -> dict[str, Any]:
         return self.storage.get_all_meta()
 
+    def stored_reward(self) -> Reward | None:
+        """The reward the study was searched with (from its metadata), or None if it has none."""
+        data = (self.storage.get_meta("config") or {}).get("reward")
+        try:
+            return Reward.from_dict(data) if isinstance(data, dict) else None
+        except ValueError:
+            return None
+
     def best(self, target_ms: float | None = None) -> Trial | None:
-        """The complete trial with the highest reward; with `target_ms`, the most accurate complete
-        trial whose latency is at most `target_ms`. Ties go to the earlier trial; None if none."""
+        """The complete trial with the highest reward — under a hard reward (its target is a
+        constraint), only among trials that meet the target; with `target_ms`, the most accurate
+        complete trial whose latency is at most `target_ms`. Ties go to the earlier trial; None if none."""
         trials = self.complete_trials
         if target_ms is None:
+            reward = self.stored_reward()
+            if reward is not None and reward.is_hard:
+                trials = [t for t in trials if t.latency_ms is not None and reward.feasible(t.latency_ms)]
             return max(trials, key=lambda t: (t.reward, -t.number), default=None)
         if isinstance(target_ms, bool) or not isinstance(target_ms, (int, float)) or not target_ms > 0:
             raise ValueError(f"target_ms={target_ms!r}: expected a latency target in milliseconds > 0")
@@ -67,8 +79,10 @@ class Study:
         counts = Counter(t.state.value for t in trials)
         best = self.best()
         best_under = self.best(target_ms) if target_ms is not None else None
+        reward = self.stored_reward()
         return {
             "n_trials": len(trials),
+            "best_is_feasible_only": bool(reward is not None and reward.is_hard),
             "states": {s.value: counts.get(s.value, 0) for s in TrialState},
             "best": best.to_dict() if best else None,
             "target_ms": target_ms,

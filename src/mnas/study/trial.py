@@ -73,6 +73,13 @@ class Trial:
         return self.state.is_finished
 
     @property
+    def accuracy_source(self) -> str | None:
+        """How the accuracy was obtained ("proxy", "user", "supernet", ...), as the search recorded
+        it; None for trials stored before sources were recorded."""
+        source = self.extra.get("accuracy_source")
+        return source if isinstance(source, str) else None
+
+    @property
     def duration(self) -> float | None:
         """Wall time from start to finish in seconds, or None while running."""
         if self.started_at is None or self.finished_at is None:

@@ -13,8 +13,10 @@ class Budget:
     """`trials`: total trials in the study (a resumed search continues up to it; failed trials count).
     `hours`: wall clock of this run; no candidate is started that the median trial time says would
     not finish in time, and running candidates are always finished, never cut short.
-    `max_repeats`: stop after this many consecutive proposals of already-evaluated architectures
-    (a converged controller); they are answered from the study and cost nothing else."""
+    `max_repeats`: after this many consecutive proposals of already-evaluated architectures (a
+    converged controller; they are answered from the study and cost nothing else), the loop
+    evaluates architectures the study has not seen, drawn at random, until the strategy proposes a
+    new one itself; it stops early only when no unseen architecture can be found."""
 
     trials: int | None = 50
     hours: float | None = None
@@ -38,3 +40,10 @@ class Budget:
 
     def to_dict(self) -> dict:
         return {"trials": self.trials, "hours": self.hours, "max_repeats": self.max_repeats}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Budget:
+        """Inverse of `to_dict` (a stored study's budget)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"budget: expected a dict with trials, hours, max_repeats, got {type(data).__name__}")
+        return cls(trials=data.get("trials"), hours=data.get("hours"), max_repeats=data.get("max_repeats", 200))
