@@ -73,7 +73,8 @@ def _init_weights(model: nn.Module, bn_momentum: float, bn_eps: float) -> None:
 
 def build_model(arch: Arch | str, num_classes: int = 1000, in_chans: int = 3,
                 bn_momentum: float = BN_MOMENTUM, bn_eps: float = BN_EPS) -> MnasNetModel:
-    """Build `arch` (an Arch, its text, or a zoo name) for `num_classes` outputs."""
+    """Build `arch` (an architecture of any family, its text, or a zoo name) for `num_classes` outputs.
+    `bn_momentum` and `bn_eps` apply to the block chain; cell families keep their papers' batch norm."""
     if isinstance(arch, str):
         from mnas.space.zoo import get_arch, is_zoo_name
         arch = get_arch(arch) if is_zoo_name(arch) else as_arch(arch)
@@ -81,6 +82,9 @@ def build_model(arch: Arch | str, num_classes: int = 1000, in_chans: int = 3,
         raise ValueError(f"num_classes={num_classes!r}: expected a positive integer")
     if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
         raise ValueError(f"in_chans={in_chans!r}: expected a positive integer")
+    if not isinstance(arch, Arch):  # another family (cells, a user's own): its registered builder
+        from mnas.models.family import build
+        return build(arch, num_classes, in_chans)
     model = MnasNetModel(arch, num_classes, in_chans)
     _init_weights(model, bn_momentum, bn_eps)
     return model

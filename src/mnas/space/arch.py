@@ -167,11 +167,15 @@ def _decode_globals(text: str) -> dict[str, Any]:
 
 
 def as_arch(value: Arch | str | Iterable[str] | dict) -> Arch:
-    """Accept an Arch, its text, a list of block strings, or its JSON dict."""
+    """Accept an architecture of any family (`mnas.space.family`), its text or JSON dict, or a list
+    of block strings. Text and dicts go to the family whose form they are (block strings by default)."""
     if isinstance(value, Arch):
         return value
+    from mnas.space import family  # imports this module: resolved at call time
     if isinstance(value, str):
-        return decode_arch(value)
+        return family.parse_arch(value)
     if isinstance(value, dict):
-        return Arch.from_dict(value)
+        return family.arch_from_dict(value)
+    if family.is_arch(value):
+        return value
     return Arch(tuple(decode_block(b) for b in value))
