@@ -112,12 +112,10 @@ def test_unknown_path_is_404_and_missing_length_is_411(device_server):
 
 
 def test_requests_are_measured_one_at_a_time(device_server, small_onnx, monkeypatch):
-    import mnas.latency.server as server_module
-
     active, peak = [0], [0]
     guard = threading.Lock()
 
-    def fake_measure(model, shape, threads, inter, protocol):
+    def fake_measure(model, shape, protocol):  # stands in for the measuring process
         with guard:
             active[0] += 1
             peak[0] = max(peak[0], active[0])
@@ -126,7 +124,7 @@ def test_requests_are_measured_one_at_a_time(device_server, small_onnx, monkeypa
             active[0] -= 1
         return {"median_ms": 1.0, "iqr_ms": 0.0, "cv": 0.0, "n": 1}
 
-    monkeypatch.setattr(server_module, "measure_onnx", fake_measure)
+    monkeypatch.setattr(device_server.worker, "measure", fake_measure)
     results = []
     threads = [threading.Thread(target=lambda: results.append(
         request(device_server, "POST", f"/v1/measure?shape={SHAPE}", body=small_onnx)[0])) for _ in range(4)]
@@ -204,7 +202,8 @@ def _block_torch_env() -> dict[str, str]:
 
 
 def test_server_modules_do_not_import_torch():
-    code = ("import sys, mnas.latency.server, mnas.cli.device_cmd, mnas.latency.remote; "
+    code = ("import sys, mnas.latency.server, mnas.cli.device_cmd, mnas.latency.remote, mnas.latency.server_job, "
+            "mnas.latency.server_worker; "
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:3]")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

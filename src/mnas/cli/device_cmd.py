@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from mnas.cli._common import UsageError, emit_json, positive_float, positive_int
@@ -24,6 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--threads", type=positive_int, default=1, help="ONNX Runtime intra-op threads (default 1)")
     p.add_argument("--max-body-mb", type=positive_float, default=64.0, help="largest ONNX upload (default 64 MiB)")
+    p.add_argument("--time-limit-s", type=positive_float, default=60.0,
+                   help="longest one model may take to load and time, not counting a wait for the device lock;"
+                        " over it the measuring process is restarted and the client gets 422 (default 60)")
+    p.add_argument("--max-memory-mb", type=positive_float, default=1024.0,
+                   help="memory a measurement may use above the measuring process's idle size (an address-space"
+                        " cap, Linux); over it the client gets 422 (default 1024)")
+    p.add_argument("--max-connections", type=positive_int, default=16,
+                   help="connections served at once; more are answered 503 (default 16)")
     p.add_argument("--quiet", action="store_true", help="do not log requests")
     p.set_defaults(handler=cmd_serve)
 
@@ -42,14 +51,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get(TOKEN_ENV)
     if not token:
         raise UsageError(f"the device server needs a token: pass --token or set {TOKEN_ENV}")
-    server = DeviceServer(token, args.host, args.port, args.threads, int(args.max_body_mb * 2**20), quiet=args.quiet)
+    try:
+        server = DeviceServer(token, args.host, args.port, args.threads, int(args.max_body_mb * 2**20), quiet=args.quiet,
+                              time_limit_s=args.time_limit_s, max_memory_bytes=int(args.max_memory_mb * 2**20),
+                              max_connections=args.max_connections)
+    except RuntimeError as exc:  # the measuring process could not start
+        raise UsageError(str(exc)) from None
     print(f"mnas device server on {server.url} ({args.threads} thread(s)); Ctrl-C to stop", file=sys.stderr, flush=True)
+
+    def stop(signum: int, frame: object) -> None:  # SIGTERM: close the listener and the measuring process too
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.httpd.server_close()
+        server.worker.close()
     return 0
 
 

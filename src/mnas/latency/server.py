@@ -1,128 +1,252 @@
 """The device server: runs on the target, times ONNX models sent to it over HTTP.
 
 Needs only the standard library, NumPy and ONNX Runtime (never PyTorch). Endpoints, every one
-behind ``Authorization: Bearer <token>`` (compared in constant time):
+behind ``Authorization: Bearer <token>`` (compared in constant time, from the headers, before any
+body is read):
 
-- ``GET /v1/info``: CPU, runtime versions, threads, protocol, body limit;
-- ``POST /v1/measure?shape=1,3,224,224[&repeats=N]`` with the ONNX file as the body: the
-  statistics of `mnas.latency.ort.measure_onnx`, plus device and runtime.
+- ``GET /v1/info``: CPU, runtime versions, threads, protocol and the server's limits;
+- ``POST /v1/measure?shape=1,3,224,224[&repeats=N]`` with the ONNX file as the body (a
+  ``Content-Length`` is required; ``Expect: 100-continue`` is honoured): the statistics of
+  `mnas.latency.ort.measure_onnx`, plus device and runtime.
 
-Errors are JSON ``{"error": "..."}``: 401 bad or missing token, 404 unknown path, 411 no length,
-413 body over the limit, 400 malformed ONNX, shape or parameters, 500 anything else. Measurements
-run one at a time (a lock here, and the cross-process device lock); the server keeps serving after
-every bad request.
+Every answer, including those of the HTTP layer itself, is JSON; errors are
+``{"error": "<one line>", "kind": "<one word>"}``:
+
+====  ==================================================================================
+400   malformed request, parameters or ONNX (`invalid_model`, `bad_request`, `http`); a model
+      that keeps tensor data in a file (`file_reference`: refused before ONNX Runtime sees it)
+401   missing or wrong token (the body, if any, is read and dropped, never kept)
+404   unknown path; 405 known path, other method; 411 no ``Content-Length``
+413   body over ``max_body_bytes`` (bodies up to twice the limit are read and dropped so that the
+      client sees the answer; beyond that the server answers and closes)
+414   request line over 8 KiB; 431 headers over 32 KiB in all; 501 unknown method
+422   the model went over a limit: `time_limit` (load + time over ``time_limit_s``, not counting
+      a wait for the device lock), `memory_limit` (an allocation over ``max_memory_bytes``), or
+      `worker_crashed` (the measuring process died); the server keeps serving
+500   `internal`; 503 `busy` (over ``max_connections``) or `device_busy` (another process held
+      the device lock for 10 minutes) or `worker_unavailable`: all worth a retry
+====  ==================================================================================
+
+Messages never contain ONNX Runtime's own text (it can print tensor values); the server's log
+has it. Models are loaded and timed in a killable child process (`mnas.latency.server_worker`),
+one at a time (a lock here, and the cross-process device lock there).
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from mnas.latency.base import Protocol
-from mnas.latency.device import device_info, runtime_versions
-from mnas.latency.ort import check_shape, measure_onnx
+from mnas.latency.ort import check_shape
+from mnas.latency.server_http import MAX_HEADER_BYTES, MAX_REQUEST_LINE, BoundedServer, CappedReader, discard
+from mnas.latency.server_worker import MeasureWorker, WorkerError
 
-__all__ = ["DEFAULT_MAX_BODY", "MAX_REPEATS", "DeviceServer"]
+__all__ = ["DEFAULT_MAX_BODY", "DEFAULT_MAX_CONNECTIONS", "DEFAULT_MAX_MEMORY", "DEFAULT_TIME_LIMIT_S", "MAX_REPEATS",
+           "DeviceServer"]
 
 DEFAULT_MAX_BODY = 64 * 2**20
+DEFAULT_MAX_MEMORY = 2**30
+DEFAULT_MAX_CONNECTIONS = 16
+DEFAULT_TIME_LIMIT_S = 60.0
 MAX_REPEATS = 1000
 API = "/v1"
+_ROUTES = {f"{API}/info": "GET", f"{API}/measure": "POST"}
+_MIN_BODY_RATE = 256 * 1024  # bytes/s an authenticated upload must average, on top of the header timeout
+_DRAIN_S = 10.0  # the longest a connection spends dropping a body the server will not use
 
 
 class _HTTPError(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, kind: str = "bad_request"):
         super().__init__(message)
-        self.status = status
+        self.status, self.kind = status, kind
 
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "mnas-device/1"
-    timeout = 60  # a client that stops sending cannot hold a thread for ever
+    protocol_version = "HTTP/1.1"  # for Expect: 100-continue; every answer still closes the connection
+    timeout = 30  # per read or write; the watchdog bounds whole phases
     server: _Server
 
+    # -- the HTTP layer, bounded and in JSON -------------------------------------------------
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
         if not self.server.device.quiet:
             sys.stderr.write(f"mnas device: {self.address_string()} {format % args}\n")
 
+    def handle_one_request(self) -> None:
+        # The stdlib's loop, with an 8 KiB request line, a deadline for the headers, and quiet
+        # handling of clients that vanish (a reset is not an error of the server's).
+        dog = self.server.watchdog
+        dog.set(self.connection, self.server.device.header_timeout_s)
+        self.close_connection = True
+        try:
+            self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE + 1)
+            if len(self.raw_requestline) > MAX_REQUEST_LINE:
+                self.requestline = self.request_version = self.command = ""
+                self.send_error(414, f"request line longer than {MAX_REQUEST_LINE} bytes")
+                return
+            if not self.raw_requestline or not self.parse_request():
+                return
+            method = getattr(self, f"do_{self.command}", None)
+            if method is None:
+                self.send_error(501, f"unsupported method {self.command[:16]!r}: use GET or POST")
+                return
+            method()
+            self.wfile.flush()
+        except OSError:  # timeouts, resets, a socket shut down by the watchdog
+            pass
+        finally:
+            dog.clear(self.connection)
+            self.close_connection = True
+
+    def parse_request(self) -> bool:
+        self._raw_rfile = self.rfile
+        self.rfile = CappedReader(self._raw_rfile, MAX_HEADER_BYTES)  # type: ignore[assignment]
+        try:
+            return super().parse_request()
+        finally:
+            self.rfile = self._raw_rfile
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib's errors (400, 414, 431, 501, 505) in the API's JSON."""
+        short = self.responses.get(code, ("Error", ""))[0]
+        text = message or short
+        if code == 431:  # the stdlib's text names its own per-line limit, not the one that applied
+            text, explain = f"request headers over {MAX_HEADER_BYTES} bytes in all, or over 100 header lines", None
+        if explain and explain not in text:
+            text = f"{text}: {explain}"
+        self._send(code, {"error": text[:300], "kind": "http"})
+
     def _send(self, status: int, payload: dict[str, Any]) -> None:
+        import json
+
         body = json.dumps(payload).encode()
+        if not str(getattr(self, "request_version", "")).startswith("HTTP/1."):
+            self.request_version = "HTTP/1.0"  # a request that did not parse still gets a status line and headers
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(body)
+        if getattr(self, "command", "") != "HEAD":
+            self.wfile.write(body)
+        self.wfile.flush()
         self.close_connection = True
 
+    def _refuse(self, error: _HTTPError, drain: bool = True) -> None:
+        """Answer `error`, then drop what the client is still sending (bounded) so that it reads the answer."""
+        self.server.watchdog.set(self.connection, _DRAIN_S)
+        self._send(error.status, {"error": str(error), "kind": error.kind})
+        length = self._declared_length()
+        if drain and length:
+            discard(self._raw_rfile, length, 2 * self.server.device.max_body_bytes + 2**20)
+
+    # -- what a request may do, from its headers alone ----------------------------------------
     def _authorised(self) -> bool:
         given = self.headers.get("Authorization", "")
         scheme, _, token = given.partition(" ")
         expected = self.server.device.token.encode()
         return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected)
 
-    def _content_length(self) -> int:
+    def _declared_length(self) -> int | None:
         text = self.headers.get("Content-Length")
         if text is None:
-            raise _HTTPError(411, "a Content-Length header is required")
-        try:
-            length = int(text)
-        except ValueError:
-            raise _HTTPError(400, f"bad Content-Length {text[:40]!r}") from None
-        if length < 0:
+            return None
+        text = text.strip()
+        return int(text) if text.isdigit() and len(text) <= 18 else None
+
+    def _precheck(self) -> int:
+        """The body length the request may send; `_HTTPError` for a request to refuse before its body."""
+        if not self._authorised():
+            raise _HTTPError(401, "missing or wrong token: send 'Authorization: Bearer <token>'", "unauthorised")
+        path = urlsplit(self.path).path
+        if path not in _ROUTES:
+            raise _HTTPError(404, f"no {self.command} {path[:80]}: try GET {API}/info or POST {API}/measure", "not_found")
+        if _ROUTES[path] != self.command:
+            raise _HTTPError(405, f"{path} takes {_ROUTES[path]}, not {self.command[:16]}", "method")
+        if self.headers.get("Transfer-Encoding"):
+            raise _HTTPError(411, "chunked bodies are not supported: send a Content-Length", "length")
+        text = self.headers.get("Content-Length")
+        if self.command == "GET":
+            return 0
+        if text is None:
+            raise _HTTPError(411, "a Content-Length header is required", "length")
+        length = self._declared_length()
+        if length is None:
             raise _HTTPError(400, f"bad Content-Length {text[:40]!r}")
         limit = self.server.device.max_body_bytes
         if length > limit:
-            raise _HTTPError(413, f"request body of {length} bytes is over the server's limit of {limit} bytes")
+            raise _HTTPError(413, f"request body of {length} bytes is over the server's limit of {limit} bytes"
+                                  " (the server's --max-body-mb)", "too_large")
         return length
 
-    def _handle(self, method: str) -> None:
+    def handle_expect_100(self) -> bool:
         try:
-            url = urlsplit(self.path)
-            if not self._authorised():
-                if method == "POST":  # drain a body of acceptable size so the client reads the 401
-                    try:
-                        self.rfile.read(self._content_length())
-                    except _HTTPError:
-                        pass
-                raise _HTTPError(401, "missing or wrong token: send 'Authorization: Bearer <token>'")
-            if method == "GET" and url.path == f"{API}/info":
-                self._send(200, self.server.device.info())
-            elif method == "POST" and url.path == f"{API}/measure":
-                length = self._content_length()
-                body = self.rfile.read(length)
+            self._precheck()
+        except _HTTPError as exc:  # answer now: the client has not sent the body, and need not
+            self._refuse(exc, drain=False)
+            return False
+        return super().handle_expect_100()
+
+    # -- the API ---------------------------------------------------------------------------
+    def _handle(self) -> None:
+        device = self.server.device
+        try:
+            length = self._precheck()
+        except _HTTPError as exc:
+            self._refuse(exc)
+            return
+        query = parse_qs(urlsplit(self.path).query)
+        try:
+            if self.command == "GET":
+                if self._declared_length():  # a GET with a body: drop it so the client reads the answer
+                    discard(self._raw_rfile, self._declared_length() or 0, device.max_body_bytes)
+                self._send(200, device.info())
+                return
+            try:
+                _parse_params(query)  # before the body: a request that cannot be measured is not read
+            except ValueError as exc:
+                self._refuse(_HTTPError(400, str(exc)[:300]))
+                return
+            self.server.watchdog.clear(self.connection)  # waiting for a turn is bounded by the measurements ahead
+            with device.upload_slots:  # at most two bodies in memory: one measuring, one waiting
+                self.server.watchdog.set(self.connection, device.header_timeout_s + length / _MIN_BODY_RATE)
+                body = self._raw_rfile.read(length)
+                self.server.watchdog.clear(self.connection)  # the measurement has its own limit
                 if len(body) != length:
                     raise _HTTPError(400, f"body ended after {len(body)} of {length} bytes")
-                self._send(200, self.server.device.measure(body, parse_qs(url.query)))
-            else:
-                raise _HTTPError(404, f"no {method} {url.path}: try GET {API}/info or POST {API}/measure")
+                result = device.measure(body, query)
+            self._send(200, result)
         except _HTTPError as exc:
-            self._send(exc.status, {"error": str(exc)})
+            self._send(exc.status, {"error": str(exc), "kind": exc.kind})
+        except WorkerError as exc:
+            if exc.detail:
+                self.log_message("measurement failed (%s): %s", exc.kind, exc.detail)
+            self._send(exc.status, {"error": str(exc), "kind": exc.kind})
         except ValueError as exc:
-            self._send(400, {"error": str(exc)})
+            self._send(400, {"error": str(exc)[:300], "kind": "bad_request"})
+        except OSError:
+            raise
         except Exception as exc:  # noqa: BLE001 - report and keep serving
-            self._send(500, {"error": f"internal error: {type(exc).__name__}: {exc}"})
+            self.log_message("internal error: %r", exc)
+            self._send(500, {"error": f"internal error ({type(exc).__name__}); the details are in the server's log",
+                             "kind": "internal"})
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-        self._handle("GET")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._handle("POST")
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle  # noqa: N815
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(BoundedServer):
     device: DeviceServer
 
 
 def _parse_params(query: dict[str, list[str]]) -> tuple[tuple[int, ...], int | None]:
     unknown = sorted(set(query) - {"shape", "repeats"})
     if unknown:
-        raise ValueError(f"unknown parameter {unknown[0]!r}: expected shape and optionally repeats")
+        raise ValueError(f"unknown parameter {unknown[0][:40]!r}: expected shape and optionally repeats")
     if "shape" not in query:
         raise ValueError("missing parameter 'shape', e.g. ?shape=1,3,224,224")
     try:
@@ -138,29 +262,55 @@ def _parse_params(query: dict[str, list[str]]) -> tuple[tuple[int, ...], int | N
     return check_shape(shape), repeats
 
 
+def _positive(name: str, value: Any, kind: type = int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) or not value > 0:
+        raise ValueError(f"{name}={value!r}: expected a positive {'number' if kind is float else 'integer'}")
+
+
 class DeviceServer:
     """The latency server. ``with DeviceServer(token=...) as s: s.url`` runs it in a background thread;
-    `serve_forever()` runs it in this one."""
+    `serve_forever()` runs it in this one. Starts its measuring process at once (about a second).
+
+    Limits: `max_body_bytes` per upload, `time_limit_s` per measurement, `max_memory_bytes` of
+    address space for the measuring process above its idle size (None: no cap), `max_connections`
+    served at once, `header_timeout_s` for a client to send its request line and headers."""
 
     def __init__(self, token: str, host: str = "127.0.0.1", port: int = 0, threads: int = 1,
-                 max_body_bytes: int = DEFAULT_MAX_BODY, protocol: Protocol | None = None, quiet: bool = False):
+                 max_body_bytes: int = DEFAULT_MAX_BODY, protocol: Protocol | None = None, quiet: bool = False,
+                 time_limit_s: float = DEFAULT_TIME_LIMIT_S, max_memory_bytes: int | None = DEFAULT_MAX_MEMORY,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS, header_timeout_s: float = 10.0):
         if not isinstance(token, str) or len(token) < 8:
             raise ValueError("the device server needs a token of at least 8 characters (--token or MNAS_DEVICE_TOKEN)")
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads={threads!r}: expected a positive integer")
-        if not isinstance(max_body_bytes, int) or max_body_bytes < 1:
-            raise ValueError(f"max_body_bytes={max_body_bytes!r}: expected a positive integer")
-        from mnas._util import require
+        _positive("threads", threads)
+        _positive("max_body_bytes", max_body_bytes)
+        _positive("time_limit_s", time_limit_s, float)
+        _positive("max_connections", max_connections)
+        _positive("header_timeout_s", header_timeout_s, float)
+        if max_memory_bytes is not None:
+            _positive("max_memory_bytes", max_memory_bytes)
+        import importlib.util
 
-        require("onnxruntime", "the device server")
+        if importlib.util.find_spec("onnxruntime") is None:  # checked without importing it into this process
+            from mnas._util import require
+
+            require("onnxruntime", "the device server")
         self.token, self.threads, self.max_body_bytes = token, threads, max_body_bytes
         self.protocol, self.quiet = protocol or Protocol(), quiet
+        self.time_limit_s, self.max_memory_bytes = float(time_limit_s), max_memory_bytes
+        self.max_connections, self.header_timeout_s = max_connections, float(header_timeout_s)
         self._measure_lock = threading.Lock()
+        self.upload_slots = threading.BoundedSemaphore(2)
+        self.worker = MeasureWorker(threads, max_memory_bytes, self.time_limit_s, quiet)
         try:
-            self.httpd = _Server((host, port), _Handler)
+            self.httpd = _Server((host, port), _Handler, max_connections)
         except OSError as exc:
             raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self.httpd.device = self
+        try:
+            self._facts = self.worker.start()
+        except WorkerError as exc:
+            self.httpd.server_close()
+            raise RuntimeError(str(exc)) from None
         self._thread: threading.Thread | None = None
 
     @property
@@ -169,12 +319,15 @@ class DeviceServer:
         return f"http://{host}:{port}"
 
     def info(self) -> dict[str, Any]:
-        return {"device": device_info(), "runtime": runtime_versions("onnxruntime", "numpy"),
+        cap = self.max_memory_bytes if (self._facts or {}).get("address_space_cap") else None
+        return {"device": self._facts["device"], "runtime": self._facts["runtime"],
                 "settings": {"threads": self.threads, "inter_threads": 1, "protocol": self.protocol.to_dict()},
-                "max_body_bytes": self.max_body_bytes, "api": 1}
+                "max_body_bytes": self.max_body_bytes, "api": 1,
+                "limits": {"max_body_bytes": self.max_body_bytes, "time_limit_s": self.time_limit_s,
+                           "max_memory_bytes": cap, "max_connections": self.max_connections}}
 
     def measure(self, model: bytes, query: dict[str, list[str]]) -> dict[str, Any]:
-        """Time `model` as the request asks, one request at a time."""
+        """Time `model` as the request asks, one request at a time; `WorkerError` if it cannot be timed."""
         shape, repeats = _parse_params(query)
         if not model:
             raise ValueError("empty body: send the ONNX file as the request body")
@@ -183,7 +336,7 @@ class DeviceServer:
             protocol = Protocol(**{**protocol.to_dict(), "max_repeats": repeats,
                                    "min_repeats": min(protocol.min_repeats, repeats)})
         with self._measure_lock:
-            stats = measure_onnx(model, shape, self.threads, 1, protocol)
+            stats = self.worker.measure(model, shape, protocol.to_dict())
         return {**stats, "input_shape": list(shape), **self.info()}
 
     def serve_forever(self) -> None:
@@ -200,6 +353,7 @@ class DeviceServer:
             self._thread.join(timeout=10)
             self._thread = None
         self.httpd.server_close()
+        self.worker.close()
 
     def __enter__(self) -> DeviceServer:
         return self.start()
