@@ -89,6 +89,9 @@ def test_arch_round_trips(arch):
     ("k3_r1_s11_e1_i32_o16", "k3"),
     ("conv_r1_k3_s11_e6_i32_o16", "e6"),        # conv has no expansion
     ("r1_k3_s11_i32_o16", "i32"),              # missing expansion
+    ("proj_r1_k3_s22_i16_o24", "k3"),          # a proj layer is 1x1
+    ("proj_r1_k1_s22_e1_i16_o24", "e1"),       # proj has no expansion
+    ("proj_r1_k1_s22_i16_o24_se0.25", "se0.25"),  # nor squeeze-excite
 ])
 def test_bad_block_names_the_token(bad, token):
     with pytest.raises(ValueError, match=token.replace(".", r"\.")):
@@ -142,3 +145,37 @@ def test_fuzz_only_value_error():
                 accepted += 1
                 assert fn(str(out)) == out
     assert accepted > 0
+
+
+@pytest.mark.parametrize("text", ["proj_r1_k1_s22_i16_o24", "proj_r1_k1_s11_i8_o16_noskip", "proj_r2_k1_s11_i8_o8_poolskip"])
+def test_proj_blocks_round_trip(text):
+    spec = decode_block(text)
+    assert spec.op == "proj" and spec.kernel_size == 1 and spec.exp_ratio == 1
+    assert encode_block(spec) == text
+
+
+def test_proj_blockspec_refuses_kernel_and_se():
+    with pytest.raises(ValueError, match="kernel_size must be 1"):
+        BlockSpec("proj", 1, 3, 1, 1, 8, 8)
+    with pytest.raises(ValueError, match="no squeeze-excite"):
+        BlockSpec("proj", 1, 1, 1, 1, 8, 8, 0.25)
+
+
+def test_proj_layer_builds_a_1x1_conv_and_bn_without_activation():
+    import torch
+
+    from mnas.models import build_model, count_params
+    from mnas.models.blocks import ProjLayer, make_layer
+
+    arch = decode_arch("r1_k3_s11_e1_i8_o8, proj_r1_k1_s22_i8_o16 | s1_h0_d0.0_relu")
+    model = build_model(arch, 4)
+    layer = model.blocks[1][0]
+    assert isinstance(layer, ProjLayer) and len(layer.conv) == 2  # conv, BN: no activation
+    assert layer.conv[0].kernel_size == (1, 1) and layer.conv[0].stride == (2, 2)
+    assert count_params(layer) == 8 * 16 + 2 * 16
+    assert model(torch.randn(2, 3, 8, 8)).shape == (2, 4)
+    layer.eval()
+    x = torch.randn(1, 8, 4, 4)
+    assert (layer(x) < 0).any()  # no ReLU after the BN
+    with pytest.raises(ValueError, match="1x1 conv without SE"):
+        make_layer("proj", 8, 8, 3, 1, 1, 0.0, "identity", torch.nn.ReLU)
