@@ -85,7 +85,7 @@ class ProcessPoolExecutor(Executor):
                 self._pool = futures.ProcessPoolExecutor(
                     self.workers,
                     mp_context=multiprocessing.get_context(self.start_method),
-                    initializer=limit_threads,
+                    initializer=init_worker,
                     initargs=(self.threads_per_worker,),
                     max_tasks_per_child=self.max_tasks_per_child,
                 )
@@ -143,6 +143,32 @@ class ProcessPoolExecutor(Executor):
 
     def __repr__(self) -> str:
         return f"ProcessPoolExecutor(workers={self.workers}, threads_per_worker={self.threads_per_worker})"
+
+
+def init_worker(threads: int) -> None:
+    """Worker side: cap math threads, and exit as soon as the driver dies. Without this, a driver
+    killed with `kill -9` leaves its workers (hundreds of MB each, possibly mid-training) running
+    until their task ends, and their queue reader waits for a parent that is gone."""
+    limit_threads(threads)
+    parent = multiprocessing.parent_process()
+    if parent is None:  # pragma: no cover - always set for pool workers
+        return
+    threading.Thread(target=_exit_with_parent, args=(parent.sentinel, os.getppid()), name="mnas-parent-watch",
+                     daemon=True).start()
+
+
+def _exit_with_parent(sentinel: int, ppid: int) -> None:
+    # The sentinel becomes ready when the parent process ends; polling getppid() covers a platform
+    # where it does not (the worker is re-parented to init or a subreaper).
+    while True:
+        try:
+            if multiprocessing.connection.wait([sentinel], timeout=1.0):
+                break
+        except OSError:
+            break
+        if os.getppid() != ppid:
+            break
+    os._exit(70)  # EX_SOFTWARE: no cleanup that could wait on the dead driver
 
 
 def _exit_code(process: multiprocessing.process.BaseProcess) -> int | None:
