@@ -130,7 +130,7 @@ class Supernet(nn.Module):
         return self.classifier(F.dropout(x, active.arch.dropout, self.training))
 
     # -- static sub-networks and warm start --------------------------------------------------------
-    def _pairs(self, model: MnasNetModel, active: _Active) -> Iterator[Pair]:
+    def _pairs(self, model: MnasNetModel, active: _Active, classifier: bool = True) -> Iterator[Pair]:
         yield from self.conv_stem.views(model.conv_stem)
         layers = [layer for block in model.blocks for layer in block]
         runs = [(position, spec) for stage, specs in zip(self.stages, active.plan, strict=True)
@@ -141,21 +141,20 @@ class Supernet(nn.Module):
             yield from position.views(layer, spec)
         if self.conv_head is not None:
             yield from self.conv_head.views(model.conv_head)
-        yield from self.classifier.views(model.classifier)
+        if classifier:
+            yield from self.classifier.views(model.classifier)
 
     def _copy(self, model: MnasNetModel, active: _Active, into_model: bool, classifier: bool = True) -> int:
         """Copy every tensor of `model` from (or into) the supernet; the number of tensors copied."""
-        expected = {id(t): name for name, t in model.state_dict(keep_vars=True).items()}
-        skip = {id(t) for t in model.classifier.state_dict(keep_vars=True).values()} if not classifier else set()
+        expected = {id(t): name for name, t in model.state_dict(keep_vars=True).items()
+                    if classifier or not name.startswith("classifier.")}
         seen = set()
         with torch.no_grad():
-            for static, view in self._pairs(model, active):
+            for static, view in self._pairs(model, active, classifier):
                 if static.shape != view.shape:
                     raise ValueError(f"{expected.get(id(static), '?')}: shape {tuple(static.shape)} differs from the"
                                      f" supernet's slice {tuple(view.shape)}")
                 seen.add(id(static))
-                if id(static) in skip:
-                    continue
                 if into_model:
                     static.copy_(view)
                 else:
@@ -163,7 +162,7 @@ class Supernet(nn.Module):
         missing = sorted(name for i, name in expected.items() if i not in seen)
         if missing:  # an internal inconsistency between the builder and the dynamic layers
             raise RuntimeError(f"supernet copy left {len(missing)} tensors untouched, e.g. {missing[0]}")
-        return len(seen - skip)
+        return len(seen)
 
     def subnet(self, arch: Arch | str | None = None) -> MnasNetModel:
         """`build_model(arch)` holding the supernet's weights and BN statistics (None: the active one).
