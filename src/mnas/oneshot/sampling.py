@@ -1,0 +1,148 @@
+"""Which sub-networks a supernet trains on: uniform, or stratified by predicted latency.
+
+Uniform samples of a factorized space pile up in the middle of its latency range (a sum of many
+independent choices), so the fastest and slowest sub-networks are rarely trained. The stratified
+sampler splits [latency(smallest), latency(largest)] into `bands` bands of equal width, picks a
+band uniformly, then draws uniform architectures until one falls in it — at most `tries` draws,
+after which the draw closest to the band's centre is taken (bounded, never a `while True`).
+
+The predictor is any `arch -> number`: a `mnas.latency.LookupTable` (its `predict`), a latency
+backend, or `estimate_macs` (the default: analytic MACs, free and exact for the block chain).
+Every draw comes from a generator the caller passes, seeded per step by the trainer, so all
+ranks of a distributed run and a resumed run sample the same sub-networks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from mnas.space import Arch, SearchSpace
+
+__all__ = ["StratifiedSampler", "UniformSampler", "estimate_macs", "make_predictor"]
+
+
+def _out(res: int, stride: int) -> int:
+    return (res - 1) // stride + 1
+
+
+def _layer_macs(op: str, cin: int, cout: int, k: int, stride: int, exp: int, se: float, skip: str,
+                res: int) -> tuple[int, int]:
+    """(MACs, output resolution) of one layer as mnas.models.blocks builds it."""
+    r = _out(res, stride)
+    macs = 0
+    if op == "conv":
+        macs += k * k * cin * cout * r * r
+        se_chs = cout
+    elif op == "ds":
+        macs += k * k * cin * r * r + cin * cout * r * r
+        se_chs = cin
+    elif op == "mbconv":
+        mid = cin * exp
+        macs += cin * mid * res * res + k * k * mid * r * r + mid * cout * r * r
+        se_chs = mid
+    elif op == "skip":  # the layer-wise space's skip: identity, or 1x1 conv + BN with the stride
+        return (0 if cin == cout and stride == 1 else cin * cout * r * r), r
+    else:
+        raise ValueError(f"estimate_macs: unknown op {op!r}")
+    if se > 0:
+        rd = max(1, int(cin * se))
+        macs += 2 * se_chs * rd
+    if skip == "pool" and cin != cout:
+        macs += cin * cout * r * r
+    return macs, r
+
+
+def estimate_macs(arch: Arch, input_size: int, num_classes: int, in_chans: int = 3) -> int:
+    """Multiply-accumulates of the convolutions and the classifier of `arch` (what
+    `mnas.models.count_macs` counts, up to pooling and element-wise work), without building it."""
+    res = _out(input_size, arch.stem_stride)
+    macs = 9 * in_chans * arch.stem_chs * res * res
+    for b in arch.blocks:
+        for i in range(b.repeats):
+            cin = b.in_chs if i == 0 else b.out_chs
+            m, res = _layer_macs(b.op, cin, b.out_chs, b.kernel_size, b.stride if i == 0 else 1, b.exp_ratio,
+                                 b.se_ratio, b.skip, res)
+            macs += m
+    last = arch.blocks[-1].out_chs
+    if arch.head_chs:
+        macs += last * arch.head_chs * res * res
+        last = arch.head_chs
+    return macs + last * num_classes
+
+
+def make_predictor(space: SearchSpace, latency: Any = None, in_chans: int = 3) -> Callable[[Arch], float]:
+    """`arch -> float` for stratification: `latency` if given (a callable, a LookupTable, or a latency
+    backend measured at the space's input size), else analytic MACs."""
+    size = int(getattr(space, "input_size", 224))
+    classes = int(getattr(space, "num_classes", 1000))
+    if latency is None:
+        return lambda arch: float(estimate_macs(arch, size, classes, in_chans))
+    if hasattr(latency, "predict"):
+        return lambda arch: float(latency.predict(arch))
+    if hasattr(latency, "measure"):
+        return lambda arch: float(latency.measure(arch, size, classes, in_chans=in_chans).median_ms)
+    if callable(latency):
+        return lambda arch: float(latency(arch))
+    raise ValueError(f"latency predictor {type(latency).__name__}: expected a LookupTable, a latency backend or a callable")
+
+
+class UniformSampler:
+    """Uniform over the space's tokens."""
+
+    def __init__(self, space: SearchSpace):
+        self.space = space
+
+    def sample(self, rng: np.random.Generator) -> Arch:
+        return self.space.sample(rng)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "uniform"}
+
+
+class StratifiedSampler:
+    """Band uniformly, then an architecture in the band by bounded rejection (see the module doc)."""
+
+    def __init__(self, space: SearchSpace, predictor: Callable[[Arch], float], low: float, high: float,
+                 bands: int = 5, tries: int = 30):
+        if bands < 1 or tries < 1:
+            raise ValueError(f"bands={bands}, tries={tries}: expected positive integers")
+        if not high > low:
+            raise ValueError(f"latency range [{low}, {high}] is empty: the predictor ranks the largest sub-network"
+                             " no slower than the smallest")
+        self.space, self.predictor, self.low, self.high = space, predictor, float(low), float(high)
+        self.bands, self.tries = int(bands), int(tries)
+        self.edges = np.linspace(self.low, self.high, self.bands + 1)
+        self.hits = np.zeros(self.bands, dtype=np.int64)  # draws that landed in the band asked for
+        self.asked = np.zeros(self.bands, dtype=np.int64)
+
+    @classmethod
+    def for_space(cls, space: SearchSpace, smallest: Arch, largest: Arch, latency: Any = None, in_chans: int = 3,
+                  bands: int = 5, tries: int = 30) -> StratifiedSampler:
+        predictor = make_predictor(space, latency, in_chans)
+        return cls(space, predictor, predictor(smallest), predictor(largest), bands, tries)
+
+    def band_of(self, value: float) -> int:
+        return int(np.clip(np.searchsorted(self.edges, value, side="right") - 1, 0, self.bands - 1))
+
+    def sample(self, rng: np.random.Generator) -> Arch:
+        band = int(rng.integers(self.bands))
+        lo, hi = self.edges[band], self.edges[band + 1]
+        centre = (lo + hi) / 2
+        self.asked[band] += 1
+        best, best_gap = None, np.inf
+        for _ in range(self.tries):
+            arch = self.space.sample(rng)
+            value = self.predictor(arch)
+            if lo <= value <= hi:
+                self.hits[band] += 1
+                return arch
+            if abs(value - centre) < best_gap:
+                best, best_gap = arch, abs(value - centre)
+        return best
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "stratified", "bands": self.bands, "tries": self.tries, "low": self.low, "high": self.high,
+                "hit_rate": [float(h / a) if a else None for h, a in zip(self.hits, self.asked, strict=True)]}
