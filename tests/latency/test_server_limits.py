@@ -81,16 +81,16 @@ def test_a_model_that_reads_a_file_is_refused_and_leaks_nothing(tight, tmp_path,
     (tmp_path / "secret.bin").write_bytes(SECRET)
     monkeypatch.chdir(tmp_path)
     status, data = post(tight, external_data_model("secret.bin", where))
-    assert status == 400 and data["kind"] == "file_reference", data
-    assert SECRET_AS_INT64 not in json.dumps(data) and "external file" in data["error"]
+    assert SECRET_AS_INT64 not in json.dumps(data), data  # the old server printed the file's first 8 bytes here
+    assert status == 400 and data["kind"] == "file_reference" and "external file" in data["error"], data
     serves(tight)
 
 
 def test_runtime_error_text_is_not_sent_to_the_client(tight):
     """Item 1: ONNX Runtime prints the offending index of a Gather; the client gets the error class only."""
     status, data = post(tight, gather_out_of_range(987654321))
-    assert status == 400 and data["kind"] == "invalid_model", data
-    assert "987654321" not in json.dumps(data) and "InvalidArgument" in data["error"]
+    assert "987654321" not in json.dumps(data), data
+    assert status == 400 and data["kind"] == "invalid_model" and "InvalidArgument" in data["error"], data
     assert set(data) == {"error", "kind"}
 
 
@@ -98,10 +98,11 @@ def test_runtime_error_text_is_not_sent_to_the_client(tight):
 
 def test_a_runaway_loop_gets_422_and_the_next_request_is_served(tight):
     """Item 2: a Loop of 10^15 iterations is stopped at the limit; the measuring process is replaced."""
-    before, pid = tight.worker.restarts, tight.worker.pid
-    status, data = post(tight, loop_bomb(10**15))
+    worker = getattr(tight, "worker", None)  # None on the old server, which measured in its own thread
+    before = (worker.restarts, worker.pid) if worker else (0, None)
+    status, data = post(tight, loop_bomb(10**15), timeout=20)  # the old server never answered
     assert status == 422 and data["kind"] == "time_limit" and "1.5 s" in data["error"], data
-    assert tight.worker.restarts == before + 1 and tight.worker.pid != pid
+    assert worker.restarts == before[0] + 1 and worker.pid != before[1]
     serves(tight)
 
 
@@ -203,8 +204,10 @@ def test_an_expand_bomb_gets_422_and_the_server_keeps_serving(tight):
 # -- item 5: 413 that a client can read, JSON from the HTTP layer ----------------------------------
 
 def test_an_oversized_body_gets_a_readable_413(tight):
-    """Item 5: a client that sends a body over the limit before reading gets the JSON 413, not a broken pipe."""
-    status, data = post(tight, bytes(2 * BODY_LIMIT))
+    """Item 5: a client that sends a body over the limit before reading gets the JSON 413, not a broken pipe.
+
+    8 MiB is more than loopback's socket buffers hold, so the old server's close broke the client's send."""
+    status, data = post(tight, bytes(8 * BODY_LIMIT))
     assert status == 413 and data["kind"] == "too_large" and "limit" in data["error"]
     serves(tight)
 

@@ -17,8 +17,8 @@ Every answer, including those of the HTTP layer itself, is JSON; errors are
       that keeps tensor data in a file (`file_reference`: refused before ONNX Runtime sees it)
 401   missing or wrong token (the body, if any, is read and dropped, never kept)
 404   unknown path; 405 known path, other method; 411 no ``Content-Length``
-413   body over ``max_body_bytes`` (bodies up to twice the limit are read and dropped so that the
-      client sees the answer; beyond that the server answers and closes)
+413   body over ``max_body_bytes`` (the body is read and dropped for up to 10 s so that a client
+      that sends before it reads sees the answer; then the server closes)
 414   request line over 8 KiB; 431 headers over 32 KiB in all; 501 unknown method
 422   the model went over a limit: `time_limit` (load + time over ``time_limit_s``, not counting
       a wait for the device lock), `memory_limit` (an allocation over ``max_memory_bytes``), or
@@ -142,8 +142,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.watchdog.set(self.connection, _DRAIN_S)
         self._send(error.status, {"error": str(error), "kind": error.kind})
         length = self._declared_length()
-        if drain and length:
-            discard(self._raw_rfile, length, 2 * self.server.device.max_body_bytes + 2**20)
+        if drain and length:  # bounded in time by the watchdog, not in bytes: a dropped chunk costs no memory
+            discard(self._raw_rfile, length, length)
 
     # -- what a request may do, from its headers alone ----------------------------------------
     def _authorised(self) -> bool:
@@ -204,6 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if self.command == "GET":
                 if self._declared_length():  # a GET with a body: drop it so the client reads the answer
+                    self.server.watchdog.set(self.connection, _DRAIN_S)
                     discard(self._raw_rfile, self._declared_length() or 0, device.max_body_bytes)
                 self._send(200, device.info())
                 return
