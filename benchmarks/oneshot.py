@@ -81,7 +81,7 @@ def phase_standalone(args, data, space, archs) -> None:
         f"{time.perf_counter() - started:.0f} s this call; load {uptime()}")
 
 
-def measure_floor(data, repeats: int = 3) -> dict:
+def measure_floor(data, repeats: int = 2) -> dict:
     """The floor of one sub-network's evaluation: a plain MobileNetV2 x0.5 at the data's size (the
     zoo's stride rule), 2,000 training images through BN in train mode, then 2,000 validation images."""
     arch = adapt_strides(get_arch("mobilenetv2_x0.5"), data.input_size)
@@ -111,7 +111,7 @@ def phase_supernet(args, data, space, archs) -> None:
         net_mbv2 = build_supernet(MnasNetSpace(data.num_classes, data.input_size, width_mult=0.5, act="relu6"),
                                   in_chans=data.channels)
         ref = adapt_strides(get_arch("mobilenetv2_x0.5"), data.input_size)
-        for _ in range(3):
+        for _ in range(2):
             r = evaluate_subnet(net_mbv2, ref, data, num_images=2000, batch_size=250)
             info["floor_ours"].append(r.seconds)
         del net_mbv2

@@ -47,6 +47,7 @@ class SubnetResult:
     seconds: float
     calibrate_seconds: float
     eval_seconds: float
+    params: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,7 +150,7 @@ def _evaluate(net: nn.Module, arch: Arch, data: Dataset, num_images: int, split:
                 correct += int((logits.argmax(1) == y).sum())
         t2 = time.perf_counter()
     return SubnetResult(str(arch), correct / prep.num_eval, loss_sum / prep.num_eval, prep.num_images, prep.num_eval,
-                        t2 - started, t1 - t0, t2 - t1)
+                        t2 - started, t1 - t0, t2 - t1, sum(p.numel() for p in sub.parameters()))
 
 
 # -- several sub-networks, optionally on several processes -------------------------------------------

@@ -98,7 +98,7 @@ def train_standalone(arch: str, data: Any, recipe: Any, seed: int) -> dict[str, 
     import torch
 
     from mnas._util import seed_everything
-    from mnas.models import build_model, count_macs, count_params
+    from mnas.models import build_model, count_params
     from mnas.train import train_proxy
 
     started = time.perf_counter()
@@ -107,7 +107,8 @@ def train_standalone(arch: str, data: Any, recipe: Any, seed: int) -> dict[str, 
         model = build_model(arch, num_classes=data.num_classes, in_chans=data.channels)
         result = train_proxy(model, data, recipe.replace(seed=seed))
     return {"arch": arch, "seed": seed, "ok": result.ok, "accuracy": result.accuracy, "failure": result.failure,
-            "params": count_params(model), "macs": count_macs(model, data.input_size, data.channels),
+            "params": count_params(model),
+            "macs": estimate_macs(as_arch(arch), data.input_size, data.num_classes, data.channels),
             "seconds": time.perf_counter() - started, "images_per_second": result.images_per_second,
             "recipe": recipe.to_dict()}
 

@@ -1,0 +1,247 @@
+"""`mnas supernet`: train a weight-sharing supernet, and measure how well it ranks sub-networks.
+
+    mnas supernet train --data cifar10_10k.npz --width-mult 0.5 --epochs 10 --out runs/supernet.pt
+    mnas supernet train ... --out runs/supernet.pt --resume          # continue after an interruption
+    torchrun --nproc-per-node 4 -m mnas.cli supernet train ...             # DistributedDataParallel
+    mnas supernet rank-check runs/supernet.pt --data cifar10_10k.npz --n 30 --workers 2 --json
+
+`train` checkpoints after every epoch (atomically) and resumes exactly. `rank-check` trains the
+sub-networks standalone (cached under --out, so an interrupted check continues) and reports Kendall
+tau, Spearman rho and top-k overlap of inherited against standalone accuracy, overall and within
++-10% latency bands, with bootstrap intervals, beside MACs, parameters and latency, and the
+seed-to-seed tau of standalone training (the noise ceiling).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from mnas.cli._common import UsageError, emit_json, nonneg_int, positive_float, positive_int, table
+
+
+def _space_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data and space (as for mnas search)")
+    g.add_argument("--data", required=True, help="digits, cifar10/cifar100 (with --data-root), a .npz or an image folder")
+    g.add_argument("--data-root", help="folder holding the CIFAR batches (for --data cifar10/cifar100)")
+    g.add_argument("--val-fraction", type=float, default=0.2, help="training data held out for validation (default 0.2)")
+    g.add_argument("--space", choices=("mnasnet", "layerwise"), default="mnasnet")
+    g.add_argument("--input-size", type=positive_int, help="resolution (default: the data's)")
+    g.add_argument("--width-mult", "--width", type=positive_float, dest="width_mult",
+                   help="scale every filter count (default 0.35 for images <= 16 px, else 1.0)")
+    g.add_argument("--head", type=nonneg_int, help="head conv filters (default 1280; 256 for images <= 16 px)")
+    g.add_argument("--strides", help="stem and block strides, e.g. 1,1,1,2,2,1,2,1 (default: adapted to the input size)")
+    g.add_argument("--seed", type=nonneg_int, default=0)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("supernet", help="train a weight-sharing supernet; check how well it ranks sub-networks",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cmds = p.add_subparsers(dest="supernet_command", metavar="COMMAND")
+
+    t = cmds.add_parser("train", help="train a supernet (sandwich rule, in-place distillation)")
+    _space_args(t)
+    g = t.add_argument_group("training")
+    g.add_argument("--epochs", type=positive_int, default=10, help="epochs (default 10)")
+    g.add_argument("--out", required=True, help="checkpoint file (written after every epoch)")
+    g.add_argument("--resume", action="store_true", help="continue --out where it stopped")
+    g.add_argument("--batch-size", type=positive_int, default=128, help="global batch (default 128)")
+    g.add_argument("--lr", type=positive_float, help="learning rate (default 0.2 per 256 images)")
+    g.add_argument("--warmup-epochs", type=float, default=1.0, help="epochs of the largest sub-network alone (default 1)")
+    g.add_argument("--num-random", type=nonneg_int, default=2, help="random sub-networks per step (default 2)")
+    g.add_argument("--no-distill", action="store_true", help="train the smaller sub-networks on labels, not the largest's output")
+    g.add_argument("--sampler", choices=("uniform", "stratified"), default="uniform")
+    g.add_argument("--bands", type=positive_int, default=5, help="latency bands for --sampler stratified (default 5)")
+    g.add_argument("--lut", help="latency lookup table for --sampler stratified (default: MACs)")
+    g.add_argument("--eval-images", type=nonneg_int, default=500,
+                   help="BN images for the per-epoch check of the largest and smallest (0: skip; default 500)")
+    g.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK)")
+    g.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    t.add_argument("--json", action="store_true", help="print one JSON document at the end")
+    t.add_argument("--quiet", action="store_true", help="no progress display")
+    t.set_defaults(handler=cmd_train)
+
+    r = cmds.add_parser("rank-check", help="inherited against standalone accuracy: tau, rho, bands, noise ceiling")
+    r.add_argument("checkpoint", help="a supernet checkpoint from 'mnas supernet train'")
+    r.add_argument("--data", required=True, help="the data the supernet was trained on")
+    r.add_argument("--data-root")
+    r.add_argument("--val-fraction", type=float, default=0.2)
+    r.add_argument("--seed", type=nonneg_int, default=0)
+    r.add_argument("--n", type=positive_int, default=30, help="random sub-networks (default 30; reference models are added)")
+    r.add_argument("--epochs", type=positive_float, default=5.0, help="standalone epochs ('fast' recipe; default 5)")
+    r.add_argument("--batch-size", type=positive_int, default=128)
+    r.add_argument("--noise", type=nonneg_int, default=8, help="sub-networks trained with a second seed (default 8)")
+    r.add_argument("--images", type=positive_int, help="BN recalibration images (default: the evaluator's)")
+    r.add_argument("--workers", type=positive_int, default=1, help="processes for the trainings (default 1)")
+    r.add_argument("--lut", help="latency lookup table: latency bands and the latency predictor (default: MACs)")
+    r.add_argument("--out", help="folder for the cached standalone results (default: next to the checkpoint)")
+    r.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
+    r.add_argument("--json", action="store_true", help="print one JSON document")
+    r.set_defaults(handler=cmd_rank_check)
+    p.set_defaults(handler=lambda args: _missing(p))
+
+
+def _missing(p: argparse.ArgumentParser) -> int:
+    p.print_help(sys.stderr)
+    return 2
+
+
+def _data(args: argparse.Namespace):
+    from mnas.train import load
+
+    if not 0 <= args.val_fraction < 1:
+        raise UsageError(f"--val-fraction {args.val_fraction}: expected a number in [0, 1)")
+    return load(args.data, root=args.data_root, val_fraction=args.val_fraction, seed=args.seed)
+
+
+def build_space(args: argparse.Namespace, data: Any):
+    """The space --space and its options describe, for `data` (the same defaults as mnas search)."""
+    strides = None
+    if args.strides:
+        try:
+            strides = [int(s) for s in args.strides.replace(" ", "").split(",")]
+        except ValueError:
+            raise UsageError(f"--strides {args.strides!r}: expected comma-separated 1s and 2s") from None
+    size = args.input_size or data.input_size
+    small = size <= 16
+    width = args.width_mult or (0.35 if small else 1.0)
+    head = args.head if args.head is not None else (256 if small else 1280)
+    if args.space == "layerwise":
+        from mnas.space.layerwise import LayerwiseSpace
+
+        return LayerwiseSpace(data.num_classes, size, width_mult=width, head_chs=head, strides=strides)
+    from mnas.space import MnasNetSpace
+
+    return MnasNetSpace(data.num_classes, size, width_mult=width, head_chs=head, strides=strides)
+
+
+def _lut(path: str | None):
+    if not path:
+        return None
+    from mnas.latency import LookupTable
+
+    if not Path(path).is_file():
+        raise UsageError(f"lookup table not found: {path}")
+    return LookupTable.load(path)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from mnas.oneshot.ddp import init_from_env, is_main, shutdown
+    from mnas.oneshot.supernet import build_supernet
+    from mnas.oneshot.train import SupernetTrainConfig, train_supernet
+    from mnas.train import recipe
+
+    if args.warmup_epochs < 0 or args.warmup_epochs > args.epochs:
+        raise UsageError(f"--warmup-epochs {args.warmup_epochs}: expected a number in [0, --epochs={args.epochs}]")
+    out = Path(args.out)
+    if out.exists() and not args.resume:
+        raise UsageError(f"{out} exists: add --resume to continue it, or choose another --out")
+    if args.resume and not out.exists():
+        raise UsageError(f"--resume: {out} does not exist")
+    latency = _lut(args.lut)
+    rank, world, device = init_from_env()
+    try:
+        data = _data(args)
+        space = build_space(args, data)
+        torch.manual_seed(args.seed)
+        net = build_supernet(space, in_chans=data.channels)
+        train = recipe("fast", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, threads=args.threads,
+                       seed=args.seed, input_size=args.input_size, amp=not args.no_amp,
+                       device=device if world > 1 else args.device)
+        config = SupernetTrainConfig(train=train, warmup_epochs=args.warmup_epochs, num_random=args.num_random,
+                                     distill=not args.no_distill, sampler=args.sampler, bands=args.bands,
+                                     eval_images=args.eval_images)
+        progress = _progress(args.quiet or args.json or not is_main())
+        try:
+            result = train_supernet(net, data, config, out, resume=args.resume, latency=latency, progress=progress,
+                                    log=lambda m: print(m, file=sys.stderr) if is_main() else None)
+        except KeyboardInterrupt:
+            print(f"\nmnas: interrupted; the last finished epoch is saved in {out}. Continue with --resume",
+                  file=sys.stderr)
+            return 130
+        finally:
+            close = getattr(progress, "close", None)
+            if close:
+                close()
+    finally:
+        shutdown()
+    if not is_main() and world > 1:
+        return 0
+    if args.json:
+        emit_json({"space": repr(space), **result})
+        return 0
+    last = result["history"][-1] if result["history"] else {}
+    print(f"supernet: {out}   epochs: {result['epochs']}   steps: {result['steps']}   "
+          f"{result['images_per_second']:.1f} img/s   {result['seconds']:.0f} s   world size: {result['world_size']}")
+    if "val_accuracy_largest" in last:
+        print(f"inherited val accuracy after BN recalibration: largest {last['val_accuracy_largest']:.4f}, "
+              f"smallest {last['val_accuracy_smallest']:.4f}")
+    return 0
+
+
+def _progress(quiet: bool):
+    from mnas.train.progress import ConsoleProgress
+
+    class SupernetProgress(ConsoleProgress):
+        """The proxy trainer's bar (loss, accuracy, images/s, time left in the epoch); each epoch's line
+        adds the time left for the whole run."""
+
+        def end_epoch(self, metrics: dict[str, Any]) -> None:
+            super().end_epoch(metrics)
+            if self.enabled:
+                print(f"  time left: {metrics['eta_seconds']:.0f} s", file=sys.stderr, flush=True)
+
+    return SupernetProgress(enabled=not quiet)
+
+
+def cmd_rank_check(args: argparse.Namespace) -> int:
+    import torch
+
+    from mnas.oneshot.rank import rank_check
+    from mnas.oneshot.train import load_supernet
+    from mnas.train import recipe
+
+    if not Path(args.checkpoint).is_file():
+        raise UsageError(f"supernet checkpoint not found: {args.checkpoint}")
+    latency = _lut(args.lut)
+    torch.set_num_threads(1)
+    net, state = load_supernet(args.checkpoint)
+    data = _data(args)
+    if data.num_classes != getattr(net.space, "num_classes", data.num_classes):
+        raise UsageError(f"the supernet is for {net.space.num_classes} classes but --data has {data.num_classes}")
+    out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix("").parent / (Path(args.checkpoint).stem + "-rank")
+    standalone = recipe("fast", epochs=args.epochs, batch_size=args.batch_size, threads=1, seed=args.seed)
+    log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    report = rank_check(net, data, n=args.n, recipe=standalone, out=out, workers=args.workers, latency=latency,
+                        noise_subset=args.noise, seed=args.seed, num_images=args.images, n_resamples=args.bootstrap,
+                        log=log)
+    if args.json:
+        emit_json(report)
+        return 0
+    rows = [_row("inherited", report["inherited"])]
+    rows += [_row(name, s) for name, s in report["predictors"].items()]
+    if "noise_ceiling" in report:
+        nc = report["noise_ceiling"]
+        rows.append({"name": f"seed-to-seed (n={nc['n']})", "tau": f"{nc['tau']:.3f}",
+                     "tau_ci": _ci(nc["tau_ci"]), "rho": f"{nc['rho']:.3f}", "rho_ci": _ci(nc["rho_ci"])})
+    print(f"rank check: {report['n']} sub-networks, standalone 'fast' {args.epochs:g} epochs, "
+          f"{report['num_images']} BN images, bands of +-10% {report['bands_by']}: sizes {report['bands']}")
+    table(rows, [("predictor", "name"), ("tau", "tau"), ("95% CI", "tau_ci"), ("rho", "rho"), ("95% CI", "rho_ci"),
+                 ("top-5", "top"), ("tau in bands", "bands")])
+    print(f"report: {out / 'rank-check.json'}")
+    return 0
+
+
+def _ci(ci: list[float]) -> str:
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def _row(name: str, s: dict[str, Any]) -> dict[str, str]:
+    top = next((v for k, v in s.items() if k.startswith("top")), float("nan"))
+    return {"name": name, "tau": f"{s['tau']:.3f}", "tau_ci": _ci(s["tau_ci"]), "rho": f"{s['rho']:.3f}",
+            "rho_ci": _ci(s["rho_ci"]), "top": f"{top:.2f}", "bands": f"{s['in_bands']['mean_tau']:.3f}"}

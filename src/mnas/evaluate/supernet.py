@@ -1,0 +1,137 @@
+"""`SupernetEvaluator`: inherited accuracy from a trained supernet, latency as for proxy training.
+
+Each candidate is taken out of the supernet, its batch norm recalibrated on fixed training images,
+and scored on the validation split (`mnas.oneshot.evaluate.evaluate_subnet`): seconds, not the
+minutes of proxy training. Trials record ``accuracy_source = "supernet"``, so inherited accuracy is
+never mistaken for trained accuracy. Latency is measured (or predicted) in the driver on the
+latency backend, exactly as `ProxyEvaluator` does.
+
+Workers keep the loaded supernet: a module-level cache keyed by the checkpoint's path and
+modification time, so a process pool loads each checkpoint once per process, not once per trial.
+Given a supernet object instead of a path, the job carries the object itself (free in-process,
+pickled per trial by a process pool: pass a checkpoint path there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mnas.evaluate.base import Evaluator
+from mnas.evaluate.proxy import ProxyEvaluator
+
+__all__ = ["SupernetEvaluator", "evaluate_inherited"]
+
+_NETS: dict[tuple[str, int], Any] = {}
+
+
+def _load(path: str) -> Any:
+    key = (str(Path(path).resolve()), os.stat(path).st_mtime_ns)
+    net = _NETS.get(key)
+    if net is None:
+        from mnas.oneshot.train import load_supernet
+
+        _NETS.clear()  # one supernet per worker: a new checkpoint replaces the old one
+        net = _NETS[key] = load_supernet(path)[0].eval()
+    return net
+
+
+def evaluate_inherited(net_or_path: Any, data: Any, arch: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """Worker side: inherited accuracy of `arch` (plain values; crosses process boundaries)."""
+    from mnas.oneshot.evaluate import evaluate_subnet
+    from mnas.oneshot.sampling import estimate_macs
+    from mnas.space import as_arch
+
+    started = time.perf_counter()
+    net = _load(net_or_path) if isinstance(net_or_path, (str, Path)) else net_or_path
+    result = evaluate_subnet(net, arch, data, **settings)
+    macs = estimate_macs(as_arch(arch), settings.get("input_size") or data.input_size, data.num_classes, data.channels)
+    return {"ok": True, "accuracy": result.accuracy, "params": result.params, "macs": int(macs),
+            "train_seconds": time.perf_counter() - started, "val_loss": result.loss,
+            "calibration_images": result.num_images, "calibrate_seconds": result.calibrate_seconds}
+
+
+class SupernetEvaluator(Evaluator):
+    """Accuracy inherited from a supernet (a checkpoint path from `mnas supernet train`, or a
+    `mnas.oneshot.Supernet`), latency on `latency` (any `mnas.latency` backend) in the driver.
+
+    `num_images`: BN recalibration images (default `mnas.oneshot.evaluate.DEFAULT_CALIBRATION_IMAGES`),
+    `seed`: which ones; `batch_size`, `threads`, `device`: how the evaluation runs (not part of the
+    identity: they do not change the figures beyond float rounding)."""
+
+    accuracy_source = "supernet"
+    latency_in_driver = True
+
+    def __init__(self, checkpoint_or_net: Any, data: Any, latency: Any, *, num_images: int | None = None,
+                 seed: int = 0, batch_size: int = 250, threads: int | None = 1, device: str = "cpu") -> None:
+        from mnas.oneshot.evaluate import DEFAULT_CALIBRATION_IMAGES
+
+        if data is None or latency is None:
+            raise ValueError("supernet evaluation needs data= (a mnas.data Dataset) and latency= (a latency backend)")
+        self.data, self.latency = data, latency
+        self.num_images = int(num_images or DEFAULT_CALIBRATION_IMAGES)
+        self.seed, self.batch_size, self.threads, self.device = int(seed), int(batch_size), threads, device
+        if isinstance(checkpoint_or_net, (str, Path)):
+            path = Path(checkpoint_or_net)
+            if not path.is_file():
+                raise FileNotFoundError(f"supernet checkpoint not found: {path}")
+            self.path: str | None = str(path)
+            self.net = _load(self.path)  # validates the file now, not in the first trial
+            self.digest = _sha256(path)
+        else:
+            self.path, self.net = None, checkpoint_or_net
+            self.digest = None
+        self.space = self.net.space
+        self._proxy = ProxyEvaluator(data, latency)  # latency and reference models exactly as proxy training
+
+    @property
+    def input_size(self) -> int:
+        return int(self.data.input_size)
+
+    def check_space(self, space: Any) -> None:
+        classes = getattr(space, "num_classes", self.data.num_classes)
+        if classes != self.data.num_classes:
+            raise ValueError(f"the space is for {classes} classes but the data has {self.data.num_classes}")
+        if space.settings() != self.space.settings() or type(space) is not type(self.space):
+            raise ValueError("the search space differs from the supernet's: search the space the supernet was trained"
+                             " on (the same --space, width, strides, head and options)")
+
+    def measure_latency(self, arch: Any) -> tuple[float, float, dict[str, Any]]:
+        return self._proxy.measure_latency(arch)
+
+    def reference_latency(self, name: str, space: Any = None) -> float:
+        return self._proxy.reference_latency(name, space)
+
+    def settings(self) -> dict[str, Any]:
+        return {"num_images": self.num_images, "seed": self.seed, "batch_size": self.batch_size,
+                "threads": self.threads, "device": self.device}
+
+    def job(self, arch: Any, seed: int | None = None) -> tuple[Callable[..., dict[str, Any]], tuple]:
+        # `seed` (the trial's training seed) does not apply: nothing is trained, and the BN images
+        # are the same for every candidate so that their accuracies are comparable.
+        return evaluate_inherited, (self.path or self.net, self.data, str(arch), self.settings())
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "supernet", "latency": self.latency.key(), "supernet": self.digest or "in-memory",
+                "space": self.net.config(), "num_images": self.num_images, "seed": self.seed,
+                "data": {"num_classes": self.data.num_classes, "input_size": self.data.input_size,
+                         "channels": self.data.channels, "name": getattr(self.data, "name", None)}}
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.identity(), "checkpoint": self.path, "latency_backend": self.latency.describe(),
+                "accuracy_source": self.accuracy_source}
+
+    def __repr__(self) -> str:
+        return f"SupernetEvaluator({self.path or type(self.net).__name__!r}, latency={self.latency!r})"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]

@@ -1,0 +1,74 @@
+"""`mnas supernet train` and `mnas supernet rank-check`: JSON, resume, tables, exit 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mnas.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+# A small space: 8x8 images, width 0.25, a 16-filter head; the stem and every block keep stride 1
+# except one, so the tiny images are not reduced to nothing.
+SPACE = ["--width", "0.25", "--head", "16", "--strides", "1,1,1,2,1,1,1,1"]
+
+
+@pytest.fixture
+def tiny_npz(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 112)
+    x = (rng.integers(0, 60, (112, 8, 8, 3)) + y[:, None, None, None] * 60).astype(np.uint8)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x_train=x[:96], y_train=y[:96], x_test=x[96:], y_test=y[96:])
+    return str(path)
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_json_checkpoint_and_resume(tmp_path, tiny_npz, capsys):
+    out = tmp_path / "sn.pt"
+    args = ["supernet", "train", "--data", tiny_npz, *SPACE, "--epochs", "2", "--batch-size", "16",
+            "--warmup-epochs", "1", "--eval-images", "16", "--out", str(out)]
+    code, stdout, err = _run(capsys, *args, "--json")
+    assert code == 0, err
+    result = json.loads(stdout)
+    assert result["epochs"] == 2 and len(result["history"]) == 2 and result["world_size"] == 1
+    assert 0 <= result["history"][-1]["val_accuracy_smallest"] <= 1
+    state = torch.load(out, weights_only=True)
+    assert state["format"] == "mnas.supernet/1" and state["epoch"] == 2
+    code, _, err = _run(capsys, *args)
+    assert code == 2 and "--resume" in err
+    code, _, err = _run(capsys, *args[:-2], "--out", str(tmp_path / "none.pt"), "--resume")
+    assert code == 2 and "does not exist" in err
+
+
+def test_rank_check_table_and_json(tmp_path, tiny_npz, capsys):
+    out = tmp_path / "sn.pt"
+    code, _, err = _run(capsys, "supernet", "train", "--data", tiny_npz, *SPACE, "--epochs", "1", "--batch-size", "16",
+                        "--warmup-epochs", "0", "--eval-images", "0", "--out", str(out), "--quiet")
+    assert code == 0, err
+    check = ["supernet", "rank-check", str(out), "--data", tiny_npz, "--n", "4", "--epochs", "0.2", "--batch-size",
+             "16", "--noise", "2", "--images", "16", "--out", str(tmp_path / "rank"), "--bootstrap", "50"]
+    code, stdout, err = _run(capsys, *check)
+    assert code == 0, err
+    assert "inherited" in stdout and "macs" in stdout and "seed-to-seed" in stdout
+    code, stdout, err = _run(capsys, *check, "--json")  # from the cache: nothing retrained
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert report["n"] >= 4 and "standalone: " not in err and "noise_ceiling" in report
+
+
+def test_bad_input_exits_2(tmp_path, tiny_npz, capsys):
+    code, _, err = _run(capsys, "supernet", "rank-check", str(tmp_path / "missing.pt"), "--data", tiny_npz)
+    assert code == 2 and "not found" in err
+    code, _, err = _run(capsys, "supernet", "train", "--data", tiny_npz, "--strides", "1,x", "--out",
+                        str(tmp_path / "a.pt"))
+    assert code == 2 and "--strides" in err

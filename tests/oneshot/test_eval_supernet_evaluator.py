@@ -1,0 +1,79 @@
+"""`SupernetEvaluator`: the shared evaluator contract, the worker's supernet cache, and a search on it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from mnas.evaluate import Evaluator
+from mnas.evaluate import supernet as sn_eval
+from mnas.evaluate.supernet import SupernetEvaluator, evaluate_inherited
+from mnas.evaluate.testing import EvaluatorTestSuite
+from mnas.latency.base import LatencyBackend, LatencyResult
+from mnas.oneshot.train import SupernetTrainConfig, train_supernet
+from mnas.train import TrainConfig
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _train_helpers import make_supernet, tiny_data, tiny_space  # noqa: E402
+
+
+class MacsLatency(LatencyBackend):
+    """Deterministic and instant: 1 ms per million parameters of the built model, plus 0.1 ms."""
+
+    name = "macs-fake"
+
+    def _measure(self, arch, input_size, num_classes, batch_size, in_chans=3):
+        from mnas.models import build_model, count_params
+
+        ms = count_params(build_model(arch, num_classes, in_chans)) * 1e-6 + 0.1
+        return LatencyResult(ms, 0.0, 0.0, 1, self.name, {}, input_size, 1, num_classes, {"cpu": "fake"}, {},
+                             arch=str(arch))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    import torch
+
+    torch.set_num_threads(1)
+    path = tmp_path_factory.mktemp("sn") / "sn.pt"
+    cfg = SupernetTrainConfig(train=TrainConfig(epochs=1, batch_size=16, lr=0.05), warmup_epochs=0, eval_images=0)
+    train_supernet(make_supernet(tiny_space()), tiny_data(), cfg, path)
+    return path
+
+
+class TestSupernetEvaluator(EvaluatorTestSuite):
+    @pytest.fixture
+    def evaluator(self, checkpoint):
+        return SupernetEvaluator(checkpoint, tiny_data(), MacsLatency(), num_images=16)
+
+    @pytest.fixture
+    def space(self):
+        return tiny_space()
+
+
+def test_records_inherited_accuracy_and_refuses_another_space(checkpoint):
+    ev = SupernetEvaluator(checkpoint, tiny_data(), MacsLatency(), num_images=16)
+    assert isinstance(ev, Evaluator) and ev.accuracy_source == "supernet" and ev.latency_in_driver
+    assert ev.identity()["kind"] == "supernet" and ev.identity()["num_images"] == 16
+    with pytest.raises(ValueError, match="differs from the supernet"):
+        from mnas.space import MnasNetSpace
+
+        ev.check_space(MnasNetSpace(4, 8, width_mult=0.25))
+    with pytest.raises(FileNotFoundError):
+        SupernetEvaluator(checkpoint.parent / "missing.pt", tiny_data(), MacsLatency())
+
+
+def test_the_worker_loads_a_checkpoint_once(checkpoint, monkeypatch):
+    data, arch = tiny_data(), str(tiny_space().sample(0))
+    sn_eval._NETS.clear()
+    import mnas.oneshot.train as train_mod
+
+    loads = []
+    real_load = train_mod.load_supernet
+    monkeypatch.setattr(train_mod, "load_supernet", lambda p: loads.append(p) or real_load(p))
+    settings = {"num_images": 16, "seed": 0, "batch_size": 250, "threads": 1, "device": "cpu"}
+    a = evaluate_inherited(str(checkpoint), data, arch, settings)
+    b = evaluate_inherited(str(checkpoint), data, arch, settings)
+    assert len(loads) == 1 and a["accuracy"] == b["accuracy"] and a["params"] > 0 and a["macs"] > 0

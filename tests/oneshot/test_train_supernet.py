@@ -1,0 +1,123 @@
+"""Supernet training: the sandwich schedule, sampling, checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mnas.models import build_model, count_macs
+from mnas.oneshot.sampling import StratifiedSampler, UniformSampler, estimate_macs, make_predictor
+from mnas.oneshot.train import SupernetTrainConfig, _Trainer, load_supernet, soft_cross_entropy, train_supernet
+from mnas.train import TrainConfig
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _train_helpers import make_supernet, tiny_data, tiny_space  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _config(**kw) -> SupernetTrainConfig:
+    train = TrainConfig(epochs=kw.pop("epochs", 2), batch_size=16, lr=0.05, warmup_epochs=0.5, seed=3)
+    return SupernetTrainConfig(train=train, warmup_epochs=kw.pop("warmup_epochs", 0.5),
+                               eval_images=kw.pop("eval_images", 0), **kw)
+
+
+def test_estimate_macs_equals_the_counted_macs():
+    space = tiny_space()
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        arch = space.sample(rng)
+        assert estimate_macs(arch, 8, 4) == count_macs(build_model(arch, 4), 8)
+
+
+def test_config_refuses_bad_settings():
+    with pytest.raises(ValueError, match="sampler"):
+        _config(sampler="greedy")
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        _config(warmup_epochs=5)
+    with pytest.raises(ValueError, match="whole epochs"):
+        SupernetTrainConfig(train=TrainConfig(epochs=1.5))
+    cfg = _config(num_random=3)
+    assert SupernetTrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_warmup_trains_the_largest_then_the_sandwich_is_seeded_per_step():
+    net, data = make_supernet(tiny_space()), tiny_data()
+    trainer = _Trainer(net, data, _config(num_random=2))
+    assert trainer.warmup_steps == 2  # half of 4 steps per epoch
+    assert [str(a) for a in trainer.archs_for(0)] == [str(net.largest_arch())]
+    archs = trainer.archs_for(5)
+    assert len(archs) == 4 and str(archs[0]) == str(net.largest_arch()) and str(archs[1]) == str(net.smallest_arch())
+    assert [str(a) for a in trainer.archs_for(5)] == [str(a) for a in archs]  # a pure function of the step
+    assert [str(a) for a in trainer.archs_for(6)] != [str(a) for a in archs]
+
+
+def test_soft_cross_entropy_of_one_hot_targets_is_cross_entropy():
+    logits = torch.randn(6, 4)
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    soft = torch.nn.functional.one_hot(y, 4).float()
+    assert torch.allclose(soft_cross_entropy(logits, soft), torch.nn.functional.cross_entropy(logits, y))
+
+
+def test_stratified_sampler_trains_every_band_and_is_bounded():
+    space = tiny_space()
+    net = make_supernet(space)
+    sampler = StratifiedSampler.for_space(space, net.smallest_arch(), net.largest_arch(), bands=4, tries=40)
+    predictor = make_predictor(space)
+    rng = np.random.default_rng(1)
+    bands = [sampler.band_of(predictor(sampler.sample(rng))) for _ in range(200)]
+    counts = np.bincount(bands, minlength=4)
+    assert (counts > 20).all(), counts  # uniform sampling leaves the extreme bands nearly empty
+    uniform = np.bincount([sampler.band_of(predictor(UniformSampler(space).sample(rng))) for _ in range(200)],
+                          minlength=4)
+    assert counts.min() > uniform.min()
+    one_try = StratifiedSampler(space, predictor, sampler.low, sampler.high, bands=4, tries=1)
+    one_try.sample(np.random.default_rng(0))  # never loops: at most `tries` draws
+    with pytest.raises(ValueError, match="empty"):
+        StratifiedSampler(space, predictor, 5.0, 5.0)
+
+
+def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(tmp_path):
+    net, data = make_supernet(tiny_space()), tiny_data()
+    result = train_supernet(net, data, _config(epochs=3, sampler="stratified", eval_images=16), tmp_path / "sn.pt")
+    hist = result["history"]
+    assert len(hist) == 3 and all(np.isfinite(h["train_loss"]) for h in hist)
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert 0 <= hist[-1]["val_accuracy_smallest"] <= 1 and hist[-1]["subnets_per_step"] == 4
+    assert result["sampler"]["kind"] == "stratified"
+    loaded, state = load_supernet(tmp_path / "sn.pt")
+    assert state["format"] == "mnas.supernet/1" and state["epoch"] == 3
+    for k, v in net.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    with pytest.raises(ValueError, match="already exists"):
+        train_supernet(net, data, _config(), tmp_path / "sn.pt")
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
+    data, cfg = tiny_data(), _config(epochs=3, num_random=1)
+    full = make_supernet(tiny_space())
+    train_supernet(full, data, cfg, tmp_path / "a.pt")
+    part = make_supernet(tiny_space())
+    stopped = train_supernet(part, data, cfg, tmp_path / "b.pt", stop_after=1)
+    assert stopped["stopped"] and stopped["epoch"] == 1
+    resumed = make_supernet(tiny_space())
+    with pytest.raises(ValueError, match="num_random"):
+        train_supernet(resumed, data, cfg.replace(num_random=2), tmp_path / "b.pt", resume=True)
+    train_supernet(resumed, data, cfg, tmp_path / "b.pt", resume=True)
+    for k, v in full.state_dict().items():
+        assert torch.equal(resumed.state_dict()[k], v), k  # bitwise on CPU
+
+
+def test_micro_batches_match_the_whole_batch_without_batch_norm_effects():
+    """Gradient accumulation over micro-batches sums to the whole batch's gradient; with batch norm
+    the statistics differ per micro-batch, so only the first step is compared loosely."""
+    data = tiny_data()
+    a, b = make_supernet(tiny_space()), make_supernet(tiny_space())
+    train_supernet(a, data, _config(epochs=1, warmup_epochs=0))
+    train_supernet(b, data, _config(epochs=1, warmup_epochs=0, micro_batches=2))
+    diffs = [float((pa - pb).abs().max()) for pa, pb in zip(a.parameters(), b.parameters(), strict=True)]
+    assert max(diffs) < 0.05 and max(diffs) > 0  # close, not identical (BN statistics per micro-batch)
