@@ -38,7 +38,7 @@ class Evaluator:
     * `accuracy_source` names how accuracy is obtained ("proxy", "user", "supernet", ...): the
       loop records it on every trial, so inherited accuracy is never mistaken for trained accuracy.
     * `identity()` is what must not change when a study is resumed (a JSON dict); `describe()`
-      adds what is recorded but not compared (runtime versions).
+      is what is recorded (runtime versions, `accuracy_source`) but not compared.
     * An exception from `fn` or from `measure_latency` fails that trial with its message, except a
       `ConnectionError` from `measure_latency`: the device is gone, so the search stops (and
       resumes where it stopped) instead of failing every remaining trial.

@@ -153,7 +153,7 @@ def _check_decode(space: SearchSpace, seed: int) -> None:
 
 def _same_reward(stored: Any, reward: Reward) -> bool:
     try:
-        return Reward.from_dict(stored) == reward
+        return Reward.from_dict(stored).to_dict() == reward.to_dict()  # old dicts load; compare normalised forms
     except (ValueError, TypeError):
         return stored == reward.to_dict()
 
@@ -186,7 +186,7 @@ def create_study(storage: Storage | str | os.PathLike[str] | None = None, *, spa
             if not _same_reward(config.get("reward"), reward):
                 raise ValueError(f"the storage holds a study made with a different reward ({config.get('reward')!r}):"
                                  " use the same settings to resume it, or another storage for a new study")
-            return SearchStudy(store, space, Reward.from_dict(config["reward"]), seed)
+            return SearchStudy(store, space, reward, seed)
         store.set_meta("config", {**identity, "reward": reward.to_dict(), "target_ms": reward.target_ms})
         store.set_meta("target_ms", reward.target_ms)
     return SearchStudy(store, space, reward, seed)
