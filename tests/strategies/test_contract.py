@@ -1,5 +1,6 @@
 """The shared suite: every strategy in STRATEGIES must pass all of these."""
 
+import importlib.util
 import json
 
 import numpy as np
@@ -7,14 +8,31 @@ import pytest
 
 from mnas.strategies import STRATEGIES, SyntheticObjective, get_strategy, strategy_hyperparameters
 
-NAMES = list(STRATEGIES)
-# Small controller batches so that the short scripts below cross several updates.
+OPTUNA = ("tpe", "nsga2", "gp")
+HAVE_OPTUNA = importlib.util.find_spec("optuna") is not None
+# The Optuna strategies need the optional extra; without it their cases are skipped, not failed.
+NAMES = [pytest.param(n, marks=pytest.mark.skipif(not HAVE_OPTUNA, reason="needs optuna")) if n in OPTUNA else n
+         for n in STRATEGIES]
+PLAIN = [n for n in STRATEGIES if n not in OPTUNA or HAVE_OPTUNA]
+# Small batches and populations so that the short scripts below cross several updates.
 FAST = {"ppo": {"batch_size": 4}, "reinforce": {"batch_size": 4}, "evolution": {"population_size": 6, "sample_size": 3},
-        "random": {}}
+        "random": {}, "replay": {"batch_size": 4, "epochs": 2},
+        "predictor": {"initial": 4, "candidates": 20, "epochs": 10, "ensemble": 2},
+        "tpe": {"n_startup_trials": 4}, "nsga2": {"population_size": 4}, "gp": {"n_startup_trials": 4}}
+# A hyperparameter per strategy to show that a state refuses a strategy built differently.
+OTHER = {"ppo": "batch_size", "reinforce": "batch_size", "evolution": "population_size", "replay": "batch_size",
+         "predictor": "initial", "tpe": "n_startup_trials", "nsga2": "population_size", "gp": "n_startup_trials"}
 
 
 def make(name, space, seed=0, **kw):
     return get_strategy(name, space, seed, **{**FAST[name], **kw})
+
+
+def infos_for(objective, tokens):
+    """What the search loop tells: accuracy, latency and feasibility under a target at the median."""
+    acc, lat = objective.accuracy_latency(tokens)
+    return [{"accuracy": float(a), "latency_ms": float(la), "violation": max(0.0, float(la) / objective.target_ms - 1)}
+            for a, la in zip(acc, lat, strict=True)]
 
 
 def script(strategy, objective, rounds, start=0):
@@ -24,7 +42,7 @@ def script(strategy, objective, rounds, start=0):
         tokens = strategy.ask(1 + k % 3)
         asked.append(tokens)
         rewards = [None if (k + i) % 5 == 4 else objective(t) for i, t in enumerate(tokens)]
-        strategy.tell(tokens[::-1], rewards[::-1])
+        strategy.tell(tokens[::-1], rewards[::-1], infos=infos_for(objective, tokens)[::-1])
     return asked
 
 
@@ -77,11 +95,11 @@ def test_accepts_foreign_out_of_order_and_failed_results(name, tiny):
     s = make(name, tiny)
     objective = SyntheticObjective(tiny, seed=0)
     foreign = [tiny.sample_tokens(np.random.default_rng(i)) for i in range(9)]  # e.g. replayed from a study
-    s.tell(foreign[:5], [objective(t) for t in foreign[:5]])
-    s.tell(foreign[5:], [None] * 4)
+    s.tell(foreign[:5], [objective(t) for t in foreign[:5]], infos=infos_for(objective, foreign[:5]))
+    s.tell(foreign[5:], [None] * 4, infos=[None] * 4)
     asked = s.ask(4)
-    s.tell(asked[2:], [None, objective(asked[3])])  # part of a batch, out of order
-    s.tell(asked[:2][::-1], [0.0, 1.0])
+    s.tell(asked[2:], [None, objective(asked[3])], infos=infos_for(objective, asked[2:]))  # part of a batch, out of order
+    s.tell(asked[:2][::-1], [0.0, 1.0], infos=infos_for(objective, asked[:2][::-1]))
     assert s.num_told == 13
     assert all(tiny.check_tokens(t) for t in s.ask(3))
 
@@ -91,7 +109,7 @@ def test_constant_rewards_are_fine(name, tiny):
     s = make(name, tiny)
     for _ in range(5):
         t = s.ask(4)
-        s.tell(t, [0.5] * 4)
+        s.tell(t, [0.5] * 4, infos=[{"accuracy": 0.5, "latency_ms": 10.0}] * 4)
     assert len(s.ask(2)) == 2
 
 
@@ -122,15 +140,14 @@ def test_rebuild_from_stored_hyperparameters(name, tiny):
 @pytest.mark.parametrize("name", NAMES)
 def test_load_state_dict_refuses_a_mismatch(name, tiny, tiny_space_cls):
     state = make(name, tiny).state_dict()
-    other = next(n for n in NAMES if n != name)
+    other = next(n for n in PLAIN if n != name)
     with pytest.raises(ValueError, match=f"not {other!r}"):
         make(other, tiny).load_state_dict(state)
     with pytest.raises(ValueError, match="different space"):
         make(name, tiny_space_cls((2, 2))).load_state_dict(state)
     if strategy_hyperparameters(name):
-        key = {"ppo": "batch_size", "reinforce": "batch_size", "evolution": "population_size"}[name]
         with pytest.raises(ValueError, match="hyperparameters"):
-            make(name, tiny, **{key: 7}).load_state_dict(state)
+            make(name, tiny, **{OTHER[name]: 7}).load_state_dict(state)
     with pytest.raises(ValueError, match="version"):
         make(name, tiny).load_state_dict({**state, "version": 99})
 
@@ -147,7 +164,7 @@ def test_factory_errors(name, tiny):
 
 
 def test_unknown_strategy(tiny):
-    with pytest.raises(ValueError, match="unknown strategy 'ga': expected one of ppo, reinforce, evolution, random"):
+    with pytest.raises(ValueError, match="unknown strategy 'ga': expected one of ppo, reinforce, evolution, random, replay"):
         get_strategy("ga", tiny)
 
 
@@ -159,6 +176,9 @@ def test_unknown_strategy(tiny):
     ("evolution", {"population_size": 1}, "population_size"), ("evolution", {"sample_size": 0}, "sample_size"),
     ("evolution", {"population_size": 4, "sample_size": 5}, "exceeds"),
     ("evolution", {"max_retries": -1}, "max_retries"),
+    ("replay", {"elite_fraction": 0}, "elite_fraction"), ("replay", {"lr": -1}, "lr"),
+    ("predictor", {"initial": 1}, "initial"), ("predictor", {"kappa": -1}, "kappa"),
+    ("predictor", {"target_ms": 0}, "target_ms"), ("predictor", {"latency_model": len}, "needs target_ms"),
 ])
 def test_bad_hyperparameters(name, kw, match, tiny):
     with pytest.raises(ValueError, match=match):

@@ -81,7 +81,7 @@ def test_evolution_ages_out_the_oldest_and_skips_failures(tiny):
     s = get_strategy("evolution", tiny, 0, population_size=3, sample_size=2)
     seqs = [tiny.sample_tokens(np.random.default_rng(i)) for i in range(5)]
     s.tell(seqs, [0.9, None, 0.1, 0.2, 0.3])
-    assert [r for _, r in s.population] == [0.1, 0.2, 0.3]  # the best (0.9) aged out: regularisation
+    assert [m[1] for m in s.population] == [0.1, 0.2, 0.3]  # the best (0.9) aged out: regularisation
     assert len(s.seen) == len({tuple(t) for t in seqs})
 
 

@@ -3,7 +3,11 @@
 - "ppo": MnasNet's LSTM controller trained with PPO (the paper's choice);
 - "reinforce": the same controller with plain REINFORCE;
 - "evolution": regularized (aging) evolution (Real et al. 2019);
-- "random": uniform random search.
+- "random": uniform random search;
+- "replay": the same controller fitted to the best of the study's whole history (sample-efficient);
+- "predictor": an MLP-ensemble surrogate picks among many mutated and sampled candidates (BANANAS-style);
+- "tpe", "gp": Optuna's TPE and Gaussian-process samplers; "nsga2": Optuna's NSGA-II over accuracy and
+  latency (the whole front). These need the optional extra: pip install 'mnas[optuna]'.
 
 `get_strategy(name, space, seed, **hyperparameters)` builds one. Importing this package does not
 import torch; building a controller does.
@@ -16,17 +20,24 @@ from typing import Any
 
 from mnas.space import SearchSpace
 from mnas.strategies.base import Strategy
-from mnas.strategies.controller import _KNOWN as _CONTROLLER_HYPERPARAMETERS
 from mnas.strategies.controller import PPO, Controller, Reinforce
 from mnas.strategies.evolution import RegularizedEvolution
+from mnas.strategies.optuna_samplers import GPStrategy, NSGA2Strategy, TPEStrategy
+from mnas.strategies.predictor import PredictorGuided
 from mnas.strategies.random_search import RandomSearch
+from mnas.strategies.replay import ReplayController
 from mnas.strategies.synthetic import SyntheticObjective
 
-__all__ = ["PPO", "STRATEGIES", "Controller", "RandomSearch", "RegularizedEvolution", "Reinforce", "Strategy",
-           "SyntheticObjective", "get_strategy", "strategy_hyperparameters"]
+__all__ = ["MULTI_OBJECTIVE", "PPO", "STRATEGIES", "Controller", "GPStrategy", "NSGA2Strategy", "PredictorGuided",
+           "RandomSearch", "RegularizedEvolution", "Reinforce", "ReplayController", "Strategy", "SyntheticObjective",
+           "TPEStrategy", "get_strategy", "strategy_hyperparameters"]
 
 STRATEGIES: dict[str, type[Strategy]] = {"ppo": PPO, "reinforce": Reinforce, "evolution": RegularizedEvolution,
-                                         "random": RandomSearch}
+                                         "random": RandomSearch, "replay": ReplayController,
+                                         "predictor": PredictorGuided, "tpe": TPEStrategy, "nsga2": NSGA2Strategy,
+                                         "gp": GPStrategy}
+# Strategies whose `tell` needs infos with accuracy and latency_ms (they search the front, not a reward).
+MULTI_OBJECTIVE = ("nsga2",)
 
 
 def strategy_hyperparameters(name: str) -> tuple[str, ...]:
@@ -34,14 +45,14 @@ def strategy_hyperparameters(name: str) -> tuple[str, ...]:
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}: expected one of {', '.join(STRATEGIES)}")
     cls = STRATEGIES[name]
-    if issubclass(cls, Controller):
-        return _CONTROLLER_HYPERPARAMETERS
+    if hasattr(cls, "HYPERPARAMETERS"):
+        return tuple(cls.HYPERPARAMETERS)
     params = inspect.signature(cls.__init__).parameters.values()
     return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
 def get_strategy(name: str, space: SearchSpace, seed: int = 0, **hyperparameters: Any) -> Strategy:
-    """A strategy by name: "ppo", "reinforce", "evolution" or "random"."""
+    """A strategy by name (a key of STRATEGIES)."""
     known = strategy_hyperparameters(name)
     unknown = sorted(set(hyperparameters) - set(known))
     if unknown:

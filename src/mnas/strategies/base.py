@@ -6,9 +6,14 @@ Contract (the shared suite in tests/strategies checks every implementation):
 - `ask(n)` returns `n` valid token sequences. It may propose a sequence that was proposed before
   (the controller samples from a policy); drivers that want to avoid re-evaluating one can cache by
   architecture.
-- `tell(tokens_list, rewards)` accepts results in any order and grouping, including sequences this
-  instance never proposed (a resumed study replays its trials). A reward of `None` is a failed trial;
-  each strategy documents what it does with one.
+- `tell(tokens_list, rewards, infos=None)` accepts results in any order and grouping, including
+  sequences this instance never proposed (a resumed study replays its trials). A reward of `None` is a
+  failed trial; each strategy documents what it does with one. `infos[i]` (optional) is a dict with any
+  of `accuracy`, `latency_ms`, `params`, `macs`, `peak_memory` (numbers), `feasible` (bool) and
+  `violation` (float >= 0, 0 = feasible; see `mnas.objectives.Constraints`); other keys are ignored.
+  Strategies that handle constraints read feasibility from there; a missing `feasible` is derived from
+  `violation` and vice versa (an infeasible trial of unknown violation counts as violation 1.0), and a
+  trial told without either is feasible.
 - All randomness comes from a generator owned by the strategy and seeded by `seed`: the same seed and
   the same sequence of ask/tell calls give the same proposals.
 - `state_dict()` is a JSON-serialisable dict; `load_state_dict` on a strategy built with the same
@@ -17,6 +22,7 @@ Contract (the shared suite in tests/strategies checks every implementation):
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -26,7 +32,10 @@ import numpy as np
 from mnas._util import as_rng
 from mnas.space import SearchSpace
 
-__all__ = ["Strategy", "rng_from_state", "rng_state"]
+__all__ = ["INFO_KEYS", "Strategy", "check_infos", "rng_from_state", "rng_state"]
+
+INFO_KEYS = ("accuracy", "latency_ms", "params", "macs", "peak_memory", "feasible", "violation")
+_NUMERIC_INFO = ("accuracy", "latency_ms", "params", "macs", "peak_memory")
 
 STATE_VERSION = 1
 
@@ -49,6 +58,48 @@ def rng_from_state(data: dict[str, Any]) -> np.random.Generator:
     return rng
 
 
+def _number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating)) \
+        and math.isfinite(value)
+
+
+def check_infos(infos: Sequence[Any] | None, n: int) -> list[dict[str, Any]]:
+    """`n` normalised info dicts (known keys only, `feasible` and `violation` always present)."""
+    if infos is None:
+        return [{"feasible": True, "violation": 0.0} for _ in range(n)]
+    infos = list(infos)
+    if len(infos) != n:
+        raise ValueError(f"tell: {n} token sequences but {len(infos)} infos; give one each (or None)")
+    out = []
+    for i, info in enumerate(infos):
+        if info is None:
+            info = {}
+        if not isinstance(info, dict):
+            raise ValueError(f"tell: info {i} = {info!r}: expected a dict (or None)")
+        clean: dict[str, Any] = {}
+        for key in _NUMERIC_INFO:
+            value = info.get(key)
+            if value is None:
+                continue
+            if not _number(value):
+                raise ValueError(f"tell: info {i}: {key}={value!r}: expected a finite number")
+            clean[key] = float(value)
+        feasible, violation = info.get("feasible"), info.get("violation")
+        if feasible is not None and not isinstance(feasible, (bool, np.bool_)):
+            raise ValueError(f"tell: info {i}: feasible={feasible!r}: expected True or False")
+        if violation is not None and not (_number(violation) and violation >= 0):
+            raise ValueError(f"tell: info {i}: violation={violation!r}: expected a finite number >= 0 (0 = feasible)")
+        if feasible is None:
+            feasible = violation is None or violation == 0
+        if violation is None:
+            violation = 0.0 if feasible else 1.0
+        if bool(feasible) != (violation == 0):
+            raise ValueError(f"tell: info {i}: feasible={feasible!r} contradicts violation={violation!r}")
+        clean["feasible"], clean["violation"] = bool(feasible), float(violation)
+        out.append(clean)
+    return out
+
+
 def check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed={seed!r}: expected a non-negative integer")
@@ -60,6 +111,13 @@ class Strategy:
     `_ask`, `_tell`, `_state` and `_load_state`."""
 
     name: ClassVar[str] = ""
+    # Set by __init_subclass__: whether this class's `_tell` takes the infos (older subclasses do not).
+    _tell_takes_infos: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_tell" in cls.__dict__:
+            cls._tell_takes_infos = len(inspect.signature(cls.__dict__["_tell"]).parameters) >= 4
 
     def __init__(self, space: SearchSpace, seed: int = 0) -> None:
         if not isinstance(space, SearchSpace):
@@ -78,8 +136,10 @@ class Strategy:
             raise ValueError(f"ask(n={n!r}): expected a positive integer number of sequences")
         return [list(map(int, t)) for t in self._ask(int(n))]
 
-    def tell(self, tokens_list: Sequence[Sequence[int]], rewards: Sequence[float | None]) -> None:
-        """Report results: `rewards[i]` (a finite float, or None for a failed trial) for `tokens_list[i]`."""
+    def tell(self, tokens_list: Sequence[Sequence[int]], rewards: Sequence[float | None], *,
+             infos: Sequence[dict[str, Any] | None] | None = None) -> None:
+        """Report results: `rewards[i]` (a finite float, or None for a failed trial) for `tokens_list[i]`,
+        with optional `infos[i]` (metrics and feasibility; see the module docstring)."""
         tokens_list, rewards = list(tokens_list), list(rewards)
         if len(tokens_list) != len(rewards):
             raise ValueError(f"tell: {len(tokens_list)} token sequences but {len(rewards)} rewards; give one each")
@@ -92,8 +152,12 @@ class Strategy:
             if isinstance(r, bool) or not isinstance(r, (int, float, np.integer, np.floating)) or not math.isfinite(r):
                 raise ValueError(f"tell: reward {i} = {r!r}: expected a finite number, or None for a failed trial")
             values.append(float(r))
+        checked_infos = check_infos(infos, len(checked))
         if checked:
-            self._tell(checked, values)
+            if self._tell_takes_infos:
+                self._tell(checked, values, checked_infos)
+            else:
+                self._tell(checked, values)
             self.num_told += len(checked)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -133,7 +197,7 @@ class Strategy:
     def _ask(self, n: int) -> list[list[int]]:
         raise NotImplementedError
 
-    def _tell(self, tokens_list: list[list[int]], rewards: list[float | None]) -> None:
+    def _tell(self, tokens_list: list[list[int]], rewards: list[float | None], infos: list[dict[str, Any]]) -> None:
         raise NotImplementedError
 
     def _state(self) -> dict[str, Any]:

@@ -22,6 +22,14 @@ told late, out of order, or replayed from a resumed study are all treated alike.
 A failed trial (reward None) counts as `failed_reward` (default 0.0, the lowest MnasNet reward, since
 accuracy >= 0): the controller learns to avoid what fails. Set it for rewards that can be negative.
 
+State. The policy and Adam's moments are a deterministic function of the seed and of the results the
+updates used, so `state_dict()` stores the told results (tokens and rewards, packed as base64) and the
+number of updates instead of ~50k float32 weights and two Adam moments (0.78 MB at hidden_size 64 on
+the MnasNet space, written to the study after every trial); `load_state_dict` rebuilds the policy by
+replaying the updates and checks it against a SHA-256 digest of the weights. The digest can differ
+only if the resuming machine computes differently (another torch build or thread count); the search
+then continues from the replayed policy and a warning says so.
+
 Only this module imports torch, and only when a controller is built. The caller owns
 `torch.set_num_threads`; the controller never changes global torch state (its initial weights come
 from a forked, seeded torch RNG).
@@ -30,12 +38,16 @@ from a forked, seeded torch RNG).
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 from typing import Any
 
 import numpy as np
 
+from mnas._util import get_logger
 from mnas.strategies.base import Strategy
+
+_log = get_logger(__name__)
 
 __all__ = ["Controller", "PPO", "Reinforce"]
 
@@ -48,16 +60,12 @@ def _torch():
     return torch
 
 
-def _encode_tensor(t) -> dict[str, Any]:
-    arr = t.detach().cpu().contiguous().numpy()
-    return {"dtype": str(arr.dtype), "shape": list(arr.shape),
-            "data": base64.b64encode(arr.astype(arr.dtype.newbyteorder("<")).tobytes()).decode("ascii")}
+def _pack(arr: np.ndarray, dtype: str) -> str:
+    return base64.b64encode(np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()).decode("ascii")
 
 
-def _decode_tensor(d: dict[str, Any]):
-    dtype = np.dtype(d["dtype"]).newbyteorder("<")
-    arr = np.frombuffer(base64.b64decode(d["data"]), dtype=dtype).astype(d["dtype"]).reshape(d["shape"])
-    return _torch().from_numpy(arr.copy())
+def _unpack(text: str, dtype: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype)
 
 
 class Controller(Strategy):
@@ -79,8 +87,8 @@ class Controller(Strategy):
                  lr: float = 0.01, batch_size: int = 10, epochs: int = 4, clip: float = 0.2,
                  entropy_weight: float = 0.03, baseline_decay: float = 0.9, failed_reward: float = 0.0) -> None:
         super().__init__(space, seed)
-        if algorithm not in ("ppo", "reinforce"):
-            raise ValueError(f"controller algorithm {algorithm!r}: expected 'ppo' or 'reinforce'")
+        if algorithm not in ("ppo", "reinforce", "replay"):
+            raise ValueError(f"controller algorithm {algorithm!r}: expected 'ppo', 'reinforce' or 'replay'")
         for key, value, low in (("hidden_size", hidden_size, 1), ("batch_size", batch_size, 1), ("epochs", epochs, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{algorithm}: {key}={value!r}: expected an integer >= {low}")
@@ -97,11 +105,21 @@ class Controller(Strategy):
         self.algorithm, self.hidden_size, self.batch_size, self.epochs = algorithm, hidden_size, batch_size, epochs
         self.lr, self.clip, self.entropy_weight = float(lr), float(clip), float(entropy_weight)
         self.baseline_decay, self.failed_reward = float(baseline_decay), float(failed_reward)
+        self._reset()
+
+    def _reset(self) -> None:
+        """The state before any result: initial policy (from the seed), fresh Adam, no history."""
         self.baseline: float | None = None
         self.spread: float | None = None
         self.num_updates = 0
-        self.buffer: list[tuple[list[int], float]] = []
+        self.history: list[tuple[list[int], float]] = []  # every told result, failures as failed_reward
+        self._digest_cache = None
         self._build()
+
+    @property
+    def buffer(self) -> list[tuple[list[int], float]]:
+        """The results told since the last update (fewer than batch_size)."""
+        return self.history[self.num_updates * self.batch_size:]
 
     def hyperparameters(self) -> dict[str, Any]:
         # No "algorithm": the strategy's name says it, and get_strategy(name, ...) takes these back.
@@ -160,8 +178,10 @@ class Controller(Strategy):
         entropy = -(logp.exp() * logp).sum(-1)  # (T, B); masked entries contribute 0 * -1e9 = 0
         return chosen.sum(0), entropy.sum(0)
 
-    def _update(self, batch: list[tuple[list[int], float]]) -> None:
+    def _update(self) -> None:
+        """One update on the next `batch_size` results (PPO and REINFORCE learn from that batch only)."""
         torch = _torch()
+        batch = self.history[self.num_updates * self.batch_size:(self.num_updates + 1) * self.batch_size]
         rewards = np.array([r for _, r in batch], dtype=np.float64)
         mean = float(rewards.mean())
         if self.baseline is None:
@@ -187,13 +207,16 @@ class Controller(Strategy):
             loss.backward()
             self.optimizer.step()
         self.num_updates += 1
+        self._digest_cache = None
 
-    def _tell(self, tokens_list: list[list[int]], rewards: list[float | None]) -> None:
-        for tokens, reward in zip(tokens_list, rewards, strict=True):
-            self.buffer.append((tokens, self.failed_reward if reward is None else reward))
-            if len(self.buffer) >= self.batch_size:
-                batch, self.buffer = self.buffer[:self.batch_size], self.buffer[self.batch_size:]
-                self._update(batch)
+    def _tell(self, tokens_list: list[list[int]], rewards: list[float | None], infos: list[dict[str, Any]]) -> None:
+        for tokens, reward, info in zip(tokens_list, rewards, infos, strict=True):
+            self._record(tokens, self.failed_reward if reward is None else reward, info)
+            if len(self.history) >= (self.num_updates + 1) * self.batch_size:
+                self._update()
+
+    def _record(self, tokens: list[int], reward: float, info: dict[str, Any]) -> None:
+        self.history.append((tokens, reward))
 
     def probabilities(self, tokens_list: list[list[int]]) -> list[float]:
         """The policy's probability of each whole sequence (for inspection and tests)."""
@@ -203,23 +226,46 @@ class Controller(Strategy):
         return logp.exp().tolist()
 
     # -- state ----------------------------------------------------------------------------------
+    def _digest(self) -> str:
+        if getattr(self, "_digest_cache", None) is not None:  # the policy changes only in updates
+            return self._digest_cache
+        h = hashlib.sha256()
+        for name, value in self.policy.state_dict().items():
+            h.update(name.encode())
+            h.update(value.detach().cpu().contiguous().numpy().astype("<f4").tobytes())
+        self._digest_cache = h.hexdigest()[:32]
+        return self._digest_cache
+
     def _state(self) -> dict[str, Any]:
-        opt = self.optimizer.state_dict()["state"]
-        return {"baseline": self.baseline, "spread": self.spread, "num_updates": self.num_updates,
-                "buffer": [[t, r] for t, r in self.buffer],
-                "policy": {k: _encode_tensor(v) for k, v in self.policy.state_dict().items()},
-                "optimizer": [[int(i), {k: _encode_tensor(v) if hasattr(v, "numpy") else v for k, v in s.items()}]
-                              for i, s in sorted(opt.items())]}
+        tokens = np.array([t for t, _ in self.history], dtype=np.int64).reshape(-1, len(self.space.decisions))
+        dtype = "uint8" if max(self.space.num_choices) <= 256 else "int32"
+        return {"num_updates": self.num_updates, "num_results": len(self.history), "token_dtype": dtype,
+                "tokens": _pack(tokens, dtype), "rewards": _pack(np.array([r for _, r in self.history]), "float64"),
+                "policy_digest": self._digest(), **self._extra_state()}
 
     def _load_state(self, state: dict[str, Any]) -> None:
-        self.baseline, self.spread = state["baseline"], state["spread"]
-        self.num_updates = int(state["num_updates"])
-        self.buffer = [(list(map(int, t)), float(r)) for t, r in state["buffer"]]
-        self.policy.load_state_dict({k: _decode_tensor(v) for k, v in state["policy"].items()})
-        opt = self.optimizer.state_dict()
-        opt["state"] = {int(i): {k: _decode_tensor(v) if isinstance(v, dict) else v for k, v in s.items()}
-                        for i, s in state["optimizer"]}
-        self.optimizer.load_state_dict(opt)
+        if "tokens" not in state:
+            raise ValueError("controller state was saved by an older mnas (weights, not results): it cannot be "
+                             "replayed; resume with the mnas that wrote it or start a new study")
+        n, num_updates = int(state["num_results"]), int(state["num_updates"])
+        tokens = _unpack(state["tokens"], state["token_dtype"]).astype(np.int64).reshape(n, len(self.space.decisions))
+        rewards = _unpack(state["rewards"], "float64")
+        if len(rewards) != n or num_updates * self.batch_size > n:
+            raise ValueError("controller state is inconsistent (results and updates disagree): it is damaged")
+        self._reset()  # the policy starts from this state's seed (load_state_dict has set it)
+        self._load_extra_state(state)
+        self.history = [(list(map(int, t)), float(r)) for t, r in zip(tokens.tolist(), rewards.tolist(), strict=True)]
+        while self.num_updates < num_updates:
+            self._update()
+        if self._digest() != state["policy_digest"]:
+            _log.warning("the resumed controller's policy differs in its last bits from the saved one (another torch "
+                         "build or thread count?); the search continues from the replayed policy")
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
 
 
 _KNOWN = ("hidden_size", "lr", "batch_size", "epochs", "clip", "entropy_weight", "baseline_decay", "failed_reward")
@@ -235,6 +281,7 @@ class PPO(Controller):
     """The MnasNet controller: LSTM + PPO (Tan et al. 2019)."""
 
     name = "ppo"
+    HYPERPARAMETERS = _KNOWN
 
     def __init__(self, space, seed: int = 0, **hyperparameters: Any) -> None:
         _check_names("ppo", hyperparameters)
@@ -246,6 +293,7 @@ class Reinforce(Controller):
     """The same controller trained with plain REINFORCE (one gradient step per batch)."""
 
     name = "reinforce"
+    HYPERPARAMETERS = _KNOWN
 
     def __init__(self, space, seed: int = 0, **hyperparameters: Any) -> None:
         _check_names("reinforce", hyperparameters)

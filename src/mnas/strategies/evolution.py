@@ -7,6 +7,11 @@ without replacement from the population, the one with the highest reward wins. E
 joins the population (a deque) and pushes out the *oldest* member, not the worst: aging is the
 regularisation that the paper credits for its robustness.
 
+Constraints (feasibility-first tournaments, Deb's rules): with `infos` that carry `feasible` /
+`violation` (a hard latency target, or limits on parameters, MACs or memory), a feasible member beats
+an infeasible one, among infeasible members the smaller violation wins, and among feasible ones the
+higher reward. Without infos every member is feasible and the tournament is the paper's.
+
 De-duplication: a proposal that was already proposed or told is redrawn, at most `max_retries` times
 (then it is returned anyway, which only happens once a small space is nearly exhausted).
 A failed trial (reward None) is skipped: it does not join the population, but it still counts as
@@ -21,6 +26,12 @@ from typing import Any
 from mnas.strategies.base import Strategy
 
 __all__ = ["RegularizedEvolution"]
+
+
+def _rank(member: tuple[list[int], float, float]) -> tuple[bool, float, float]:
+    """Tournament order: feasible first, then the smaller violation, then the higher reward."""
+    _, reward, violation = member
+    return violation == 0.0, -violation, reward
 
 
 class RegularizedEvolution(Strategy):
@@ -45,7 +56,8 @@ class RegularizedEvolution(Strategy):
             raise ValueError(f"evolution: sample_size={sample_size} exceeds population_size={population_size}; "
                              "the tournament draws from the population")
         self.population_size, self.sample_size, self.max_retries = population_size, sample_size, max_retries
-        self.population: deque[tuple[list[int], float]] = deque(maxlen=population_size)
+        # (tokens, reward, violation); violation 0.0 = feasible
+        self.population: deque[tuple[list[int], float, float]] = deque(maxlen=population_size)
         self.seen: set[tuple[int, ...]] = set()
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -57,7 +69,7 @@ class RegularizedEvolution(Strategy):
             return self.space.sample_tokens(self.rng)
         picks = self.rng.choice(len(self.population), size=self.sample_size, replace=False)
         # Ties go to the earliest drawn: deterministic for a seed.
-        parent = max((self.population[int(i)] for i in picks), key=lambda m: m[1])[0]
+        parent = max((self.population[int(i)] for i in picks), key=_rank)[0]
         return self.space.mutate_tokens(parent, self.rng)
 
     def _ask(self, n: int) -> list[list[int]]:
@@ -72,21 +84,22 @@ class RegularizedEvolution(Strategy):
             out.append(child)
         return out
 
-    def _tell(self, tokens_list: list[list[int]], rewards: list[float | None]) -> None:
-        for tokens, reward in zip(tokens_list, rewards, strict=True):
+    def _tell(self, tokens_list: list[list[int]], rewards: list[float | None], infos: list[dict[str, Any]]) -> None:
+        for tokens, reward, info in zip(tokens_list, rewards, infos, strict=True):
             self.seen.add(tuple(tokens))
             if reward is not None:
-                self.population.append((tokens, reward))  # the deque drops the oldest
+                self.population.append((tokens, reward, info["violation"]))  # the deque drops the oldest
 
     def best(self) -> tuple[list[int], float] | None:
-        """The best member of the current population (not of all history)."""
-        return max(self.population, key=lambda m: m[1]) if self.population else None
+        """The best member of the current population (not of all history): feasible first."""
+        return tuple(max(self.population, key=_rank)[:2]) if self.population else None
 
     def _state(self) -> dict[str, Any]:
-        return {"population": [[list(t), r] for t, r in self.population],
+        return {"population": [[list(t), r, v] for t, r, v in self.population],
                 "seen": sorted(list(t) for t in self.seen)}
 
     def _load_state(self, state: dict[str, Any]) -> None:
-        self.population = deque(((list(map(int, t)), float(r)) for t, r in state["population"]),
-                                maxlen=self.population_size)
+        # States saved before constraints hold [tokens, reward]: those members were all feasible.
+        self.population = deque(((list(map(int, m[0])), float(m[1]), float(m[2]) if len(m) > 2 else 0.0)
+                                 for m in state["population"]), maxlen=self.population_size)
         self.seen = {tuple(map(int, t)) for t in state["seen"]}

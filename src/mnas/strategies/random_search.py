@@ -18,7 +18,7 @@ class RandomSearch(Strategy):
     def _ask(self, n: int) -> list[list[int]]:
         return [self.space.sample_tokens(self.rng) for _ in range(n)]
 
-    def _tell(self, tokens_list: list[list[int]], rewards: list[float | None]) -> None:
+    def _tell(self, tokens_list: list[list[int]], rewards: list[float | None], infos: list[dict[str, Any]]) -> None:
         pass
 
     def _state(self) -> dict[str, Any]:

@@ -108,6 +108,12 @@ class SyntheticObjective:
                 + math.sqrt(self.interaction) * (inter - self._inter_stats[0]) / self._inter_stats[1])
 
     def _as_array(self, tokens_list: Sequence[Sequence[int]]) -> np.ndarray:
+        if isinstance(tokens_list, np.ndarray) and tokens_list.ndim == 2 and tokens_list.dtype.kind in "iu" \
+                and tokens_list.shape[1] == len(self.space.decisions):
+            # Vectorised check for large arrays (enumerating a space for its optimum).
+            if len(tokens_list) and ((tokens_list < 0) | (tokens_list >= np.array(self.space.num_choices))).any():
+                raise ValueError("tokens out of range for the space's decisions")
+            return tokens_list.astype(np.int64)
         tokens = np.array([self.space.check_tokens(t) for t in tokens_list], dtype=np.int64)
         return tokens.reshape(-1, len(self.space.decisions))  # (N, T), also for N = 0
 
