@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pytest
 
 from mnas.space import Arch, as_arch, families, family_of, get_arch, get_family, parse_arch, register_family
-from mnas.space.family import ArchFamily, arch_from_dict, is_arch
+from mnas.space.family import ArchFamily, arch_from_dict, is_architecture
 from mnas.space.testing import FamilyTestSuite
 
 BLOCKS = ("r1_k3_s11_e1_i32_o16_noskip, r2_k3_s22_e6_i16_o24 | s2_h1280_d0.2_relu",
@@ -60,7 +60,7 @@ def test_json_dispatch_by_family_key():
 
 
 def test_non_architectures_are_refused():
-    assert not is_arch("text") and not is_arch(3)
+    assert not is_architecture("text") and not is_architecture(3)
     with pytest.raises(ValueError, match="not an architecture of any registered family"):
         family_of(object())
     with pytest.raises(ValueError, match="must be text"):

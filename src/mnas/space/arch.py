@@ -176,6 +176,6 @@ def as_arch(value: Arch | str | Iterable[str] | dict) -> Arch:
         return family.parse_arch(value)
     if isinstance(value, dict):
         return family.arch_from_dict(value)
-    if family.is_arch(value):
+    if family.is_architecture(value):
         return value
     return Arch(tuple(decode_block(b) for b in value))

@@ -25,8 +25,8 @@ from typing import Any
 
 from mnas.space.arch import Arch, decode_arch
 
-__all__ = ["ArchFamily", "BlockChainFamily", "arch_from_dict", "families", "family_of", "get_family", "is_arch", "parse_arch",
-           "register_family"]
+__all__ = ["ArchFamily", "BlockChainFamily", "arch_from_dict", "families", "family_of", "get_family", "is_architecture",
+           "parse_arch", "register_family"]
 
 
 class ArchFamily:
@@ -144,7 +144,7 @@ def family_of(arch: Any) -> ArchFamily:
     raise ValueError(f"{type(arch).__name__} is not an architecture of any registered family ({', '.join(families())})")
 
 
-def is_arch(value: Any) -> bool:
+def is_architecture(value: Any) -> bool:
     """Whether `value` is an architecture object of a registered family."""
     try:
         family_of(value)
