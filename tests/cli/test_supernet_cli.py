@@ -50,6 +50,7 @@ def test_train_json_checkpoint_and_resume(tmp_path, tiny_npz, capsys):
     assert code == 2 and "does not exist" in err
 
 
+@pytest.mark.slow  # trains 9 tiny networks standalone: ~30 s on a busy 2-core machine
 def test_rank_check_table_and_json(tmp_path, tiny_npz, capsys):
     out = tmp_path / "sn.pt"
     code, _, err = _run(capsys, "supernet", "train", "--data", tiny_npz, *SPACE, "--epochs", "1", "--batch-size", "16",
