@@ -204,8 +204,10 @@ def run_cases(srv: Server) -> list[tuple[str, bool, str]]:
     for t in threads:
         t.join(timeout=1)
     counts = {s: statuses.count(s) for s in sorted(set(statuses))}
-    case("20 unauthenticated 63 MB uploads at once", peak - rss0 < 100 * 1024 and set(statuses) <= {401, 503},
-         f"statuses {counts}; server RSS {rss0 // 1024} -> peak {peak // 1024} MiB")
+    # Over --max-connections (16) a connection is answered 503 and closed unread: a client still sending sees a
+    # reset (status 0 here). Handled means: memory stays flat and nothing but 401/503/reset comes back.
+    case("20 unauthenticated 63 MB uploads at once", peak - rss0 < 100 * 1024 and set(statuses) <= {0, 401, 503},
+         f"statuses {counts} (0: reset, over the connection limit); server RSS {rss0 // 1024} -> peak {peak // 1024} MiB")
     # item 5: oversized body, HTTP-layer errors
     st, data, note = request(srv, "POST", "/v1/measure?shape=1", bytes(65 * 2**20), timeout=60)
     case("65 MiB body (limit 64 MiB) sent before reading", _json_error(st, data, (413,)), f"{st or note}")
@@ -249,13 +251,13 @@ def run_cases(srv: Server) -> list[tuple[str, bool, str]]:
         ("no shape", "/v1/measure", relu_model()),
         ("negative shape", "/v1/measure?shape=1,-3,16,16", relu_model()),
         ("shape of 1e12 elements", "/v1/measure?shape=1000000,1000000", relu_model()),
-        ("10000-dimension shape", "/v1/measure?shape=" + ",".join(["1"] * 10000), relu_model()),
+        ("10000-dimension shape (a 20 KB URL)", "/v1/measure?shape=" + ",".join(["1"] * 10000), relu_model()),
         ("repeats=10^9", "/v1/measure?shape=1,3,16,16&repeats=1000000000", relu_model()),
         ("unknown parameter", "/v1/measure?shape=1,3,16,16&threads=64", relu_model()),
         ("wrong input shape", "/v1/measure?shape=1,3,32,32", relu_model()),
     ]:
         st, data, note = request(srv, "POST", path, body)
-        case(label, _json_error(st, data, (400,)), f"{st or note} {(data or {}).get('kind', '')}")
+        case(label, _json_error(st, data, (400, 414)), f"{st or note} {(data or {}).get('kind', '')}")
     for label, value in [("Content-Length -1", "-1"), ("Content-Length abc", "abc"), ("Content-Length 1e9", "1e9")]:
         st, data, note = raw(srv, f"POST /v1/measure?shape=1 HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n"
                                   f"Content-Length: {value}\r\n\r\n".encode())
@@ -337,15 +339,18 @@ def overhead(srv: Server, n: int = 20) -> str:
     info = request(srv, "GET", "/v1/info")[1] or {}
     proto = Protocol.from_dict({**info.get("settings", {}).get("protocol", {}), "max_repeats": 5, "min_repeats": 5})
     model = relu_model()
-    trips, local = [], []
+    trips, local, failed = [], [], []
     for _ in range(n):
         t0 = time.perf_counter()
-        status = legit(srv)
+        status, data, note = request(srv, "POST", "/v1/measure?shape=1,3,16,16&repeats=5", model)
         trips.append((time.perf_counter() - t0) * 1e3)
         t0 = time.perf_counter()
         measure_onnx(model, (1, 3, 16, 16), 1, 1, proto, lock=None)
         local.append((time.perf_counter() - t0) * 1e3)
-        assert status == 200
+        if status != 200:
+            failed.append(f"{status or note} {(data or {}).get('error', '')[:80]}")
+    if failed:
+        return f"overhead: {len(failed)} of {n} requests failed: {failed[:3]}"
     diff = [a - b for a, b in zip(trips, local, strict=True)]
     q = statistics.quantiles(diff, n=4)
     return (f"per request (n={n}, 1x3x16x16 Relu, 5 repeats): server round trip median {statistics.median(trips):.1f} ms,"

@@ -104,6 +104,25 @@ def test_a_runaway_loop_gets_422_and_the_next_request_is_served(tight):
     assert status == 422 and data["kind"] == "time_limit" and "1.5 s" in data["error"], data
     assert worker.restarts == before[0] + 1 and worker.pid != before[1]
     serves(tight)
+    restarts = worker.restarts
+    serves(tight)
+    serves(tight)
+    assert worker.restarts == restarts  # the replacement lives on after the request that started it
+
+
+def test_a_measuring_process_killed_from_outside_is_replaced_once(tight):
+    """Item 2: a replacement started from a request's thread outlives that thread (PR_SET_PDEATHSIG is per thread)."""
+    import os
+    import signal
+
+    os.kill(tight.worker.pid, signal.SIGKILL)
+    time.sleep(0.3)
+    serves(tight)  # notices the death, starts a replacement from this request's thread and waits for it
+    restarts = tight.worker.restarts
+    for _ in range(3):
+        time.sleep(0.3)  # the thread that started it has ended by now
+        serves(tight)
+    assert tight.worker.restarts == restarts
 
 
 def test_waiting_for_the_device_lock_is_not_counted(tight):

@@ -47,6 +47,38 @@ class WorkerError(Exception):
         self.status, self.kind, self.detail = status, kind, detail
 
 
+class _Spawner:
+    """Starts children from one thread that lives as long as the process.
+
+    Linux's ``PR_SET_PDEATHSIG`` (see `_die_with_parent`) fires when the *thread* that started a child
+    exits, so a worker restarted from a request's thread would be killed as soon as that request ended."""
+
+    _lock = threading.Lock()
+    _jobs: queue.Queue | None = None
+
+    @classmethod
+    def popen(cls, *args: Any, **kwargs: Any) -> subprocess.Popen:
+        with cls._lock:
+            if cls._jobs is None:
+                cls._jobs = queue.Queue()
+                threading.Thread(target=cls._run, args=(cls._jobs,), daemon=True, name="mnas-device-spawner").start()
+        done: queue.Queue = queue.Queue(maxsize=1)
+        cls._jobs.put((args, kwargs, done))
+        ok, value = done.get()
+        if not ok:
+            raise value
+        return value
+
+    @staticmethod
+    def _run(jobs: queue.Queue) -> None:
+        while True:
+            args, kwargs, done = jobs.get()
+            try:
+                done.put((True, subprocess.Popen(*args, **kwargs)))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                done.put((False, exc))
+
+
 class MeasureWorker:
     """The parent's handle on the measuring child; `measure` is not thread-safe (the server serialises it)."""
 
@@ -68,7 +100,7 @@ class MeasureWorker:
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(mnas.__file__)))
         env = {**os.environ, "MALLOC_ARENA_MAX": "2", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
                "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
-        self._proc = subprocess.Popen([sys.executable, "-m", "mnas.latency.server_worker"], stdin=subprocess.PIPE,
+        self._proc = _Spawner.popen([sys.executable, "-m", "mnas.latency.server_worker"], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, cwd=self._dir, env=env)
         self._messages = queue.Queue()
         self._ready = None
