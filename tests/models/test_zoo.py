@@ -37,5 +37,21 @@ def test_adapt_strides_matches_the_space_schedule():
 def test_build_model_errors():
     with pytest.raises(ValueError, match="num_classes"):
         build_model(get_arch("mnasnet_small"), num_classes=0)
-    with pytest.raises(ValueError, match="unknown zoo model|bad token"):
+    with pytest.raises(ValueError, match="unknown model|bad token"):
         build_model("mnasnet_z9")
+
+
+@pytest.mark.parametrize("typo, suggestion", [("mnasnet_a2", "mnasnet_a1"), ("mobilnetv2_x0.5", "mobilenetv2_x0.5"),
+                                              ("mnasnetb1", "mnasnet_b1"), ("MNASNET_SMALL", "mnasnet_small")])
+def test_zoo_typos_suggest_the_nearest_name(typo, suggestion, capsys):
+    from mnas.cli import main
+
+    with pytest.raises(ValueError, match=f"unknown model '{typo}', did you mean '{suggestion}'"):
+        build_model(typo)
+    assert main(["arch", "show", typo]) == 2
+    assert f"did you mean '{suggestion}'" in capsys.readouterr().err
+
+
+def test_block_string_errors_stay_block_string_errors():
+    with pytest.raises(ValueError, match="ends early"):
+        build_model("r1_k3_s11_e1_i32")

@@ -11,7 +11,8 @@ from typing import Any
 
 from mnas.space import Arch, as_arch, get_arch, is_zoo_name
 
-__all__ = ["UsageError", "emit_json", "positive_float", "positive_int", "resolve_arch", "table"]
+__all__ = ["UsageError", "add_space_options", "check_data_args", "emit_json", "positive_float", "positive_int",
+           "resolve_arch", "space_from_args", "table"]
 
 
 class UsageError(Exception):
@@ -64,6 +65,48 @@ def positive_float(text: str) -> float:
     return value
 
 
+def check_data_args(data: str | None, data_root: str | None, has_download: bool = False) -> None:
+    """CLI-level check of --data/--data-root before anything loads: one line naming the options."""
+    name = (data or "").strip().lower()
+    if name in ("cifar10", "cifar100") and not data_root:
+        fetch = " (add --download to fetch and verify them there)" if has_download else ""
+        raise UsageError(f"--data {name} needs --data-root DIR, the folder that holds the official"
+                         f" {'cifar-10-batches-py' if name == 'cifar10' else 'cifar-100-python'} batches{fetch}")
+    if data_root and name not in ("cifar10", "cifar100"):
+        raise UsageError(f"--data-root is for --data cifar10 or cifar100, not {data or 'digits'!r}")
+
+
+def add_space_options(group: Any) -> None:
+    """The MnasNet space as `mnas search` builds it for its data: --input-size, --width-mult, --head,
+    --strides (defaults adapted to the data, see `space_from_args`)."""
+    group.add_argument("--input-size", type=positive_int, help="resolution (default: the data's)")
+    group.add_argument("--width-mult", type=positive_float,
+                       help="scale every filter count (default 0.35 for images <= 16 px, else 1.0)")
+    group.add_argument("--head", type=nonneg_int, help="head conv filters (default 1280; 256 for images <= 16 px)")
+    group.add_argument("--strides", help="stem and 7 block strides, e.g. 1,1,1,2,2,1,2,1 (default: adapted to the input size)")
+
+
+def space_from_args(args: argparse.Namespace, num_classes: int, data_size: int) -> Any:
+    """The `MnasNetSpace` the options describe for data of `num_classes` and `data_size` pixels,
+    with `mnas search`'s rule for small images (width 0.35 and a 256-filter head up to 16 px)."""
+    from mnas.space import MnasNetSpace
+
+    strides = None
+    if args.strides:
+        try:
+            strides = [int(s) for s in args.strides.replace(" ", "").split(",")]
+        except ValueError:
+            raise UsageError(f"--strides {args.strides!r}: expected 8 comma-separated 1s and 2s") from None
+    size = args.input_size or data_size
+    small = size <= 16
+    width = args.width_mult or (0.35 if small else 1.0)
+    head = args.head if args.head is not None else (256 if small else 1280)
+    try:
+        return MnasNetSpace(num_classes, size, width_mult=width, head_chs=head, strides=strides)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def resolve_arch(text: str) -> Arch:
     """ARCH on the command line: a zoo name, a JSON file, or a block-string list."""
     text = text.strip()
@@ -85,6 +128,8 @@ def resolve_arch(text: str) -> Arch:
     try:
         return as_arch(text)
     except ValueError as exc:
+        if str(exc).startswith("unknown model"):  # a mistyped zoo name: the message suggests the nearest
+            raise UsageError(str(exc)) from None
         raise UsageError(f"bad ARCH {text[:60]!r}: {exc} (expected a zoo name, a JSON file or block strings)") from None
 
 

@@ -31,18 +31,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-classes", type=positive_int, default=1000)
     p.add_argument("--input-size", type=positive_int, default=DEFAULT_INPUT)
     p.add_argument("--width-mult", type=float, default=1.0, help="scale every filter count (default 1.0)")
-    p.add_argument("--profile", action="store_true", help="also build each one and count params and MACs")
+    p.add_argument("--profile", action="store_true", help="also count params, MACs and peak activation memory")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_space_sample)
 
 
 def _describe(name: str | None, arch, num_classes: int, input_size: int) -> dict:
-    from mnas.models import profile
+    """Counted from the architecture alone (`arch_profile`): nothing is built, no forward pass."""
+    from mnas.models.profile import arch_profile
 
-    prof = profile(arch, input_size=input_size, num_classes=num_classes)
+    prof = arch_profile(arch, input_size, num_classes)
     row = {"name": name} if name else {}
-    row.update(params=prof.params, macs=prof.macs, input_size=input_size, num_classes=num_classes,
-               layers=arch.num_layers, arch=str(arch))
+    row.update(params=prof.params, macs=prof.macs, peak_memory=prof.peak_memory, input_size=input_size,
+               num_classes=num_classes, layers=arch.num_layers, arch=str(arch))
     return row
 
 
@@ -55,7 +56,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     for r in rows:
         r["params_fmt"], r["macs_fmt"] = f"{r['params']:,}", f"{r['macs'] / 1e6:.1f}M"
-    table(rows, [("model", "name"), ("params", "params_fmt"), (f"MACs@{args.input_size}", "macs_fmt"), ("arch", "arch")])
+        r["mem_fmt"] = f"{r['peak_memory'] / 2**20:.2f} MiB"
+    table(rows, [("model", "name"), ("params", "params_fmt"), (f"MACs@{args.input_size}", "macs_fmt"),
+                 ("peak act. (fp32)", "mem_fmt"), ("arch", "arch")])
     return 0
 
 
@@ -69,6 +72,11 @@ def cmd_arch_show(args: argparse.Namespace) -> int:
     print(f"arch:    {row['arch']}")
     print(f"params:  {row['params']:,}  ({args.num_classes} classes)")
     print(f"MACs:    {row['macs'] / 1e6:.2f}M at {args.input_size}x{args.input_size}")
+    print(f"memory:  {row['peak_memory'] / 2**20:.2f} MiB peak activations (float32, batch 1, inference)")
+    from mnas.models.profile import MAX_PARAMS
+
+    if row["params"] > MAX_PARAMS:
+        print(f"note:    above the {MAX_PARAMS:,} parameters mnas builds: it cannot be trained, measured or exported")
     print(f"layers:  {row['layers']} in {len(arch.blocks)} blocks, "
           f"stem {arch.stem_chs} s{arch.stem_stride}, head {arch.head_chs}")
     return 0

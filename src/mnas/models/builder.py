@@ -12,6 +12,7 @@ from torch import nn
 
 from mnas.models.blocks import make_layer
 from mnas.models.layers import ConvBnAct, get_act_layer
+from mnas.models.profile import check_size
 from mnas.space import Arch, BlockSpec, as_arch
 
 __all__ = ["MnasNetModel", "build_block", "build_model"]
@@ -85,6 +86,7 @@ def build_model(arch: Arch | str, num_classes: int = 1000, in_chans: int = 3,
     if not isinstance(arch, Arch):  # another family (cells, a user's own): its registered builder
         from mnas.models.family import build
         return build(arch, num_classes, in_chans)
+    check_size(arch, num_classes, in_chans)  # refuse absurd sizes before allocating anything
     model = MnasNetModel(arch, num_classes, in_chans)
     _init_weights(model, bn_momentum, bn_eps)
     return model

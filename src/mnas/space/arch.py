@@ -144,7 +144,15 @@ def decode_arch(text: str) -> Arch:
     if not blocks:
         raise ValueError("no blocks in architecture string: expected e.g. 'r1_k3_s11_e1_i32_o16, ...'")
     kwargs = _decode_globals(extras.strip()) if "|" in text else {}
-    return Arch(tuple(decode_block(b) for b in blocks), **kwargs)
+    try:
+        decoded = tuple(decode_block(b) for b in blocks)
+    except ValueError:
+        from mnas.space.zoo import looks_like_zoo_name, unknown_model_message  # zoo imports this module
+
+        if "|" not in text and looks_like_zoo_name(text):  # a mistyped zoo name, not a block string
+            raise ValueError(unknown_model_message(text.strip())) from None
+        raise
+    return Arch(decoded, **kwargs)
 
 
 def _decode_globals(text: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ multiplier suffix such as ``mnasnet_b1_x0.5``.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
 from dataclasses import replace
@@ -16,7 +17,8 @@ from dataclasses import replace
 from mnas._util import make_divisible
 from mnas.space.arch import Arch, decode_arch
 
-__all__ = ["ZOO", "ZOO_LISTING", "adapt_strides", "get_arch", "is_zoo_name", "scale_arch"]
+__all__ = ["ZOO", "ZOO_LISTING", "adapt_strides", "closest_zoo_name", "get_arch", "is_zoo_name", "looks_like_zoo_name",
+           "scale_arch", "unknown_model_message"]
 
 _A1 = ("r1_k3_s11_e1_i32_o16_noskip, r2_k3_s22_e6_i16_o24, r3_k5_s22_e3_i24_o40_se0.25,"
        " r4_k3_s22_e6_i40_o80, r2_k3_s11_e6_i80_o112_se0.25, r3_k5_s22_e6_i112_o160_se0.25,"
@@ -65,6 +67,7 @@ ZOO_LISTING = (
     "mnasnet_small", "mobilenetv2_x0.5", "mobilenetv2",
 )
 
+_BLOCK_TOKEN = re.compile(r"([rkseio][0-9]+|se[0-9.]+|noskip|poolskip|conv|proj)\Z")
 _NAME = re.compile(r"(?P<base>[a-z0-9_]+?)(?:_x(?P<mult>[0-9]*\.?[0-9]+))?\Z")
 
 
@@ -73,11 +76,38 @@ def is_zoo_name(name: str) -> bool:
     return bool(m) and m.group("base") in ZOO
 
 
+def closest_zoo_name(name: str) -> str | None:
+    """The zoo name nearest to a mistyped `name` (difflib), keeping its multiplier; None if none is close."""
+    m = _NAME.match(name.strip().lower()) if isinstance(name, str) else None
+    if not m:
+        return None
+    base = difflib.get_close_matches(m.group("base"), list(ZOO), n=1, cutoff=0.6)
+    if base:
+        return base[0] + (f"_x{m.group('mult')}" if m.group("mult") else "")
+    found = difflib.get_close_matches(name.strip().lower(), list(ZOO_LISTING), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def unknown_model_message(name: str) -> str:
+    """"unknown model 'x', did you mean 'y'?" (or the list of zoo models when nothing is close)."""
+    close = closest_zoo_name(name)
+    hint = f", did you mean {close!r}?" if close else f": expected one of {', '.join(ZOO)} (optionally _x<multiplier>)"
+    return f"unknown model {name!r}{hint} (see 'mnas models')"
+
+
+def looks_like_zoo_name(text: str) -> bool:
+    """True for text shaped like a model name rather than block strings (no block tokens, no separators)."""
+    if not isinstance(text, str) or any(c in text for c in ", |\t\n"):
+        return False
+    text = text.strip().lower()
+    return bool(_NAME.match(text)) and not any(_BLOCK_TOKEN.match(t) for t in text.split("_"))
+
+
 def get_arch(name: str, multiplier: float | None = None) -> Arch:
     """The zoo architecture `name` (e.g. ``mnasnet_b1`` or ``mnasnet_b1_x0.5``)."""
     m = _NAME.match(name) if isinstance(name, str) else None
     if not m or m.group("base") not in ZOO:
-        raise ValueError(f"unknown zoo model {name!r}: expected one of {', '.join(ZOO)} (optionally _x<multiplier>)")
+        raise ValueError(unknown_model_message(str(name)))
     mult = float(m.group("mult")) if m.group("mult") else 1.0
     if multiplier is not None:
         mult *= multiplier
