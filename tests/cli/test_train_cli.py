@@ -69,7 +69,7 @@ def test_proxy_run_and_stride_adaptation(capsys):
     (["--data", "digits"], "needs --out"),
     (["--out", "{tmp}/none", "--resume"], "nothing to resume"),
     (["--proxy", "--resume"], "apply to full training"),
-    (["--out", "{tmp}/o", "--steps", "3"], "apply to --proxy"),
+    (["--out", "{tmp}/o", "--steps", "3"], "apply to --recipe proxy"),
     (["--out", "{tmp}/o", "--epochs", "1.5"], "whole epochs"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):

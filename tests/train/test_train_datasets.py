@@ -52,7 +52,7 @@ def test_dataset_pickles_to_equal_arrays(digits):
     (lambda a: a.update(x_train=a["x_train"].transpose(0, 3, 1, 2).copy()), "looks like NCHW"),
     (lambda a: a.update(y_train=a["y_train"][:-1]), "60 images but 59 labels"),
     (lambda a: a.update(y_train=a["y_train"].astype(np.float64)), "expected \\(N,\\) integers"),
-    (lambda a: a.update(y_train=a["y_train"] - 1), "labels range over -1"),
+    (lambda a: a.update(y_train=a["y_train"] - 1), "label -1 is negative"),
     (lambda a: a.update(x_test=a["x_test"][:, :4]), "test images are"),
 ])
 def test_bad_arrays_are_named(change, message, synthetic):

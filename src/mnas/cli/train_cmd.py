@@ -1,4 +1,10 @@
-"""`mnas train ARCH`: full training (checkpoint every epoch, --resume) or one proxy run (--proxy)."""
+"""`mnas train ARCH`: full training (checkpoint every epoch, --resume) or one proxy run (--recipe proxy).
+
+`--recipe proxy` (or `--proxy`) is the search's own trainer with the search's defaults, so
+`mnas train ARCH --recipe proxy --seed S` reproduces the accuracy `mnas search --seed S` recorded
+for ARCH: the same validation split (PROXY_VAL_FRACTION, split seed S), the same training seed
+(`mnas.evaluate.trial_seed(S, ARCH)`), the same 3 epochs of batch 32 at lr 0.05 on one thread.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mnas.cli._common import UsageError, emit_json, nonneg_int, positive_float, positive_int, resolve_arch
+from mnas.cli._common import UsageError, check_data_args, emit_json, nonneg_int, positive_float, positive_int, resolve_arch
 
 
 def _fraction(text: str) -> float:
@@ -20,18 +26,22 @@ def _fraction(text: str) -> float:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train one architecture (full training with checkpoints, or --proxy)",
+    p = sub.add_parser("train", help="train one architecture (full training with checkpoints, or --recipe proxy)",
                        description="Train ARCH on a data set. Full training writes DIR/checkpoint.pt every epoch"
-                                   " and DIR/model.pt at the end; --proxy runs one short proxy training instead.")
+                                   " and DIR/model.pt at the end. --recipe proxy runs the search's proxy training"
+                                   " instead and reproduces the accuracy 'mnas search --seed S' recorded for ARCH.")
     p.add_argument("arch", metavar="ARCH", help="zoo name, canonical string or JSON file")
     p.add_argument("--data", help="'digits' (default), 'cifar10', 'cifar100', a .npz file or an image folder")
     p.add_argument("--data-root", help="folder of the official CIFAR batches (with --data cifar10/cifar100)")
     p.add_argument("--download", action="store_true", help="download and verify CIFAR into --data-root if missing")
     p.add_argument("--out", help="output directory (checkpoint.pt, model.pt, metrics.json)")
     p.add_argument("--resume", action="store_true", help="continue the run checkpointed in --out")
-    p.add_argument("--recipe", choices=("fast", "paper"), help="training recipe (default fast; 'paper' is MnasNet's)")
-    p.add_argument("--proxy", action="store_true", help="one proxy run (the search's trainer); prints its result")
-    p.add_argument("--epochs", type=positive_float, help="epochs (default: the recipe's, 30 fast / 350 paper; 1 proxy)")
+    p.add_argument("--recipe", choices=("fast", "paper", "proxy"),
+                   help="fast (default): 30 epochs for small data on a CPU; paper: MnasNet's 350-epoch recipe;"
+                        " proxy: one run of the search's candidate training (same split, seed and settings as"
+                        " 'mnas search'), reporting validation accuracy")
+    p.add_argument("--proxy", action="store_true", help="the same as --recipe proxy")
+    p.add_argument("--epochs", type=positive_float, help="epochs (default: the recipe's, 30 fast / 350 paper / 3 proxy)")
     p.add_argument("--steps", type=positive_int, help="a --proxy run's budget in steps instead of epochs")
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--lr", type=positive_float, help="learning rate at the batch size (default: the recipe's per"
@@ -45,11 +55,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-augment", action="store_true", help="no random crop or flip")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="memory layout on CPU (default: the faster one measured here, channels_last)")
-    p.add_argument("--val-fraction", type=_fraction, help="training data held out for validation (default 0.1)")
-    p.add_argument("--seed", type=nonneg_int)
-    p.add_argument("--threads", type=positive_int, help="torch threads (default: torch's)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--max-seconds", type=positive_float, help="wall-clock cap of a --proxy run")
+    p.add_argument("--val-fraction", type=_fraction,
+                   help="training data held out for validation (default 0.1; 0.2 with --recipe proxy, as mnas search)")
+    p.add_argument("--seed", type=nonneg_int,
+                   help="seed of the validation split and the training (default 0); with --recipe proxy the study"
+                        " seed of 'mnas search --seed', from which the candidate's training seed is derived")
+    p.add_argument("--threads", type=positive_int,
+                   help="torch threads of the training (default: 1 with --recipe proxy, as mnas search's --threads;"
+                        " otherwise the idle cores by the load average, at most 4, so a busy machine is not thrashed)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to train (default auto: CUDA if present)")
+    p.add_argument("--max-train-seconds", "--max-seconds", dest="max_seconds", type=positive_float, metavar="S",
+                   help="cap on the training loop's wall-clock seconds, as mnas search's --max-train-seconds: a"
+                        " proxy run then stops early and says so (proxy runs only)")
     p.add_argument("--stop-after", type=positive_int, metavar="N",
                    help="stop after N epochs of this call, leaving a checkpoint to --resume")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -76,15 +93,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mnas.space import adapt_strides, is_zoo_name
     from mnas.train import data as datamod
     from mnas.train.checkpoint import load_file
-    from mnas.train.config import TrainConfig, recipe
+    from mnas.train.config import PROXY_VAL_FRACTION, TrainConfig, auto_threads, recipe
     from mnas.train.full import CHECKPOINT
 
     arch = resolve_arch(args.arch)
     overrides = _overrides(args)
+    if args.proxy and args.recipe not in (None, "proxy"):
+        raise UsageError(f"--proxy is --recipe proxy: it cannot be combined with --recipe {args.recipe}")
+    args.proxy = args.proxy or args.recipe == "proxy"
     if args.proxy and (args.resume or args.stop_after):
-        raise UsageError("--resume and --stop-after apply to full training, not to --proxy")
+        raise UsageError("--resume and --stop-after apply to full training, not to --recipe proxy")
     if not args.proxy and (args.steps or args.max_seconds):
-        raise UsageError("--steps and --max-seconds apply to --proxy runs; full training runs whole --epochs")
+        raise UsageError("--steps and --max-train-seconds apply to --recipe proxy runs; full training runs whole --epochs")
     saved = None
     if args.resume:
         if not args.out:
@@ -99,19 +119,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("full training needs --out DIR (or pass --proxy for one proxy run)")
 
     source = saved["data"]["source"] if saved and args.data is None else {}
+    if not source:
+        check_data_args(args.data, args.data_root, has_download=True)
+    default_val = PROXY_VAL_FRACTION if args.proxy else 0.1
     data = datamod.load(
         args.data or source.get("data", "digits"), root=args.data_root or source.get("root"),
-        val_fraction=args.val_fraction if args.val_fraction is not None else source.get("val_fraction", 0.1),
+        val_fraction=args.val_fraction if args.val_fraction is not None else source.get("val_fraction", default_val),
         seed=args.seed if args.seed is not None else source.get("seed", 0), download=args.download,
         image_size=args.input_size or source.get("image_size", 32))
     _log(args, f"data: {data!r}")
 
     if saved:
         config = TrainConfig.from_dict(dict(saved["config"], **overrides))
-    elif args.proxy:
-        config = TrainConfig(**{k: v for k, v in overrides.items()})
     else:
-        config = recipe(args.recipe or "fast", **overrides)
+        config = recipe("proxy" if args.proxy else args.recipe or "fast", **overrides)
+    if config.threads is None:
+        config = config.replace(threads=auto_threads())
 
     input_size = config.input_size or data.input_size
     if is_zoo_name(args.arch.strip()) and not args.no_adapt_strides:
@@ -123,22 +146,29 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.proxy:
         return _proxy(args, arch, data, config)
+    _log(args, f"threads: {config.threads}" + ("" if args.threads else " (idle cores by the load average; --threads N)"))
     return _full(args, arch, data, config)
 
 
 def _proxy(args: argparse.Namespace, arch, data, config) -> int:
     from mnas._util import seed_everything
+    from mnas.evaluate import trial_seed
     from mnas.models import build_model
     from mnas.train import train_proxy
 
-    seed_everything(config.seed)
+    # The search's seed rule and worker steps (mnas.evaluate.train_candidate): the trial's numbers.
+    seed = trial_seed(config.seed, str(arch))
+    _log(args, f"proxy: {config.epochs:g} epochs, batch {config.batch_size}, lr {config.lr:g}, {config.threads} thread(s),"
+               f" split seed {config.seed}, training seed {seed} (as 'mnas search --seed {config.seed}' trains it)")
+    config = config.replace(seed=seed)
+    seed_everything(seed)
     result = train_proxy(build_model(arch, num_classes=data.num_classes, in_chans=data.channels), data, config)
     if args.json:
-        emit_json({"arch": str(arch), "data": data.name, **result.to_dict()})
+        emit_json({"arch": str(arch), "data": data.name, "training_seed": seed, **result.to_dict()})
     elif result.ok:
         print(f"val accuracy {result.accuracy:.4f}  loss {result.loss:.4f}  {result.images_per_second:.1f} img/s"
               f"  {result.steps} steps ({result.epochs:.2f} epochs) in {result.seconds:.1f}s"
-              + ("  (stopped at --max-seconds)" if result.truncated else ""))
+              + ("  (stopped at --max-train-seconds)" if result.truncated else ""))
     else:
         print(f"failed: {result.failure}")
     return 0 if result.ok else 1

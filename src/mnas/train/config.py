@@ -1,17 +1,19 @@
 """Training configuration (`TrainConfig`, alias `ProxyConfig`) and the named recipes.
 
-The defaults are the proxy recipe a search uses per candidate: one short SGD run (batch 32,
-lr 0.1) with warm-up and cosine decay. `recipe("paper")` is MnasNet's final-training recipe (REFERENCE.md);
-`recipe("fast")` is a shorter recipe that suits small data sets on a CPU.
+The defaults are a short proxy run (one SGD epoch, batch 32, lr 0.1, warm-up and cosine decay);
+`recipe("proxy")` is exactly what `mnas search` trains each candidate with by default;
+`recipe("paper")` is MnasNet's final-training recipe (REFERENCE.md); `recipe("fast")` is a shorter
+recipe that suits small data sets on a CPU.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-__all__ = ["RECIPES", "ProxyConfig", "TrainConfig", "recipe"]
+__all__ = ["PROXY_VAL_FRACTION", "RECIPES", "ProxyConfig", "TrainConfig", "auto_threads", "recipe"]
 
 OPTIMIZERS = ("sgd", "rmsprop")
 SCHEDULES = ("cosine", "exponential")
@@ -136,21 +138,46 @@ RECIPES: dict[str, dict[str, Any]] = {
     "fast": dict(optimizer="sgd", lr_per_256=0.2, momentum=0.9, nesterov=True, weight_decay=5e-5,
                  warmup_epochs=1.0, schedule="cosine", ema_decay=None, label_smoothing=0.1,
                  batch_size=128, epochs=30),
-    # What a search trains each candidate with (the TrainConfig defaults). In a budget of one or two
-    # epochs on small data, steps count more than batch efficiency: batch 32 at lr 0.1 reached 64% /
-    # 88% validation accuracy on digits after 1 / 2 epochs where batch 64 at lr 0.2 reached 59% / 71%.
-    "proxy": dict(lr_per_256=0.8, batch_size=32, epochs=1.0),
+    # What `mnas search` trains each candidate with by default (its --epochs, --batch-size, --lr and
+    # --threads defaults; tests/train/test_proxy_recipe.py keeps the two equal): 3 epochs of batch 32
+    # at a fixed lr 0.05 (not scaled with the batch size, as the search's --lr is not), one thread.
+    # With PROXY_VAL_FRACTION and `mnas.evaluate.trial_seed`, `mnas train ARCH --recipe proxy --seed S`
+    # reproduces the accuracy `mnas search --seed S` recorded for ARCH.
+    "proxy": dict(lr=0.05, batch_size=32, epochs=3.0, threads=1),
 }
+
+# The share of training data `mnas search` holds out for validation (its --val-fraction default).
+PROXY_VAL_FRACTION = 0.2
 
 
 def recipe(name: str, **overrides: Any) -> TrainConfig:
-    """A named recipe with `overrides` (any TrainConfig field, or `lr_per_256`). The learning rate
-    scales linearly with the batch size: lr = lr_per_256 * batch_size / 256 unless `lr` is given."""
+    """A named recipe with `overrides` (any TrainConfig field, or `lr_per_256`). For recipes given per
+    256 images the learning rate scales linearly with the batch size (lr = lr_per_256 * batch_size /
+    256) unless `lr` is given; "proxy" has a fixed lr, as the search's."""
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}: expected one of {', '.join(RECIPES)}")
     settings = dict(RECIPES[name])
     settings.update({k: v for k, v in overrides.items() if v is not None})
-    per_256 = settings.pop("lr_per_256")
+    per_256 = settings.pop("lr_per_256", None)
     if "lr" not in settings:
         settings["lr"] = per_256 * settings["batch_size"] / 256
     return TrainConfig.from_dict(settings)
+
+
+def auto_threads(max_threads: int = 4) -> int:
+    """Training threads when none are given (the CLI's default): the cores this process may run on
+    that the 1-minute load average leaves idle, at least 1 and at most `max_threads`.
+
+    Why: torch's default (one thread per core) on a machine whose cores are busy makes its threads
+    wait for each other at every op; a proxy run of MobileNetV2 x0.5 on a busy 2-core machine did
+    43 img/s so against 546 img/s on one thread (issue 13). Small CNNs at CIFAR sizes gain little
+    beyond 4 threads, which is the cap (docs/notes/inputs.md has the measurements)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        busy = 0.0
+    return max(1, min(max_threads, cores, int(cores - busy + 0.5)))

@@ -7,15 +7,22 @@ is only for the final figure of a fully trained model and is never read by a sea
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Augment", "Dataset", "check_arrays", "from_arrays", "load_digits", "load_npz", "stratified_split"]
+__all__ = ["MAX_CLASSES", "Augment", "Dataset", "check_arrays", "from_arrays", "load_digits", "load_npz", "stratified_split"]
 
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+# Labels are class indices; above this many classes a label is far more likely a mistake (an id,
+# a hash) than a real class (ImageNet-21k has 21,841), and the classifier would be absurd.
+MAX_CLASSES = 100_000
+# What reading a damaged .npz can raise: a truncated zip, a short member, a corrupt deflate stream.
+_NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
 
 @dataclass(frozen=True)
@@ -130,8 +137,13 @@ def check_arrays(x: Any, y: Any, what: str, num_classes: int | None = None, allo
         if allow_empty:
             return
         raise ValueError(f"{what}: no images")
-    if y.min() < 0 or (num_classes is not None and y.max() >= num_classes):
-        raise ValueError(f"{what}: labels range over {y.min()}..{y.max()}, expected 0..{(num_classes or 1) - 1}")
+    if y.min() < 0:
+        raise ValueError(f"{what}: label {y.min()} is negative: labels are class indices 0, 1, 2, ...")
+    limit = MAX_CLASSES if num_classes is None else num_classes
+    if y.max() >= limit:
+        expected = (f"0..{num_classes - 1} ({num_classes} classes)" if num_classes is not None
+                    else f"class indices below {MAX_CLASSES:,} (renumber the labels 0..K-1)")
+        raise ValueError(f"{what}: label {y.max()} is out of range: expected {expected}")
 
 
 def channel_stats(x: np.ndarray, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -180,13 +192,22 @@ def from_arrays(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.
     check_arrays(x_test, y_test, f"{name} test", allow_empty=True)
     if len(y_test) and x_test.shape[1:] != x_train.shape[1:]:
         raise ValueError(f"{name}: test images are {x_test.shape[1:]} but train images are {x_train.shape[1:]}")
-    num_classes = int(max(y_train.max(), y_test.max() if len(y_test) else 0)) + 1
+    if len(y_test):
+        check_arrays(x_test, y_test, f"{name} test")  # label range, before anything is sized by it
+        unseen = np.setdiff1d(np.unique(y_test), np.unique(y_train))
+        if len(unseen):
+            raise ValueError(f"{name}: test label(s) {', '.join(map(str, unseen[:5].tolist()))} never occur in the"
+                             " training split: every class needs training images (check the labels)")
+    num_classes = int(y_train.max()) + 1
     if class_names is None:
         class_names = [str(i) for i in range(num_classes)]
     class_names = tuple(str(c) for c in class_names)
     if len(class_names) < num_classes:
         raise ValueError(f"{name}: {len(class_names)} class names but labels go up to {num_classes - 1}")
     keep, val = stratified_split(y_train, val_fraction, seed)
+    if val_fraction > 0 and not len(val):
+        raise ValueError(f"{name}: val_fraction={val_fraction:g} held out no validation images (every class has"
+                         " fewer than 2 training images): add training data, since a search scores on them")
     return Dataset(
         name=name,
         x_train=np.ascontiguousarray(x_train[keep]), y_train=y_train[keep].astype(np.int64),
@@ -204,8 +225,8 @@ def load_npz(path: str | Path, val_fraction: float = 0.1, seed: int = 0, augment
         raise FileNotFoundError(f"dataset file not found: {path}")
     try:
         npz = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
+    except _NPZ_ERRORS as exc:
+        raise ValueError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
     with npz:
         missing = [k for k in _NPZ_KEYS if k not in npz.files]
         if missing:
@@ -214,8 +235,12 @@ def load_npz(path: str | Path, val_fraction: float = 0.1, seed: int = 0, augment
         try:
             arrays = {k: npz[k] for k in _NPZ_KEYS}
             names = [str(c) for c in npz["class_names"]] if "class_names" in npz.files else None
-        except ValueError as exc:  # object arrays need pickle, which we refuse
-            raise ValueError(f"{path}: {exc}; store class_names as a string array, not objects") from None
+        except ValueError as exc:
+            if "pickle" in str(exc):  # object arrays need pickle, which we refuse
+                raise ValueError(f"{path}: {exc}; store class_names as a string array, not objects") from None
+            raise ValueError(f"{path}: damaged .npz file ({exc}): write it again") from None
+        except _NPZ_ERRORS as exc:  # truncated or corrupt member
+            raise ValueError(f"{path}: damaged .npz file ({type(exc).__name__}: {exc}): write it again") from None
     return from_arrays(path.stem, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
                        names, val_fraction, seed, augment, source={"data": str(path)})
 

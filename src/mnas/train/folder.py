@@ -16,6 +16,8 @@ import io
 import json
 import os
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +140,7 @@ def _read_cache(cache: Path, fingerprint: str) -> dict[str, np.ndarray] | None:
             if str(npz["fingerprint"]) != fingerprint:
                 return None
             arrays = {k: npz[k] for k in ("x_train", "y_train", "x_test", "y_test", "bad")}
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):  # a damaged cache is rebuilt
         return None
     if int(arrays["bad"]):
         warnings.warn(f"{cache.parent}: skipped {int(arrays['bad'])} unreadable image(s) (cached)", stacklevel=3)
