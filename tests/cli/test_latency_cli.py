@@ -107,14 +107,16 @@ def test_build_lut_validate_and_measure_with_the_table(capsys, monkeypatch, tmp_
 
     real = mnas.space.MnasNetSpace
 
-    def micro(num_classes, input_size, width_mult=1.0):  # the CLI's space, cut down to 26 signatures
-        return real(num_classes, input_size, width_mult=width_mult, ops=("ds", "mbconv3"), kernel_sizes=(3,),
-                    se_ratios=(0.0,), skips=("none",), filter_mults=(1.0,), layer_deltas=(0,), head_chs=64)
+    def micro(num_classes, input_size, width_mult=1.0, strides=None, **_):  # the CLI's space, cut to 26 signatures
+        return real(num_classes, input_size, width_mult=width_mult, strides=strides, ops=("ds", "mbconv3"),
+                    kernel_sizes=(3,), se_ratios=(0.0,), skips=("none",), filter_mults=(1.0,), layer_deltas=(0,),
+                    head_chs=64)
 
     monkeypatch.setattr(mnas.space, "MnasNetSpace", micro)
     out = tmp_path / "lut.json"
     code, stdout, _ = run(capsys, "latency", "build-lut", "--out", str(out), "--input-size", "16", "--num-classes",
-                          "10", "--repeats", "5", "--fit-archs", "3", "--json")
+                          "10", "--in-chans", "3", "--width-mult", "1", "--references", "none", "--repeats", "5",
+                          "--fit-archs", "3", "--json")
     assert code == 0, stdout
     summary = json.loads(stdout)
     assert summary["entries"] == 26 and out.is_file()

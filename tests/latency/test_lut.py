@@ -170,3 +170,17 @@ def test_recalibration_refits_on_other_networks(tmp_path):
     assert report["fit"]["recalibrated_with"] == 4 and report["fit"]["scale"] == pytest.approx(1.3)
     assert report["within_10pct"] == 1.0 and report["mape"] < 1e-6
     assert validate_lut(table, drifted, n=8, seed=9)["mape"] > 20  # as built, the table is 30% off
+
+
+def test_references_make_relative_targets_predictable(tmp_path):
+    """Issue 13 item 20: a search's target "0.8x mnasnet_b1" is predicted by the table of its space."""
+    from mnas.space import adapt_strides
+
+    space = tiny_space(8)
+    b1 = adapt_strides(get_arch("mnasnet_b1"), 8)
+    plain = build_lut(space, Fake(), tmp_path / "plain.json", fit_archs=2)
+    with pytest.raises(ValueError, match="not in the lookup table"):
+        plain.predict(b1)
+    table = build_lut(space, Fake(), tmp_path / "plain.json", fit_archs=2, references=["mnasnet_b1"])  # adds to it
+    assert table.predict(b1) > 0 and table.meta["references"] == ["mnasnet_b1"]
+    assert table.measure(b1, 8, 10).median_ms == table.predict(b1)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mnas.cli._common import UsageError, emit_json, nonneg_int, positive_float, positive_int, resolve_arch
-from mnas.cli.report_cmd import open_study
+from mnas.cli.report_cmd import read_study
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,7 +56,13 @@ def _config_defaults(meta: dict[str, Any]) -> dict[str, int]:
 
 
 def _trial_line(t: Any) -> str:
-    return f"#{t.number} ({100 * t.accuracy:.2f}% at {t.latency_ms:.3g} ms, reward {t.reward:.4f})"
+    from mnas.reports import clean_trials
+
+    t = clean_trials([t])[0][0]  # a figure of the wrong type (a file edited outside mnas) prints as '?'
+    acc = "?" if t.accuracy is None else f"{100 * t.accuracy:.2f}%"
+    lat = "?" if t.latency_ms is None else f"{t.latency_ms:.3g} ms"
+    reward = "?" if t.reward is None else f"{t.reward:.4f}"
+    return f"#{t.number} ({acc} at {lat}, reward {reward})"
 
 
 def _pick_trial(study: Any, args: argparse.Namespace, name: str):
@@ -114,7 +120,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     trial, arch, defaults, source = None, None, {}, None
     if args.study:
-        with open_study(args.study) as study:
+        with read_study(args.study) as study:
             trial = _pick_trial(study, args, args.study)
             defaults = _config_defaults(study.meta)
         arch, source = trial.arch, f"trial {_trial_line(trial)} of {args.study}"

@@ -9,7 +9,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from mnas.cli._common import UsageError, emit_json, nonneg_int, positive_int, resolve_arch
+from mnas.cli._common import (
+    UsageError,
+    add_space_options,
+    check_data_args,
+    emit_json,
+    nonneg_int,
+    positive_int,
+    resolve_arch,
+    space_from_args,
+)
 
 BACKEND_CHOICES = ("onnxruntime", "torch", "remote", "lut")
 
@@ -44,13 +53,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=cmd_measure)
 
-    p = lat_sub.add_parser("build-lut", help="measure every layer of the search space into a lookup table")
+    p = lat_sub.add_parser(
+        "build-lut", help="measure every layer of the search space into a lookup table",
+        description="Measure every layer of the MnasNet space that 'mnas search' builds with the same --data and"
+                    " space options (default: the built-in digits, 8x8x1, 10 classes, width 0.35, head 256), so that"
+                    " 'mnas search --lut FILE' with those options can use the table. Zoo models named by"
+                    " --references are covered too, for targets such as 'mobilenetv2' or '0.8x mnasnet_b1'.")
     p.add_argument("--out", required=True, help="the table file (JSON); an unfinished one is resumed")
     _backend_options(p, lut=False)
-    p.add_argument("--input-size", type=positive_int, default=224)
-    p.add_argument("--num-classes", type=positive_int, default=1000)
-    p.add_argument("--width-mult", type=float, default=1.0, help="the space's width multiplier (default 1.0)")
-    p.add_argument("--in-chans", type=positive_int, default=3, help="input channels (default 3)")
+    g = p.add_argument_group("data and space (as mnas search)")
+    g.add_argument("--data", default="digits",
+                   help="the data the search will use, for its classes, channels and image size: digits (default),"
+                        " cifar10/cifar100 (with --data-root), a .npz or an image folder")
+    g.add_argument("--data-root", help="folder holding the CIFAR batches (for --data cifar10/cifar100)")
+    add_space_options(g)
+    g.add_argument("--num-classes", type=positive_int, help="override the data's number of classes")
+    g.add_argument("--in-chans", type=positive_int, help="override the data's input channels")
+    p.add_argument("--references", default="auto",
+                   help="comma-separated zoo models to cover for relative targets, or 'none' (default auto: the"
+                        " search's default target mobilenetv2 at the space's width, mobilenetv2, mnasnet_a1, mnasnet_b1)")
     p.add_argument("--fit-archs", type=nonneg_int, default=20,
                    help="whole networks measured to fit the table's scale and overhead (default 20)")
     p.add_argument("--seed", type=nonneg_int, default=0)
@@ -146,16 +167,46 @@ def _progress(label: str, quiet: bool = False) -> Iterator[Any]:
         yield update
 
 
+def _data_shape(args: argparse.Namespace) -> tuple[int, int, int]:
+    """(num_classes, channels, image size) of --data, with the overrides; the data is loaded once."""
+    if args.num_classes and args.in_chans and args.input_size:
+        return args.num_classes, args.in_chans, args.input_size
+    from mnas.train import load
+
+    check_data_args(args.data, args.data_root)
+    data = load(args.data, root=args.data_root, image_size=args.input_size or 32)
+    return args.num_classes or data.num_classes, args.in_chans or data.channels, data.input_size
+
+
+def _references(text: str, width: float) -> list[str]:
+    from mnas.space import is_zoo_name
+    from mnas.space.zoo import unknown_model_message
+
+    if text.strip().lower() == "none":
+        return []
+    if text.strip().lower() == "auto":
+        default = f"mobilenetv2_x{width:g}" if width != 1 else "mobilenetv2"
+        return list(dict.fromkeys([default, "mobilenetv2", "mnasnet_a1", "mnasnet_b1"]))
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for name in names:
+        if not is_zoo_name(name):
+            raise UsageError(f"--references: {unknown_model_message(name)}")
+    return names
+
+
 def cmd_build_lut(args: argparse.Namespace) -> int:
     from mnas.latency.lut_build import build_lut
-    from mnas.space import MnasNetSpace
 
-    space = MnasNetSpace(args.num_classes, args.input_size, width_mult=args.width_mult)
+    num_classes, in_chans, data_size = _data_shape(args)
+    space = space_from_args(args, num_classes, data_size)
+    references = _references(args.references, space.width_mult)
+    _log_space = f"space: {space!r}, {in_chans} input channel(s), references: {', '.join(references) or 'none'}"
+    print(_log_space, file=sys.stderr)
     with _device_errors():
         backend = make_backend(args)
         with _progress("build-lut") as progress:
             table = build_lut(space, backend, args.out, fit_archs=args.fit_archs, seed=args.seed,
-                              in_chans=args.in_chans, progress=progress)
+                              in_chans=in_chans, progress=progress, references=references)
     summary = {"out": args.out, "entries": len(table.entries), "scale": table.scale,
                "overhead_ms": table.overhead_ms, "build_seconds": table.meta.get("build_seconds"),
                "backend": table.meta.get("backend"), "space": table.meta.get("space")}

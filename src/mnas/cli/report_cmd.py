@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sqlite3
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from mnas.cli._common import UsageError, emit_json, positive_float, positive_int
 
-__all__ = ["open_study", "register"]
+__all__ = ["open_study", "read_study", "register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +27,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--title", help="page title (default: 'mnas study: <file name>')")
     p.add_argument("--json", action="store_true", help="print the summary and the written paths as one JSON document")
     p.set_defaults(handler=cmd_report)
+
+
+@contextmanager
+def read_study(url: str) -> Iterator[Any]:
+    """`open_study` as a context in which a damaged file is bad input, not an internal error: SQLite's
+    "malformed" (a page overwritten, a truncated copy) and values of the wrong type (a row edited
+    outside mnas) become one-line UsageErrors naming the file."""
+    study = open_study(url)
+    name = getattr(study.storage, "path", url)
+    try:
+        with study:
+            yield study
+    except sqlite3.DatabaseError as exc:
+        raise UsageError(f"study {name} is damaged ({exc}): recover what SQLite can read with"
+                         f" 'sqlite3 {name} .recover | sqlite3 recovered.db' and open that") from None
+    except (json.JSONDecodeError, TypeError, KeyError, OverflowError) as exc:
+        raise UsageError(f"study {name} holds a value mnas did not write ({type(exc).__name__}: {exc}): was the"
+                         " file edited outside mnas?") from None
 
 
 def open_study(url: str):
@@ -39,7 +62,7 @@ def open_study(url: str):
         raise UsageError(f"study not found: {path} (no such file)")
     try:
         return Study(SQLiteStorage(path, read_only=True))
-    except ValueError as exc:
+    except (ValueError, sqlite3.DatabaseError) as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -51,7 +74,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {args.out}: exists and is not a directory")
-    with open_study(args.study) as study:
+    with read_study(args.study) as study:
         info = write_report(study, out, top=args.top, target_ms=args.target_ms, title=args.title)
     if args.json:
         emit_json(info)
@@ -64,6 +87,9 @@ def cmd_report(args: argparse.Namespace) -> int:
               f" {best['latency_ms']:.3g} ms)")
     if under:
         print(f"best under target: #{under['number']} {100 * under['accuracy']:.2f}% at {under['latency_ms']:.3g} ms")
+    if info.get("n_bad_values"):
+        print(f"warning: {info['n_bad_values']} trial(s) hold values of the wrong type (edited outside mnas?):"
+              " those figures are left out", file=sys.stderr)
     if not info["n_complete"]:
         print("no complete trials yet: the page and plots say so", file=sys.stderr)
     print(f"wrote {info['files']['html']} (images embedded), {info['files']['pareto']}, {info['files']['history']}")

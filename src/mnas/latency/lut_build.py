@@ -18,7 +18,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from mnas.latency.base import LatencyBackend
-from mnas.latency.lut import FORMAT, LayerUnit, LookupTable, block_units, conv_out, head_unit, stem_unit
-from mnas.space import MnasNetSpace
+from mnas.latency.lut import FORMAT, LayerUnit, LookupTable, arch_units, block_units, conv_out, head_unit, stem_unit
+from mnas.space import Arch, MnasNetSpace
 
-__all__ = ["build_lut", "enumerate_units", "fit_overhead", "recalibrate", "unit_module", "validate_lut"]
+__all__ = ["build_lut", "enumerate_units", "fit_overhead", "recalibrate", "reference_archs", "unit_module", "validate_lut"]
 
 Progress = Callable[[int, int, str], None]
 
@@ -159,18 +159,37 @@ def _resume(path: Path, fresh: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def reference_archs(space: MnasNetSpace, references: Sequence[str]) -> list[Arch]:
+    """Zoo models as a target relative to them measures them: strides adapted to the space's input size
+    (`mnas.evaluate.resolve_reference`'s rule)."""
+    from mnas.space import adapt_strides, get_arch
+
+    return [adapt_strides(get_arch(name), space.input_size) for name in references]
+
+
 def build_lut(space: MnasNetSpace, backend: LatencyBackend, out: str | os.PathLike, *, fit_archs: int = 20,
-              seed: int = 0, save_every: int = 20, in_chans: int = 3, progress: Progress | None = None) -> LookupTable:
+              seed: int = 0, save_every: int = 20, in_chans: int = 3, progress: Progress | None = None,
+              references: Sequence[str] = ()) -> LookupTable:
     """Measure every layer signature of `space` on `backend` and write the table to `out` (JSON).
 
-    Resumes an unfinished file of the same space and backend settings; returns the finished table."""
+    `references` (zoo names) adds the layers of those models, so that a search target such as
+    "0.8x mnasnet_b1" can be predicted by the same table as the candidates. Resumes an unfinished
+    file of the same space and backend settings (or adds missing references to a finished one);
+    returns the finished table."""
     if isinstance(fit_archs, bool) or not isinstance(fit_archs, int) or fit_archs < 0:
         raise ValueError(f"fit_archs={fit_archs!r}: expected an integer >= 0")
     path = Path(out)
     units = enumerate_units(space, in_chans)
+    known = {u.key for u in units}
+    for arch in reference_archs(space, references):
+        for unit in arch_units(arch, space.input_size, space.num_classes, in_chans):
+            if unit.key not in known:
+                known.add(unit.key)
+                units.append(unit)
     fresh = _fresh(space, backend, 1, in_chans)
     data = _resume(path, fresh) if path.exists() else fresh
-    if data.get("complete"):
+    data["references"] = sorted(set(data.get("references", [])) | set(references))
+    if data.get("complete") and all(u.key in data["entries"] for u in units):
         return LookupTable.from_dict(data, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter() - float(data.get("build_seconds", 0.0))

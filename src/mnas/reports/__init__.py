@@ -19,6 +19,7 @@ from mnas.reports.data import (
     ParetoData,
     ParetoPoint,
     best_under_target,
+    clean_trials,
     history_data,
     pareto_data,
     report_summary,
@@ -28,8 +29,8 @@ from mnas.reports.data import (
 from mnas.study import Study, TrialState
 
 __all__ = [
-    "DEFAULT_TOP", "HistoryData", "ParetoData", "ParetoPoint", "best_under_target", "history_data", "pareto_data",
-    "report_summary", "study_target_ms", "top_rows", "write_report",
+    "DEFAULT_TOP", "HistoryData", "ParetoData", "ParetoPoint", "best_under_target", "clean_trials", "history_data",
+    "pareto_data", "report_summary", "study_target_ms", "top_rows", "write_report",
 ]
 
 PARETO_PNG, HISTORY_PNG, INDEX_HTML = "pareto.png", "history.png", "index.html"
@@ -44,7 +45,8 @@ def write_report(study: Study, out: str | os.PathLike[str], *, top: int = DEFAUL
     from mnas.reports.plots import plot_history, plot_pareto
 
     trials, meta = study.trials, study.meta  # one snapshot: a search may be writing meanwhile
-    summary = report_summary(trials, meta, target_ms)
+    trials, n_bad = clean_trials(trials)
+    summary = {**report_summary(trials, meta, target_ms), "n_bad_values": n_bad}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pareto = plot_pareto(pareto_data(trials, summary["target_ms"]), out / PARETO_PNG)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mnas.objectives import pareto_front
 from mnas.study import Trial, TrialState
 
 __all__ = [
-    "DEFAULT_TOP", "HistoryData", "ParetoData", "ParetoPoint", "best_under_target", "history_data", "pareto_data",
+    "DEFAULT_TOP", "HistoryData", "ParetoData", "ParetoPoint", "best_under_target", "clean_trials", "history_data",
+    "pareto_data",
     "report_summary", "study_target_ms", "top_rows",
 ]
 
@@ -58,6 +59,36 @@ class HistoryData:
     running_best: tuple[float, ...]
     failed: tuple[int, ...]
     best_number: int | None = None
+
+
+_NUMBERS = ("accuracy", "latency_ms", "reward", "params", "macs", "started_at", "finished_at", "train_seconds",
+            "latency_seconds")
+
+
+def clean_trials(trials: Sequence[Trial]) -> tuple[list[Trial], int]:
+    """Trials with every figure a real number or None, and how many had to be changed.
+
+    A study file edited outside mnas can hold text or blobs where numbers belong (SQLite stores any
+    type in any column); such a figure is dropped (None: the trial is then not plotted) rather than
+    crashing the report. Non-text architectures and failure reasons become text."""
+    out, changed = [], 0
+    for t in trials:
+        fixes: dict[str, Any] = {k: None for k in _NUMBERS if not _is_number(getattr(t, k))}
+        for k in ("arch", "failure"):
+            value = getattr(t, k)
+            if value is not None and not isinstance(value, str):
+                fixes[k] = repr(value)
+        if not isinstance(t.extra, dict):
+            fixes["extra"] = {}
+        if fixes:
+            changed += 1
+            t = replace(t, **fixes)
+        out.append(t)
+    return out, changed
+
+
+def _is_number(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 def _finite(*values: float | None) -> bool:

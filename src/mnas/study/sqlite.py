@@ -91,6 +91,26 @@ def _path_from_url(url: str | os.PathLike[str]) -> str:
     return text
 
 
+def _snapshot(path: str) -> sqlite3.Connection | None:
+    """An in-memory copy of a study no writer holds, so that read-only commands (report, export)
+    leave no -wal/-shm files behind; None while a writer may be connected (WAL mode keeps a -wal
+    file from a connection's first write until the last one closes), and the live file is read."""
+    if os.path.exists(path + "-wal"):
+        return None
+    image = bytearray(Path(path).read_bytes())
+    if not image or os.path.exists(path + "-wal"):  # empty, or a writer started while we read: the file
+        return None
+    if image[18:20] == b"\x02\x02":
+        image[18:20] = b"\x01\x01"  # WAL header -> rollback journal: in-memory databases have no WAL
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    try:
+        conn.deserialize(bytes(image))
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
+
+
 class SQLiteStorage(Storage):
     """A study in a SQLite file. `path` is a file path or a 'sqlite:///...' URL; parent directories
     are created. `read_only=True` opens an existing study without ever writing to it."""
@@ -110,7 +130,8 @@ class SQLiteStorage(Storage):
                     self.path = os.path.expanduser(self.path)
                     Path(self.path).parent.mkdir(parents=True, exist_ok=True)
                 target, uri = self.path, False
-            self._conn = sqlite3.connect(
+            snapshot = _snapshot(self.path) if read_only else None
+            self._conn = snapshot if snapshot is not None else sqlite3.connect(
                 target, timeout=timeout, isolation_level=None, check_same_thread=False, uri=uri
             )
         except (OSError, sqlite3.Error) as exc:
