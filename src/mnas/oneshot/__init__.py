@@ -15,10 +15,19 @@ _LAZY = {
     "Supernet": "mnas.oneshot.supernet", "MnasNetSupernet": "mnas.oneshot.supernet",
     "build_supernet": "mnas.oneshot.supernet", "arch_macs": "mnas.oneshot.supernet",
     "LayerwiseSupernet": "mnas.oneshot.layerwise_supernet",
+    # warm start and ENAS
+    "warm_start": "mnas.oneshot.warmstart",
+    "search_enas": "mnas.oneshot.enas", "EnasConfig": "mnas.oneshot.enas", "EnasResult": "mnas.oneshot.enas",
     # sub-network sampling (mnas.oneshot.sampling, helper oneshot-train)
     "StratifiedSampler": "mnas.oneshot.sampling", "UniformSampler": "mnas.oneshot.sampling",
     "estimate_macs": "mnas.oneshot.sampling", "make_predictor": "mnas.oneshot.sampling",
-    # supernet training, evaluation, rank check, DDP (helper oneshot-train): add their names here
+    # supernet training, evaluation, rank check (helper oneshot-train); DDP helpers stay in mnas.oneshot.ddp
+    "SupernetTrainConfig": "mnas.oneshot.train", "train_supernet": "mnas.oneshot.train",
+    "load_supernet": "mnas.oneshot.train",
+    "SubnetResult": "mnas.oneshot.evaluate", "evaluate_subnet": "mnas.oneshot.evaluate",
+    "evaluate_subnets": "mnas.oneshot.evaluate", "recalibrate_bn": "mnas.oneshot.evaluate",
+    "rank_stats": "mnas.oneshot.rank", "choose_archs": "mnas.oneshot.rank", "reference_archs": "mnas.oneshot.rank",
+    "train_standalone": "mnas.oneshot.rank",
 }
 
 __all__ = sorted(_LAZY)
