@@ -16,7 +16,7 @@ from mnas.cli._common import UsageError
 
 __all__ = ["main"]
 
-_COMMAND_MODULES = ("models", "latency", "device", "train", "search", "report", "export")
+_COMMAND_MODULES = ("models", "latency", "device", "train", "search", "report", "export", "instance", "supernet")
 
 
 class _Parser(argparse.ArgumentParser):
