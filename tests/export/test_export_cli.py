@@ -54,16 +54,16 @@ def test_best_is_the_default_and_sizes_come_from_the_config(study, tmp_path, cap
     doc = json.loads((tmp_path / "a.json").read_text())
     assert doc["trial"]["reward"] == 0.9 and doc["model"]["in_chans"] == 1
     info = export_json(capsys, f"sqlite:///{study}", "--best-under-target", "--out", str(tmp_path / "b.onnx"),
-                       "--input-size", "24", "--check")
+                       "--input-size", "24", "--check", "--untrained")
     assert info["trial"] == 2 and info["arch"] == str(as_arch(C)) and info["input_size"] == 24
     assert info["max_abs_diff"] is not None
-    assert export_json(capsys, str(study), "--trial", "2", "--format", "torchscript",
+    assert export_json(capsys, str(study), "--trial", "2", "--format", "torchscript", "--untrained",
                        "--out", str(tmp_path / "c.bin"))["format"] == "torchscript"
 
 
 def test_arch_without_a_study(tmp_path, capsys):
     info = export_json(capsys, "--arch", A, "--out", str(tmp_path / "a.onnx"), "--num-classes", "3",
-                       "--input-size", "8")
+                       "--input-size", "8", "--untrained")
     assert (info["num_classes"], info["in_chans"], info["input_size"], info["trial"]) == (3, 3, 8, None)
     # A zoo name below 224x224 gets the strides `mnas train` would give it.
     info = export_json(capsys, "--arch", "mnasnet_small", "--out", str(tmp_path / "z.json"), "--input-size", "32")
@@ -132,3 +132,24 @@ def test_bad_sources_exit_2(tmp_path, capsys):
         s.complete_trial(s.create_trial([0], A), 0.5, 1.0, 0.5)
     rc, _, err = run(capsys, "export", str(tmp_path / "nt.db"), "--best-under-target", "--out", str(tmp_path / "x.onnx"))
     assert rc == 2 and "no latency target: pass --target-ms" in err
+
+
+def test_untrained_export_needs_saying_so(tmp_path, capsys):
+    """Issue 13 item 18: ONNX/TorchScript without --weights is refused unless --untrained; the message
+    states the input, and that the weights are random."""
+    rc, _, err = run(capsys, "export", "--arch", A, "--out", str(tmp_path / "a.onnx"))
+    assert rc == 2 and "UNTRAINED" in err and "--weights" in err and not (tmp_path / "a.onnx").exists()
+    rc, out, _ = run(capsys, "export", "--arch", A, "--out", str(tmp_path / "a.onnx"), "--untrained", "--input-size", "8")
+    assert rc == 0 and "UNTRAINED: random weights" in out and "input float32 NCHW 1x3x8x8" in out
+    rc, out, _ = run(capsys, "export", "--arch", A, "--out", str(tmp_path / "a.json"))  # the architecture: fine
+    assert rc == 0
+
+
+def test_python_export_warns_when_untrained(tmp_path):
+    import pytest
+
+    from mnas.export import export
+
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        result = export(A, tmp_path / "a.onnx", input_size=8, num_classes=3)
+    assert result.trained is False and "UNTRAINED" in result.input_note()

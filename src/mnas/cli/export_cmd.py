@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="the most accurate complete trial within the latency target")
     p.add_argument("--arch", metavar="ARCH", help="export this architecture instead of a study's (zoo name, string or JSON file)")
     p.add_argument("--weights", metavar="FILE", help="a model.pt written by 'mnas train': export its trained weights")
+    p.add_argument("--untrained", action="store_true",
+                   help="export ONNX/TorchScript with random weights (e.g. to measure latency elsewhere); without"
+                        " --weights or --untrained only --format json (the architecture) is written")
     p.add_argument("--format", choices=("onnx", "torchscript", "json"), help="default: from --out's suffix"
                                                                              " (.onnx, .pt, .json)")
     p.add_argument("--out", required=True, metavar="FILE", help="the file to write")
@@ -117,6 +121,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         fmt = args.format or format_from_path(args.out)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if args.untrained and args.weights:
+        raise UsageError("--untrained and --weights contradict each other: pass one")
 
     trial, arch, defaults, source = None, None, {}, None
     if args.study:
@@ -137,8 +143,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     explicit = {"input_size": args.input_size, "num_classes": args.num_classes, "in_chans": args.in_chans}
     # With weights, the file decides (explicit flags must agree); otherwise flag > study config > built-in default.
     sizes = {k: v if v is not None or args.weights else defaults.get(k) for k, v in explicit.items()}
+    if fmt != "json" and not args.weights and not args.untrained:
+        raise UsageError(f"--format {fmt} without --weights would write an UNTRAINED network (random weights, about"
+                         " chance accuracy): train it first ('mnas train ARCH --out DIR') and pass --weights DIR/model.pt,"
+                         " or pass --untrained to export random weights on purpose")
     try:
-        result = export(arch, args.out, fmt, weights=args.weights, trial=trial, check=args.check, **sizes)
+        with warnings.catch_warnings():  # the CLI says it below, on stdout, after --untrained was asked for
+            warnings.simplefilter("ignore", UserWarning)
+            result = export(arch, args.out, fmt, weights=args.weights, trial=trial, check=args.check, **sizes)
     except ValueError as exc:
         if args.weights and "different architecture" in str(exc) and trial is not None:
             raise UsageError(f"trial {trial.number}: {exc}") from None
@@ -149,6 +161,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     checked = f", logits match PyTorch (max diff {result.max_abs_diff:.2g})" if result.max_abs_diff is not None else ""
     print(f"wrote {result.path}: {result.format}, {result.bytes / 1024:.0f} kB, input {result.in_chans}x"
           f"{result.input_size}x{result.input_size} -> {result.num_classes} classes{checked}")
+    if fmt != "json":
+        print(result.input_note())
     print(f"from {source}", file=sys.stderr)
     return 0
 

@@ -19,7 +19,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +53,21 @@ class ExportResult:
     trial: int | None = None
     weights: str | None = None
     max_abs_diff: float | None = None  # set by check=True
+    trained: bool | None = None  # False: random weights built here; None: a module given by the caller
+    normalization: dict[str, Any] | None = None  # the input normalisation the weights were trained with
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def input_note(self) -> str:
+        """One line on what the model expects as input (and whether its weights are trained)."""
+        shape = f"input float32 NCHW 1x{self.in_chans}x{self.input_size}x{self.input_size}"
+        if self.normalization:
+            return (f"{shape}, pixels scaled to [0, 1] then (x - mean) / std with mean {self.normalization.get('mean')}"
+                    f" std {self.normalization.get('std')}")
+        if self.trained is False:
+            return f"{shape}; UNTRAINED: random weights, about chance accuracy (no normalisation recorded)"
+        return f"{shape}; no input normalisation recorded"
 
 
 def format_from_path(path: str | os.PathLike[str]) -> str:
@@ -132,11 +144,17 @@ def export(arch_or_model: Arch | str | Trial | nn.Module | None, path: str | os.
     in_chans = _positive("in_chans", in_chans or _model_in_chans(model) or 3)
     num_classes = _positive("num_classes", num_classes or _model_classes(model) or 1000)
     was_training = model.training if model is not None else False
+    trained = True if weights is not None else (None if model is not None else False)
     if model is None:
         model = build_model(arch, num_classes=num_classes, in_chans=in_chans)
+        if fmt != "json":  # JSON is the architecture only; ONNX/TorchScript carry (random) weights
+            warnings.warn(f"mnas.export writes an UNTRAINED network to {Path(path).name} (random weights, about chance"
+                          " accuracy): pass weights='DIR/model.pt' from mnas train to export trained weights",
+                          UserWarning, stacklevel=2)
     try:
-        return _write(model.eval(), arch, Path(path), fmt, input_size, num_classes, in_chans, info, trial, weights,
-                      check, opset)
+        result = _write(model.eval(), arch, Path(path), fmt, input_size, num_classes, in_chans, info, trial, weights,
+                        check, opset)
+        return replace(result, trained=trained, normalization=info.get("normalization"))
     finally:
         model.train(was_training)
 
