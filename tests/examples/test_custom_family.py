@@ -16,13 +16,18 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "custom_family.py"
 def example():
     spec = importlib.util.spec_from_file_location("custom_family_example", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    from mnas.space import family
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        from mnas.space import family
 
-    family._FAMILIES.pop("convnet", None)  # leave the registry as other tests expect it
+        sys.modules.pop(spec.name, None)
+        family._FAMILIES.pop("convnet", None)  # leave the registry as other tests expect it
 
 
+@pytest.mark.slow  # ~30 s on a busy 2-core machine: 3 proxy-trained trials, 3 epochs, 2 exports, a subprocess
 def test_custom_family_search_latency_train_export(example, tmp_path, one_torch_thread):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("sklearn")
@@ -37,9 +42,9 @@ def test_custom_family_search_latency_train_export(example, tmp_path, one_torch_
     doc = json.loads((tmp_path / "model.json").read_text())
     assert doc["arch"] == str(arch) and doc["model"]["params"] == example.CONVNET.count(arch, 10, 1, 8)[0]
     # The stored study reopens elsewhere once the family is registered there (import the module).
-    code = (f"import importlib.util, mnas\n"
+    code = (f"import importlib.util, sys, mnas\n"
             f"spec = importlib.util.spec_from_file_location('ex', {str(EXAMPLE)!r})\n"
-            f"m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+            f"m = importlib.util.module_from_spec(spec); sys.modules['ex'] = m; spec.loader.exec_module(m)\n"
             f"study = mnas.load_study({str(tmp_path / 'study.db')!r})\n"
             f"print(type(mnas.space.as_arch(study.best().arch)).__name__)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
