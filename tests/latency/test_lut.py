@@ -184,3 +184,23 @@ def test_references_make_relative_targets_predictable(tmp_path):
     table = build_lut(space, Fake(), tmp_path / "plain.json", fit_archs=2, references=["mnasnet_b1"])  # adds to it
     assert table.predict(b1) > 0 and table.meta["references"] == ["mnasnet_b1"]
     assert table.measure(b1, 8, 10).median_ms == table.predict(b1)
+
+
+@pytest.mark.parametrize("damage", ["nested", "space_str", "space_keys", "fit_points", "backend", "entries"])
+def test_validate_refuses_damaged_tables_with_exit_2(tmp_path, capsys, damage):
+    """Issue 13 item 16: deeply nested or wrong-typed table JSON is bad input (exit 2), not an internal error."""
+    from mnas.cli import main
+
+    good = build_lut(tiny_space(8), Fake(), tmp_path / "t.json", fit_archs=2).meta
+    data = {k: v for k, v in good.items()}
+    if damage == "nested":
+        text = "[" * 100_000 + "]" * 100_000
+    else:
+        data.update({"space_str": {"space": "abc"}, "space_keys": {"space": {"foo": 1}}, "fit_points": {"fit_points": 5},
+                     "backend": {"backend": 3}, "entries": {"entries": [1, 2]}}[damage])
+        text = json.dumps(data)
+    bad = tmp_path / "bad.json"
+    bad.write_text(text)
+    rc = main(["latency", "validate", "--lut", str(bad), "--n", "1", "--backend", "torch"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "internal error" not in err and err.strip().splitlines()[-1].startswith("mnas: error:"), err

@@ -225,8 +225,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     table = LookupTable.load(args.lut)
     with _device_errors():
         if args.backend is None and not args.url:  # measure as the table was built
-            settings = dict(table.meta.get("backend", {}).get("settings", {}))
-            name = table.meta.get("backend", {}).get("backend", "onnxruntime")
+            built = table.meta.get("backend") or {}
+            settings = built.get("settings") if isinstance(built.get("settings"), dict) else {}
+            name = built.get("backend", "onnxruntime")
             if name == "remote":
                 raise UsageError("the table was built on a device server: pass --backend remote --url ... to validate")
             args.backend, args.threads = name, settings.get("threads", args.threads)

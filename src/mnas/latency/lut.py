@@ -136,6 +136,8 @@ class LookupTable(LatencyBackend):
             data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{path} is not a latency lookup table (not JSON: {exc})") from None
+        except RecursionError:
+            raise ValueError(f"{path} is not a latency lookup table (JSON nested too deeply)") from None
         return cls.from_dict(data, path=path)
 
     @classmethod
@@ -146,6 +148,10 @@ class LookupTable(LatencyBackend):
         if not data.get("complete"):
             raise ValueError(f"{where} is an unfinished build: run 'mnas latency build-lut' with the same"
                              " --out and settings to resume it")
+        for key, kind in (("space", dict), ("backend", dict), ("fit", dict), ("fit_points", list), ("references", list)):
+            if key in data and not isinstance(data[key], kind):
+                raise ValueError(f"{where} is a damaged lookup table ('{key}' is a {type(data[key]).__name__},"
+                                 f" expected a {'JSON object' if kind is dict else 'list'})")
         try:
             entries = {k: float(v["ms"]) for k, v in data["entries"].items()}
             fit = data.get("fit", {})

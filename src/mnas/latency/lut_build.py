@@ -159,6 +159,16 @@ def _resume(path: Path, fresh: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def table_space(table: LookupTable) -> MnasNetSpace:
+    """The space a table was built for, from its metadata; ValueError if that is missing or damaged."""
+    settings = table.meta.get("space")
+    try:
+        return MnasNetSpace(**settings)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{table.path or 'the table'} records no usable search space ({exc}): build it again with"
+                         " 'mnas latency build-lut'") from None
+
+
 def reference_archs(space: MnasNetSpace, references: Sequence[str]) -> list[Arch]:
     """Zoo models as a target relative to them measures them: strides adapted to the space's input size
     (`mnas.evaluate.resolve_reference`'s rule)."""
@@ -256,7 +266,7 @@ def recalibrate(table: LookupTable, backend: LatencyBackend, n: int = 10, seed: 
     one noisy measurement, unlike refitting both numbers on a few points)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n={n!r}: expected a positive integer")
-    space = space or MnasNetSpace(**table.meta["space"])
+    space = space or table_space(table)
     seen = set(exclude) | {p["arch"] for p in table.meta.get("fit_points", [])}
     points = []
     for arch in _sample_distinct(space, n, np.random.default_rng([seed, 2]), exclude=seen):
@@ -287,7 +297,7 @@ def validate_lut(table: LookupTable, backend: LatencyBackend, n: int = 50, seed:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n={n!r}: expected a positive integer")
     if space is None:
-        space = MnasNetSpace(**table.meta["space"])
+        space = table_space(table)
     fitted = {p["arch"] for p in table.meta.get("fit_points", [])}
     archs = _sample_distinct(space, n, np.random.default_rng(seed), exclude=fitted)
     if recalibrate_with:
