@@ -11,6 +11,8 @@ the same pair for every strategy, asks in batches of `--batch` (the controller u
     python benchmarks/search.py --seeds 3 --trials 200 --strategies ppo random
     python benchmarks/search.py --set ppo lr=0.05 --set ppo batch_size=20
 
+Constraints, small budgets and the multi-objective mode: benchmarks/strategies_constrained.py.
+
 Prints a table of mean (std) over seeds, the best random-sample reward in 10,000 for scale, and wall
 time per strategy (all seeds, one torch thread).
 
@@ -39,7 +41,7 @@ import numpy as np
 import torch
 
 from mnas.space import MnasNetSpace
-from mnas.strategies import STRATEGIES, SyntheticObjective, get_strategy
+from mnas.strategies import MULTI_OBJECTIVE, STRATEGIES, SyntheticObjective, get_strategy
 
 CHECKPOINTS = (50, 200, 1000)
 
@@ -53,7 +55,8 @@ def run(name: str, seed: int, trials: int, batch: int, hyper: dict) -> list[floa
     while len(curve) < trials:
         tokens = strategy.ask(min(batch, trials - len(curve)))
         rewards = objective.rewards(tokens).tolist()
-        strategy.tell(tokens, rewards)
+        acc, lat = objective.accuracy_latency(tokens)
+        strategy.tell(tokens, rewards, infos=[{"accuracy": a, "latency_ms": la} for a, la in zip(acc, lat, strict=True)])
         for r in rewards:
             best = max(best, r)
             curve.append(best)
@@ -72,7 +75,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=max(CHECKPOINTS))
     parser.add_argument("--batch", type=int, default=10, help="sequences per ask (a worker pool's width)")
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    single = [n for n in STRATEGIES if n not in MULTI_OBJECTIVE]
+    parser.add_argument("--strategies", nargs="+", default=single, choices=single)
     parser.add_argument("--set", nargs=2, action="append", default=[], metavar=("STRATEGY", "KEY=VALUE"),
                         help="override a hyperparameter of one strategy")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the controller is small)")

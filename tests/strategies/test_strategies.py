@@ -73,7 +73,7 @@ def test_controller_state_is_plain_json(mnasnet_space):
     s.tell(tokens, [0.5, 0.6, 0.7])
     text = json.dumps(s.state_dict())
     state = json.loads(text)
-    assert state["num_updates"] == 1 and len(state["buffer"]) == 1 and state["optimizer"]
+    assert state["num_updates"] == 1 and state["num_results"] == 3 and len(s.buffer) == 1 and state["policy_digest"]
 
 
 # -- evolution ---------------------------------------------------------------------------------
