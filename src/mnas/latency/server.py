@@ -35,6 +35,7 @@ one at a time (a lock here, and the cross-process device lock there).
 from __future__ import annotations
 
 import hmac
+import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler
@@ -120,6 +121,20 @@ class _Handler(BaseHTTPRequestHandler):
         if explain and explain not in text:
             text = f"{text}: {explain}"
         self._send(code, {"error": text[:300], "kind": "http"})
+        self._linger()
+
+    def _linger(self) -> None:
+        # The HTTP layer answers before reading the whole request (a 414 after 8 KiB): stop sending, then
+        # drop what the client still sends (at most 256 KiB, 1 s) so that closing does not reset the
+        # connection before the client has read the answer.
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(1.0)
+            for _ in range(64):
+                if not self.connection.recv(4096):
+                    break
+        except OSError:
+            pass
 
     def _send(self, status: int, payload: dict[str, Any]) -> None:
         import json
