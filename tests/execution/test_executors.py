@@ -137,3 +137,42 @@ def test_get_executor():
     ]:
         with pytest.raises(ValueError, match=message):
             get_executor(**kwargs)
+
+
+_ORPHAN_DRIVER = """
+import sys, time
+from mnas.execution import ProcessPoolExecutor
+from mnas.execution.testing import pid
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(workers=1, threads_per_worker=1)
+    print(pool.submit(pid).result(), flush=True)
+    pool.submit(time.sleep, 120)
+    time.sleep(120)
+"""
+
+
+def test_workers_exit_when_the_driver_is_killed(tmp_path):
+    """Issue 13 item 7: kill -9 of the driver left its workers running for minutes."""
+    import os
+    import signal
+    import time
+
+    script = tmp_path / "driver.py"
+    script.write_text(_ORPHAN_DRIVER)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = int(proc.stdout.readline())
+    time.sleep(0.5)  # the sleeping task has reached the worker
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 20
+    alive = True
+    while alive and time.monotonic() < deadline:
+        try:
+            state = open(f"/proc/{worker}/stat").read().rpartition(")")[2].split()[0]
+            alive = state != "Z"
+        except OSError:
+            alive = False
+        time.sleep(0.1)
+    if alive:
+        os.kill(worker, signal.SIGKILL)
+    assert not alive, "the worker outlived its driver"

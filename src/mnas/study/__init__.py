@@ -2,10 +2,11 @@
 search runs (SQLite on disk, or in memory) so a killed search resumes. Does not import torch."""
 
 from mnas.study.sqlite import SCHEMA_VERSION, SQLiteStorage
-from mnas.study.storage import InMemoryStorage, Storage, get_storage
+from mnas.study.storage import InMemoryStorage, Storage, StudyBusyError, get_storage
 from mnas.study.study import Study
 from mnas.study.trial import Trial, TrialState
 
 __all__ = [
-    "SCHEMA_VERSION", "InMemoryStorage", "SQLiteStorage", "Storage", "Study", "Trial", "TrialState", "get_storage",
+    "SCHEMA_VERSION", "InMemoryStorage", "SQLiteStorage", "Storage", "Study", "StudyBusyError", "Trial", "TrialState",
+    "get_storage",
 ]

@@ -12,11 +12,16 @@ Imports pytest, so import this module from tests only.
 from __future__ import annotations
 
 import math
+import os
+import socket
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 
-from mnas.study.storage import Storage
+from mnas.study.storage import Storage, StudyBusyError
 from mnas.study.study import Study
 from mnas.study.trial import Trial, TrialState
 
@@ -258,3 +263,33 @@ class StorageTestSuite:
         assert summary["pareto_front"] == [0, 2, 1]
         with pytest.raises(ValueError, match="target_ms"):
             study.best(target_ms=0)
+
+    # -- one writer per study ------------------------------------------------------------------
+    def test_one_writer_at_a_time(self, storage: Storage) -> None:
+        lease = storage.acquire_writer()
+        holder = storage.get_writer()
+        assert holder["id"] == lease and holder["pid"] == os.getpid()
+        with pytest.raises(StudyBusyError, match=f"pid {os.getpid()}"):
+            storage.acquire_writer()
+        assert storage.heartbeat(lease)
+        storage.release_writer(lease)
+        assert storage.get_writer() is None
+        storage.release_writer(storage.acquire_writer())
+
+    def test_a_dead_or_silent_writer_is_replaced(self, storage: Storage) -> None:
+        proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        dead_pid = int(proc.stdout)  # that process has exited (and was reaped)
+        here = socket.gethostname()
+        now = time.time()
+        for record in ({"id": "x", "pid": dead_pid, "host": here, "since": now, "heartbeat": now, "ttl": 60.0},
+                       {"id": "y", "pid": 1, "host": "elsewhere", "since": now - 99, "heartbeat": now - 90, "ttl": 60.0}):
+            storage._swap_writer(lambda _, r=record: r)
+            lease = storage.acquire_writer()
+            assert storage.get_writer()["id"] == lease
+            assert not storage.heartbeat(record["id"])  # the replaced writer learns it lost the study
+            storage.release_writer(lease)
+        fresh = {"id": "z", "pid": 1, "host": "elsewhere", "since": now, "heartbeat": now, "ttl": 60.0}
+        storage._swap_writer(lambda _: fresh)
+        with pytest.raises(StudyBusyError, match="on elsewhere"):
+            storage.acquire_writer()
+        storage.release_writer("z")
