@@ -1,5 +1,5 @@
 """The cell families' text forms and their analytic counts against the numbers the papers' code
-prints (torch-free: these are the structure's arithmetic; tests/models/test_cells.py checks the
+prints (torch-free: these are the structure's arithmetic; tests/models/test_cell_networks.py checks the
 built modules count the same).
 
 Published figures matched exactly:
