@@ -72,3 +72,82 @@ def test_ctrl_c_stops_cleanly_and_resume_requeues(tmp_path):
     storage.close()
     resumed = json.loads(run("--trials", str(done + 1), "--json", "--resume", *common[:-1]).stdout)
     assert resumed["states"]["running"] == 0 and resumed["states"]["complete"] >= done + 1 - resumed["states"]["failed"]
+
+
+# -- issue 13: fast checks of the search command's pieces (no search run) ---------------------------
+def _study_with(outcomes):
+    from mnas.loop import create_study
+    from mnas.objectives import Reward
+    from mnas.space import MnasNetSpace
+
+    space = MnasNetSpace(10, 224)
+    study = create_study(None, space=space, reward=Reward.soft(20))
+    for i, ok in enumerate(outcomes):
+        n = study.storage.create_trial([0] * len(space.decisions), f"r1_k3_s11_e1_i32_o16 | s{i}_h8_d0.0_relu")
+        if ok:
+            study.storage.complete_trial(n, 0.8, 10.0, 0.8)
+        else:
+            study.storage.fail_trial(n, "simulated out of memory")
+    return study
+
+
+def test_help_explains_seed_lr_strategy_executor(capsys):
+    from mnas.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["search", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for needle in ("seeds the strategy", "learning rate", "regularized evolution", "a pool of --workers"):
+        assert needle in out
+
+
+def test_zero_complete_trials_exit_non_zero_and_states_are_words(capsys):
+    from mnas.cli.search_cmd import _report
+
+    assert _report(_study_with([False, False]), "x.db", 1.0, False) == 1
+    captured = capsys.readouterr()
+    assert "no trial completed (2 failed)" in captured.err and "simulated out of memory" in captured.err
+    assert "{" not in captured.out and "(2 failed)" in captured.out
+    assert _report(_study_with([True, False]), "x.db", 1.0, False) == 0
+    assert "(1 complete, 1 failed)" in capsys.readouterr().out
+
+
+def test_an_empty_file_is_not_a_study_to_resume(tmp_path):
+    from mnas.cli.search_cmd import _holds_study
+
+    empty = tmp_path / "e.db"
+    empty.write_bytes(b"")
+    assert not _holds_study(str(empty)) and not _holds_study(str(tmp_path / "none.db"))
+
+
+def test_live_table_keeps_its_columns_and_caption_on_a_narrow_terminal():
+    import io
+
+    from rich.console import Console
+
+    from mnas.cli.search_cmd import render_table
+    from mnas.loop import Budget, SearchEvent
+    from mnas.objectives import Reward
+
+    study = _study_with([True])
+    event = SearchEvent("complete", study, study.trials[0], 5.0, Budget(trials=30), Reward.soft(20))
+    console = Console(file=io.StringIO(), width=100)
+    console.print(render_table(event, "runs/x.db", 100))
+    text = console.file.getvalue()
+    assert "trial" in text and "reward" in text and "trials 1/30" in text
+
+
+def test_progress_lines_for_logs():
+    import io
+
+    from mnas.loop import Budget, ProgressPrinter, SearchEvent
+    from mnas.objectives import Reward
+
+    study = _study_with([True, False])
+    out = io.StringIO()
+    printer = ProgressPrinter(out)
+    for t in study.trials:
+        printer(SearchEvent("complete" if t.reward else "failed", study, t, 60.0, Budget(trials=5), Reward.soft(20)))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("[  1/5] trial 0 complete") or "trial 0 complete" in lines[0]
+    assert "trial 1 failed: simulated out of memory" in lines[1]
