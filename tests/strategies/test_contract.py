@@ -10,8 +10,11 @@ from mnas.strategies import STRATEGIES, SyntheticObjective, get_strategy, strate
 
 OPTUNA = ("tpe", "nsga2", "gp")
 HAVE_OPTUNA = importlib.util.find_spec("optuna") is not None
-# The Optuna strategies need the optional extra; without it their cases are skipped, not failed.
-NAMES = [pytest.param(n, marks=pytest.mark.skipif(not HAVE_OPTUNA, reason="needs optuna")) if n in OPTUNA else n
+# The Optuna strategies need the optional extra; without it their cases are skipped, not failed. Optuna's GP
+# sampler fits a Gaussian process per ask (minutes for this suite on a busy 2-core machine): its cases are slow;
+# tests/strategies/test_constraints_and_new.py runs a short GP round trip by default.
+_SKIP = pytest.mark.skipif(not HAVE_OPTUNA, reason="needs optuna")
+NAMES = [pytest.param(n, marks=[_SKIP] + ([pytest.mark.slow] if n == "gp" else [])) if n in OPTUNA else n
          for n in STRATEGIES]
 PLAIN = [n for n in STRATEGIES if n not in OPTUNA or HAVE_OPTUNA]
 # Small batches and populations so that the short scripts below cross several updates.

@@ -117,7 +117,10 @@ class OptunaStrategy(Strategy):
             trials.append({"params": [int(t.params[name]) for name in self._names], "state": t.state.name,
                            "values": None if t.values is None else [float(v) for v in t.values],
                            "user_attrs": dict(t.user_attrs), "system_attrs": json.loads(json.dumps(t.system_attrs))})
-        return {"trials": trials, "pending": [[list(k), v] for k, v in sorted(self.pending.items())]}
+        # NSGA-II caches its population in the study's system attributes: keep them too.
+        study_attrs = json.loads(json.dumps(self.study._storage.get_study_system_attrs(self.study._study_id)))
+        return {"trials": trials, "pending": [[list(k), v] for k, v in sorted(self.pending.items())],
+                "study_system_attrs": study_attrs}
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self._new_study()
@@ -129,6 +132,8 @@ class OptunaStrategy(Strategy):
                 self.study.add_trial(self.optuna.trial.create_trial(
                     state=states[t["state"]], values=t["values"], params=params, distributions=self._dists,
                     user_attrs=t["user_attrs"], system_attrs=t["system_attrs"]))
+        for key, value in state.get("study_system_attrs", {}).items():
+            self.study._storage.set_study_system_attr(self.study._study_id, key, value)
         self.pending = {tuple(map(int, k)): [int(n) for n in v] for k, v in state["pending"]}
 
 
