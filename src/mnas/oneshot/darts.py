@@ -1,0 +1,326 @@
+"""Differentiable cell search: DARTS (Liu et al., ICLR 2019) and GDAS (Dong & Yang, CVPR 2019).
+
+`search_darts(space, data, config, out=...)` relaxes `NB201Space` or `DartsSpace` into a search
+network (`mnas.oneshot.mixed`), alternates an architecture step on a validation batch with a
+weight step on a training batch, and derives a discrete cell from the alphas:
+
+- NB201: the arg-max op on each edge (``none`` included, as the NAS-Bench-201 paper derives);
+- DARTS: per intermediate node the two inputs with the largest best non-``none`` weight, each with
+  that op (the DARTS code's ``genotype()``).
+
+The data: DARTS's split, the training split of `data` halved (seeded), one half training the
+weights and the other the alphas; `data`'s own validation and test splits are not read.
+`train_images` caps the training split first (a stratified-enough seeded subset for CPU runs).
+
+Architecture step: first order (the gradient of the validation loss at the current weights), or
+second order (the unrolled one-step weights w' = w - lr (momentum + grad + wd w), with the
+Hessian-vector product by central finite differences, eps = 0.01 / ||dw'||, as in the paper).
+GDAS (``strategy="gdas"``) samples one op per edge per forward (Gumbel hard one-hot, straight
+through), temperature linear from `tau_max` to `tau_min`, first order. `stop_param_free` is the
+optional early stop: once the derived cell's share of parameter-free ops exceeds it, the search
+stops and returns the last cell below it.
+
+Each epoch ends with an atomic checkpoint ``out/search.pt``; `resume=True` continues from it
+exactly (each epoch reseeds the data order, augmentation and Gumbel noise from (seed, epoch)).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnas.oneshot.mixed import DartsSearchNet, NB201SearchNet
+from mnas.space.cells.darts import DartsGenotype
+from mnas.space.cells.nb201 import NB201Cell
+from mnas.space.cells.spaces import DartsSpace, NB201Space
+from mnas.train.augment import BatchTransform
+from mnas.train.checkpoint import atomic_save, load_file
+from mnas.train.datasets import Dataset
+from mnas.train.loop import epoch_seed, threads
+
+__all__ = ["PARAM_FREE", "DartsConfig", "DartsResult", "arch_gradient", "derive", "param_free_share", "search_darts"]
+
+PARAM_FREE = frozenset({"none", "skip_connect", "avg_pool_3x3", "max_pool_3x3"})
+_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DartsConfig:
+    """A search recipe. The default is CPU-sized; `DartsConfig.paper()` is DARTS's (REFERENCE.md)."""
+
+    strategy: str = "darts"  # "darts" (softmax mixture) or "gdas" (Gumbel hard sampling, first order)
+    order: int = 1  # 1 or 2 (DARTS only)
+    epochs: int = 5
+    batch_size: int = 64
+    train_images: int | None = 2000  # cap on the training split before halving; None = all
+    channels: int | None = 8  # search network's initial channels; None = the space's
+    nb201_cells: int | None = 1  # cells per stage of the NB201 search net; None = the space's
+    darts_layers: int | None = 5  # cells of the DARTS search net; None = the space's
+    w_lr: float = 0.025
+    w_lr_min: float = 0.001
+    w_momentum: float = 0.9
+    w_weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    a_lr: float = 3e-4
+    a_betas: tuple[float, float] = (0.5, 0.999)
+    a_weight_decay: float = 1e-3
+    tau_max: float = 10.0
+    tau_min: float = 0.1
+    stop_param_free: float | None = None
+    fd_eps: float = 0.01  # second order: finite-difference step over ||dw'|| (the paper's 0.01)
+    seed: int = 0
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.strategy not in ("darts", "gdas"):
+            raise ValueError(f"strategy={self.strategy!r}: expected 'darts' or 'gdas'")
+        if self.order not in (1, 2):
+            raise ValueError(f"order={self.order!r}: expected 1 (first order) or 2 (second order)")
+        if self.strategy == "gdas" and self.order != 1:
+            raise ValueError("GDAS updates the alphas first order: pass order=1 with strategy='gdas'")
+        for name in ("epochs", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}={v!r}: expected a positive integer")
+        if self.train_images is not None and self.train_images < 4:
+            raise ValueError(f"train_images={self.train_images!r}: expected at least 4 (or None for all)")
+        if not 0 < self.tau_min <= self.tau_max:
+            raise ValueError(f"tau_min={self.tau_min}, tau_max={self.tau_max}: expected 0 < tau_min <= tau_max")
+        if self.stop_param_free is not None and not 0.0 <= self.stop_param_free < 1.0:
+            raise ValueError(f"stop_param_free={self.stop_param_free!r}: expected a share in [0, 1) or None")
+        object.__setattr__(self, "a_betas", tuple(self.a_betas))
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> DartsConfig:
+        """DARTS's CIFAR-10 search: 50 epochs, batch 64, 16 channels, 8 cells (NB201: its 5 per stage), all data."""
+        base = cls(epochs=50, batch_size=64, train_images=None, channels=None, nb201_cells=None, darts_layers=None)
+        return replace(base, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["a_betas"] = list(self.a_betas)
+        return d
+
+
+@dataclass
+class DartsResult:
+    arch: NB201Cell | DartsGenotype
+    history: list[dict[str, Any]] = field(default_factory=list)
+    alphas: dict[str, list[list[float]]] = field(default_factory=dict)
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+def search_ops(space: NB201Space | DartsSpace) -> tuple[str, ...]:
+    """The candidate ops of the relaxation: the space's, plus DARTS's ``none`` (searched, never derived)."""
+    if isinstance(space, DartsSpace):
+        return space.ops if "none" in space.ops else ("none", *space.ops)
+    return space.ops
+
+
+def build_search_net(space: NB201Space | DartsSpace, config: DartsConfig, in_chans: int = 3) -> nn.Module:
+    if isinstance(space, NB201Space):
+        return NB201SearchNet(space.ops, config.channels or space.channels, config.nb201_cells or space.cells_per_stage,
+                              space.num_classes, in_chans)
+    if isinstance(space, DartsSpace):
+        return DartsSearchNet(search_ops(space), config.channels or space.channels, config.darts_layers or space.layers,
+                              space.steps, space.num_classes, in_chans)
+    raise ValueError(f"differentiable search needs an NB201Space or a DartsSpace, got {type(space).__name__}")
+
+
+def derive(space: NB201Space | DartsSpace, alphas: dict[str, torch.Tensor]) -> NB201Cell | DartsGenotype:
+    """The discrete cell of `alphas` (logits per edge) in `space`'s macro settings (see the module docstring)."""
+    if isinstance(space, NB201Space):
+        idx = alphas["alpha"].detach().argmax(-1).tolist()
+        return space.decode(idx)
+    ops = search_ops(space)
+    cells = []
+    for name in ("alpha_normal", "alpha_reduce"):
+        w = F.softmax(alphas[name].detach().float(), dim=-1)
+        edges, start = [], 0
+        for k in range(space.steps):
+            rows = w[start:start + k + 2]
+            best = []  # (weight, input, op) of each input's best non-none op
+            for j, row in enumerate(rows.tolist()):
+                o = max((i for i, name_ in enumerate(ops) if name_ != "none"), key=lambda i: row[i])
+                best.append((row[o], j, ops[o]))
+            top = sorted(best, key=lambda t: -t[0])[:2]
+            edges += [(op, j) for _, j, op in sorted(top, key=lambda t: t[1])]
+            start += k + 2
+        cells.append(tuple(edges))
+    concat = tuple(range(2, space.steps + 2))
+    arch = DartsGenotype(cells[0], concat, cells[1], concat, space.channels, space.layers, space.auxiliary,
+                         space.drop_path)
+    space.encode(arch)  # in the space by construction; fail loudly if not
+    return arch
+
+
+def param_free_share(arch: NB201Cell | DartsGenotype) -> float:
+    """Share of the cell's (both cells', for DARTS) edges whose op has no parameters."""
+    ops = list(arch.ops) if isinstance(arch, NB201Cell) else [op for op, _ in (*arch.normal, *arch.reduce)]
+    return sum(op in PARAM_FREE for op in ops) / len(ops)
+
+
+def arch_gradient(net: nn.Module, train_batch: tuple[torch.Tensor, torch.Tensor],
+                  val_batch: tuple[torch.Tensor, torch.Tensor], w_optim: torch.optim.SGD, second_order: bool,
+                  fd_eps: float = 0.01) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """d L_val / d alpha (first order), or DARTS's second-order approximation; returns (grads, val loss, logits).
+
+    The finite-difference step is `fd_eps` / ||dw'|| (DARTS: 0.01). The weights end as they began."""
+    alphas, weights = net.arch_parameters(), net.weight_parameters()
+    xv, yv = val_batch
+    if not second_order:
+        logits = net(xv)
+        loss = F.cross_entropy(logits, yv)
+        return list(torch.autograd.grad(loss, alphas)), loss.detach(), logits.detach()
+    xt, yt = train_batch
+    group = w_optim.param_groups[0]
+    eta, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
+    g = torch.autograd.grad(F.cross_entropy(net(xt), yt), weights, allow_unused=True)
+    backup = [w.detach().clone() for w in weights]
+    with torch.no_grad():
+        for w, gw in zip(weights, g, strict=True):
+            step = (torch.zeros_like(w) if gw is None else gw) + wd * w
+            buf = w_optim.state.get(w, {}).get("momentum_buffer")
+            if buf is not None:
+                step = step + mom * buf
+            w.sub_(eta * step)  # w' = w - eta (momentum + grad + wd w)
+    logits = net(xv)
+    loss = F.cross_entropy(logits, yv)
+    grads = torch.autograd.grad(loss, alphas + weights, allow_unused=True)
+    ga = list(grads[:len(alphas)])
+    dw = [torch.zeros_like(w) if d is None else d for w, d in zip(weights, grads[len(alphas):], strict=True)]
+    r = fd_eps / torch.cat([d.flatten() for d in dw]).norm().clamp_min(1e-12)
+
+    def train_alpha_grad(sign: float) -> tuple[torch.Tensor, ...]:
+        with torch.no_grad():
+            for w, b, d in zip(weights, backup, dw, strict=True):
+                w.copy_(b + sign * r * d)
+        return torch.autograd.grad(F.cross_entropy(net(xt), yt), alphas)
+
+    plus, minus = train_alpha_grad(1.0), train_alpha_grad(-1.0)
+    with torch.no_grad():
+        for w, b in zip(weights, backup, strict=True):
+            w.copy_(b)
+    hvp = [(p - m) / (2 * r) for p, m in zip(plus, minus, strict=True)]
+    return [a - eta * h for a, h in zip(ga, hvp, strict=True)], loss.detach(), logits.detach()
+
+
+def _entropy(alphas: dict[str, torch.Tensor]) -> float:
+    ents = [-(F.softmax(a, -1) * F.log_softmax(a, -1)).sum(-1) for a in alphas.values()]
+    return float(torch.cat(ents).mean())
+
+
+def _split(data: Dataset, config: DartsConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    x, y = data.x_train, data.y_train
+    order = np.random.default_rng(config.seed).permutation(len(y))
+    if config.train_images is not None:
+        order = order[:config.train_images]
+    half = len(order) // 2
+    if half < 1:
+        raise ValueError(f"{data.name} has {len(y)} training images: DARTS needs at least 2 (half train, half validation)")
+    return x[order[:half]], y[order[:half]], x[order[half:2 * half]], y[order[half:2 * half]]
+
+
+def search_darts(space: NB201Space | DartsSpace, data: Dataset, config: DartsConfig | None = None, *,
+                 out: str | Path | None = None, resume: bool = False, progress: Any = None) -> DartsResult:
+    """Run the search (see the module docstring); `progress(record)` is called after each epoch."""
+    config = config or DartsConfig()
+    if data.num_classes != space.num_classes:
+        raise ValueError(f"the space has {space.num_classes} classes, {data.name} has {data.num_classes}:"
+                         f" build the space with num_classes={data.num_classes}")
+    ckpt = Path(out) / "search.pt" if out is not None else None
+    with threads(config.threads):
+        torch.manual_seed(config.seed)
+        net = build_search_net(space, config, data.channels)
+        if isinstance(net, DartsSearchNet) and min(data.image_shape[:2]) % 4:
+            raise ValueError(f"DARTS's search net halves the input twice: {data.image_shape[:2]} is not divisible by 4")
+        w_optim = torch.optim.SGD(net.weight_parameters(), lr=config.w_lr, momentum=config.w_momentum,
+                                  weight_decay=config.w_weight_decay)
+        a_optim = torch.optim.Adam(net.arch_parameters(), lr=config.a_lr, betas=config.a_betas,
+                                   weight_decay=config.a_weight_decay)
+        net.mode = "gumbel" if config.strategy == "gdas" else "softmax"
+        history: list[dict[str, Any]] = []
+        start, best, stopped, seconds = 0, None, False, 0.0
+        if resume and ckpt is not None and ckpt.is_file():
+            state = load_file(ckpt)
+            if state.get("config") != config.to_dict() or state.get("space") != space.settings():
+                raise ValueError(f"{ckpt}: saved by a search with another config or space; use a fresh out directory")
+            net.load_state_dict(state["net"])
+            w_optim.load_state_dict(state["w_optim"])
+            a_optim.load_state_dict(state["a_optim"])
+            history, start, seconds = state["history"], state["epoch"], state["seconds"]
+            best, stopped = state["best"], state["stopped"]
+        xt, yt, xv, yv = _split(data, config)
+        transform = BatchTransform(data.mean, data.std, data.augment)
+        b = min(config.batch_size, len(yt))
+        steps = len(yt) // b
+        for epoch in range(start, config.epochs):
+            if stopped:
+                break
+            t0 = time.perf_counter()
+            gen = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
+            torch.manual_seed(epoch_seed(config.seed, epoch) + 1)
+            lr = config.w_lr_min + 0.5 * (config.w_lr - config.w_lr_min) * (1 + math.cos(math.pi * epoch / config.epochs))
+            for group in w_optim.param_groups:
+                group["lr"] = lr
+            frac = epoch / max(1, config.epochs - 1)
+            net.tau = config.tau_max - (config.tau_max - config.tau_min) * frac
+            pt = torch.randperm(len(yt), generator=gen)
+            pv = torch.randperm(len(yv), generator=gen)
+            sums = np.zeros(6)  # train loss, correct, n; val loss, correct, n
+            net.train()
+            for s in range(steps):
+                it, iv = pt[s * b:(s + 1) * b].numpy(), pv[s * b:(s + 1) * b].numpy()
+                bt = (transform(torch.from_numpy(xt[it]), True, gen), torch.from_numpy(yt[it]))
+                bv = (transform(torch.from_numpy(xv[iv]), True, gen), torch.from_numpy(yv[iv]))
+                a_optim.zero_grad(set_to_none=True)
+                grads, vloss, vlogits = arch_gradient(net, bt, bv, w_optim, config.order == 2, config.fd_eps)
+                for a, g in zip(net.arch_parameters(), grads, strict=True):
+                    a.grad = g
+                a_optim.step()
+                w_optim.zero_grad(set_to_none=True)
+                logits = net(bt[0])
+                loss = F.cross_entropy(logits, bt[1])
+                loss.backward()
+                for a in net.arch_parameters():
+                    a.grad = None
+                nn.utils.clip_grad_norm_(net.weight_parameters(), config.grad_clip)
+                w_optim.step()
+                n = len(it)
+                sums += [float(loss.detach()) * n, int((logits.argmax(1) == bt[1]).sum()), n,
+                         float(vloss) * n, int((vlogits.argmax(1) == bv[1]).sum()), n]
+            alphas = net.alphas()
+            arch = derive(space, alphas)
+            share = param_free_share(arch)
+            seconds += time.perf_counter() - t0
+            record = {"epoch": epoch + 1, "train_loss": float(sums[0] / sums[2]), "train_acc": float(sums[1] / sums[2]),
+                      "val_loss": float(sums[3] / sums[5]), "val_acc": float(sums[4] / sums[5]), "lr": float(lr),
+                      "tau": float(net.tau),
+                      "softmax": {k: F.softmax(v.detach(), -1).tolist() for k, v in alphas.items()},
+                      "entropy": _entropy({k: v.detach() for k, v in alphas.items()}), "arch": str(arch),
+                      "param_free": share, "seconds": seconds}
+            history.append(record)
+            if config.stop_param_free is not None and share > config.stop_param_free:
+                stopped = True  # keep `best`: the last cell below the threshold (None if there never was one)
+            else:
+                best = str(arch)
+            if ckpt is not None:
+                atomic_save({"version": _VERSION, "config": config.to_dict(), "space": space.settings(),
+                             "epoch": epoch + 1, "net": net.state_dict(), "w_optim": w_optim.state_dict(),
+                             "a_optim": a_optim.state_dict(), "history": history, "seconds": seconds,
+                             "best": best, "stopped": stopped}, ckpt)
+            if progress is not None:
+                progress(record)
+    final = derive(space, net.alphas())
+    if best is not None:
+        final = type(final).parse(best)
+    return DartsResult(final, history, {k: v.detach().tolist() for k, v in net.alphas().items()}, stopped, seconds)

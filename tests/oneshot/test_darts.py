@@ -1,0 +1,164 @@
+"""DARTS / GDAS: mixed ops, bilevel updates, the second-order hypergradient, derivation, resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from mnas.models.builder import build_model
+from mnas.oneshot.darts import DartsConfig, arch_gradient, build_search_net, derive, param_free_share, search_darts
+from mnas.oneshot.mixed import MixedOp, edge_weights
+from mnas.space.cells.darts import DARTS_OPS, parse_genotype
+from mnas.space.cells.nb201 import NB201_OPS, parse_nb201
+from mnas.space.cells.spaces import DartsSpace, NB201Space
+from mnas.train.datasets import NO_AUGMENT, from_arrays
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+TINY = {"epochs": 2, "batch_size": 8, "train_images": 32, "channels": 4, "nb201_cells": 1, "darts_layers": 3}
+
+
+def _data(size: int = 8, n: int = 40):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    y = np.arange(n) % 4
+    return from_arrays("rand", x, y, x[:4], y[:4], [str(i) for i in range(4)], val_fraction=0.0, augment=NO_AUGMENT)
+
+
+def test_mixed_op_is_the_weighted_sum_of_its_ops():
+    torch.manual_seed(0)
+    ops = [torch.nn.Conv2d(2, 2, 3, padding=1), torch.nn.Identity(), torch.nn.AvgPool2d(3, 1, 1)]
+    m, x, w = MixedOp(ops), torch.randn(2, 2, 5, 5), torch.tensor([0.2, 0.5, 0.3])
+    want = sum(wi * op(x) for wi, op in zip(w, ops, strict=True))
+    assert torch.allclose(m(x, w), want, atol=1e-6)
+    assert torch.allclose(m(x, torch.tensor([0.0, 1.0, 0.0]), index=1), x)
+
+
+def test_gumbel_picks_one_op_per_edge_and_grads_reach_alphas():
+    torch.manual_seed(0)
+    alpha = torch.zeros(6, 5, requires_grad=True)
+    w, index = edge_weights(alpha, "gumbel", tau=1.0)
+    assert torch.allclose(w.detach().sum(-1), torch.ones(6)) and ((w.detach() == 1).sum(-1) == 1).all()
+    assert index == w.detach().argmax(-1).tolist()
+    net = build_search_net(NB201Space(4, 8), DartsConfig(strategy="gdas", **TINY), 3)
+    net.mode = "gumbel"
+    calls = []
+    for block in net.blocks:
+        if isinstance(block, torch.nn.ModuleList):
+            for edge in block:
+                for op in edge.ops:
+                    op.register_forward_hook(lambda *a, e=edge: calls.append(id(e)))
+    F.cross_entropy(net(torch.randn(2, 3, 8, 8)), torch.tensor([0, 1])).backward()
+    assert len(calls) == len(set(calls)) == 3 * 6  # one op per edge per forward, 3 cells of 6 edges
+    assert net.alpha.grad is not None and net.alpha.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("space", [NB201Space(4, 8), DartsSpace(4, 8, layers=3, steps=2)])
+def test_first_order_step_changes_alphas(space):
+    torch.manual_seed(0)  # the search seeds torch with config.seed before building its net
+    result_before = build_search_net(space, DartsConfig(**TINY)).alphas()
+    before = {k: v.detach().clone() for k, v in result_before.items()}
+    result = search_darts(space, _data(), DartsConfig(**{**TINY, "epochs": 1}))
+    assert any(not torch.allclose(torch.tensor(result.alphas[k]), before[k]) for k in before)
+    rec = result.history[0]
+    assert {"train_loss", "val_loss", "train_acc", "val_acc", "softmax", "entropy", "param_free", "arch"} <= set(rec)
+    assert all(abs(sum(row) - 1) < 1e-5 for rows in rec["softmax"].values() for row in rows)
+
+
+def test_second_order_hypergradient_matches_double_backward():
+    torch.manual_seed(0)
+    net = build_search_net(NB201Space(4, 8), DartsConfig(**TINY)).double()
+    with torch.no_grad():
+        net.alpha.normal_()
+    xt, yt = torch.randn(6, 3, 8, 8, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 0, 1])
+    xv, yv = torch.randn(6, 3, 8, 8, dtype=torch.float64), torch.tensor([1, 2, 3, 0, 1, 2])
+    opt = torch.optim.SGD(net.weight_parameters(), lr=0.05, momentum=0.9, weight_decay=3e-4)
+    # eps 1e-4 (not the paper's 0.01): ReLU kinks of this 4-channel net make the 0.01 difference quotient coarse.
+    got, _, _ = arch_gradient(net, (xt, yt), (xv, yv), opt, second_order=True, fd_eps=1e-4)
+    # Reference: d/d alpha of L_val(w - eta (grad_w L_train(w, alpha) + wd w), alpha), by double backward.
+    names = [n for n, _ in net.named_parameters()]
+    params = {n: p.detach().clone().requires_grad_(True) for n, p in net.named_parameters()}
+    wnames = [n for n in names if not n.startswith("alpha")]
+    lt = F.cross_entropy(functional_call(net, params, (xt,)), yt)
+    g = torch.autograd.grad(lt, [params[n] for n in wnames], create_graph=True)
+    unrolled = dict(params)
+    for n, gn in zip(wnames, g, strict=True):
+        unrolled[n] = params[n] - 0.05 * (gn + 3e-4 * params[n])
+    lv = F.cross_entropy(functional_call(net, unrolled, (xv,)), yv)
+    (want,) = torch.autograd.grad(lv, [params["alpha"]])
+    first, _, _ = arch_gradient(net, (xt, yt), (xv, yv), opt, second_order=False)
+    assert torch.allclose(got[0], want, rtol=1e-3, atol=1e-6)
+    assert not torch.allclose(first[0], want, rtol=1e-3, atol=1e-6)  # the second-order term matters here
+
+
+def test_nb201_derivation_is_argmax_per_edge():
+    space = NB201Space(4, 8)
+    alpha = torch.full((6, 5), -1.0)
+    picks = ["none", "skip_connect", "nor_conv_3x3", "avg_pool_3x3", "nor_conv_1x1", "none"]
+    for e, op in enumerate(picks):
+        alpha[e, NB201_OPS.index(op)] = 2.0
+    arch = derive(space, {"alpha": alpha})
+    assert arch.ops == tuple(picks) and param_free_share(arch) == pytest.approx(4 / 6)
+    assert parse_nb201(str(arch)) == arch
+    assert build_model(str(arch), 4, 3)(torch.zeros(1, 3, 8, 8)).shape == (1, 4)
+
+
+def test_darts_derivation_keeps_top2_inputs_without_none():
+    space = DartsSpace(4, 8, layers=3, steps=2)
+    ops = ("none",) + space.ops
+    a = torch.zeros(5, len(ops))  # node 0: edges from 0, 1; node 1: from 0, 1, 2
+    a[:, 0] = 10.0  # none dominates every edge, and must never be derived
+    a[0, ops.index("sep_conv_3x3")] = 3.0
+    a[1, ops.index("max_pool_3x3")] = 2.0
+    a[2, ops.index("dil_conv_5x5")] = 1.0  # node 1, input 0: weakest, dropped
+    a[3, ops.index("skip_connect")] = 4.0
+    a[4, ops.index("sep_conv_5x5")] = 3.0
+    arch = derive(space, {"alpha_normal": a, "alpha_reduce": a.clone()})
+    want = (("sep_conv_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 1), ("sep_conv_5x5", 2))
+    assert arch.normal == want and arch.reduce == want
+    assert param_free_share(arch) == pytest.approx(0.5)
+    assert parse_genotype(str(arch)) == arch and "none" not in str(arch)
+    assert build_model(str(arch), 4, 3)(torch.zeros(1, 3, 8, 8)).shape == (1, 4)
+    assert set(DARTS_OPS) - set(ops) == set()
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    space, data = NB201Space(4, 8), _data()
+    cfg = DartsConfig(strategy="gdas", **{**TINY, "epochs": 3})
+    full = search_darts(space, data, cfg, out=tmp_path / "a")
+    with pytest.raises(_Stop):  # a kill after epoch 2's checkpoint
+        search_darts(space, data, cfg, out=tmp_path / "b", progress=lambda r: _stop_after(r, 2))
+    resumed = search_darts(space, data, cfg, out=tmp_path / "b", resume=True)
+    assert resumed.alphas == full.alphas and str(resumed.arch) == str(full.arch)
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in full.history]
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in resumed.history] == strip
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after(record, epoch):
+    if record["epoch"] == epoch:
+        raise _Stop
+
+
+def test_bad_config_is_a_value_error():
+    with pytest.raises(ValueError, match="GDAS"):
+        DartsConfig(strategy="gdas", order=2)
+    with pytest.raises(ValueError, match="strategy"):
+        DartsConfig(strategy="enas")
+    with pytest.raises(ValueError, match="classes"):
+        search_darts(NB201Space(10, 8), _data(), DartsConfig(**TINY))
+
+
+def test_early_stop_on_parameter_free_share_returns_last_cell_below():
+    space, data = NB201Space(4, 8), _data()
+    result = search_darts(space, data, DartsConfig(**{**TINY, "epochs": 3}, stop_param_free=0.0))
+    shares = [r["param_free"] for r in result.history]
+    if shares[0] > 0.0:
+        assert result.stopped_early and len(result.history) == 1
+    else:
+        assert param_free_share(result.arch) == 0.0
