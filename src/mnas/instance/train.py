@@ -300,21 +300,24 @@ def _search_epoch(ft: Loop, meta: MetaGraph, controller: Controller, optimizer: 
         controller.train()
         x = ft.transform(ft.x_train[idx], train=True, generator=gen)  # (B, C, S, S)
         y = ft.y_train[idx]
-        probs = controller(x)  # (B, L, 5)
-        explored = explore(probs, config.alpha)
-        sample = torch.bernoulli(explored.detach(), generator=gen)
-        greedy = (probs.detach() >= 0.5).float()
-        with torch.no_grad():
-            rewards = []
-            for policy in (sample, greedy):
-                correct = meta(x, policy).argmax(1) == y
-                latency = (canonical_policy(policy, skippable).float() * modules_ms).sum((1, 2))  # (B,)
-                rewards.append(reward(correct, latency, lower, upper, config.pos_reward, config.neg_reward))
-            advantage = rewards[0] - rewards[1]
-        loss = policy_loss(explored, sample, advantage, config.entropy)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        # oneDNN's CPU kernels corrupt memory in this controller's backward at the tiny feature maps of
+        # small inputs (glibc 'double free', torch 2.13); the controller is small, so run it without them.
+        with torch.backends.mkldnn.flags(enabled=False):
+            probs = controller(x)  # (B, L, 5)
+            explored = explore(probs, config.alpha)
+            sample = torch.bernoulli(explored.detach(), generator=gen)
+            greedy = (probs.detach() >= 0.5).float()
+            with torch.no_grad():
+                rewards = []
+                for policy in (sample, greedy):
+                    correct = meta(x, policy).argmax(1) == y
+                    latency = (canonical_policy(policy, skippable).float() * modules_ms).sum((1, 2))  # (B,)
+                    rewards.append(reward(correct, latency, lower, upper, config.pos_reward, config.neg_reward))
+                advantage = rewards[0] - rewards[1]
+            loss = policy_loss(explored, sample, advantage, config.entropy)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
         for key, value in (("reward", rewards[1].mean()), ("correct", correct.float().mean()),
                            ("latency", latency.mean()), ("advantage", advantage.mean()), ("modules", greedy.sum((1, 2)).mean())):
             stats[key] += float(value)
