@@ -1,6 +1,6 @@
 """InstaNAS on the CIFAR-10 subset: does an architecture per image beat one architecture for all?
 
-    python benchmarks/instance.py                       # ~30 min of one core: the figures in docs/notes/instance.md
+    python benchmarks/instance.py                       # ~30 min of one core: the figures in docs/design/instance.md
     python benchmarks/instance.py --quick               # a 2-minute dry run on 600 images (numbers meaningless)
 
 Steps (each cached in --out, so a rerun after a crash resumes where it stopped):

@@ -10,7 +10,7 @@ Sharing weights leaves BN's running statistics meaningless for any one sub-netwo
 of them), which is why OFA and BigNAS recalibrate (REFERENCE.md).
 
 `DEFAULT_CALIBRATION_IMAGES` comes from the tau-against-images curve of benchmarks/oneshot.py on
-the CIFAR-10 subset (33 sub-networks, width 0.25; docs/notes/oneshot-train.md): Kendall tau 0.09 /
+the CIFAR-10 subset (33 sub-networks, width 0.25; docs/design/oneshot-train.md): Kendall tau 0.09 /
 0.20 / 0.17 / 0.23 with 250 / 500 / 1000 / 2000 images (95% intervals about +-0.25 each), at 3.9 /
 4.6 / 6.2 / 10.6 s per sub-network. Beyond 500 the gain is inside the noise at up to 2.3x the time.
 """

@@ -22,7 +22,7 @@ workers or a resumed study count fully. The entropy term keeps the policy from c
 elite before the search has seen enough.
 
 Defaults (benchmarks/strategies_tune.py, 20 seeds on an 11-decision space of 5e5 members, 100 trials):
-see docs/notes/strategies.md. A failed trial counts as `failed_reward` and ranks as it.
+see docs/design/strategies.md. A failed trial counts as `failed_reward` and ranks as it.
 """
 
 from __future__ import annotations

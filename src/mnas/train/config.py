@@ -171,7 +171,7 @@ def auto_threads(max_threads: int = 4) -> int:
     Why: torch's default (one thread per core) on a machine whose cores are busy makes its threads
     wait for each other at every op; a proxy run of MobileNetV2 x0.5 on a busy 2-core machine did
     43 img/s against 546 img/s on one thread (issue 13). Small CNNs at CIFAR sizes gain little
-    beyond 4 threads, which is the cap (docs/notes/inputs.md has the measurements)."""
+    beyond 4 threads, which is the cap (docs/design/inputs.md has the measurements)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
