@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="scale every filter count (default 0.35 for images <= 16 px, else 1.0)")
     g.add_argument("--head", type=nonneg_int, help="head conv filters (default 1280; 256 for images <= 16 px)")
     g.add_argument("--strides", help="stem and 7 block strides, e.g. 1,1,1,2,2,1,2,1 (default: adapted to the input size)")
+    g.add_argument("--supernet", metavar="CHECKPOINT",
+                   help="score candidates by accuracy inherited from this supernet (mnas supernet train) instead of "
+                   "proxy training; the space is the checkpoint's")
     g = p.add_argument_group("objective")
     g.add_argument("--target", help="latency target: '20ms', '20', 'mobilenetv2', '0.8x mnasnet_b1' "
                    "(default: mobilenetv2 at the space's width)")
@@ -154,6 +157,26 @@ def _device_error(args: argparse.Namespace, exc: BaseException) -> UsageError:
                       " (check --url and that 'mnas device serve' runs there; finished trials are saved)")
 
 
+_SPACE_OPTIONS = ("space", "width_mult", "head", "strides", "input_size")
+
+
+def _supernet_evaluator(args: argparse.Namespace, data: Any, latency: Any) -> Any:
+    """`SupernetEvaluator` on --supernet; the space is the checkpoint's, so space options conflict."""
+    from mnas.evaluate import SupernetEvaluator
+
+    given = [f"--{name.replace('_', '-')}" for name in _SPACE_OPTIONS if getattr(args, name, None) is not None]
+    if given:
+        raise UsageError(f"--supernet searches the checkpoint's own space: drop {', '.join(given)}")
+    if not Path(args.supernet).is_file():
+        raise UsageError(f"--supernet {args.supernet}: file not found (train one with 'mnas supernet train')")
+    try:
+        evaluator = SupernetEvaluator(args.supernet, data, latency)
+        evaluator.check_space(evaluator.space)
+    except ValueError as exc:
+        raise UsageError(f"--supernet {args.supernet}: {str(exc).splitlines()[0]}") from None
+    return evaluator
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from mnas.evaluate import ProxyEvaluator
     from mnas.loop import Budget, search
@@ -191,11 +214,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     small = size <= 16
     width = args.width_mult or (0.35 if small else 1.0)
     head = args.head if args.head is not None else (256 if small else 1280)
-    space = MnasNetSpace(data.num_classes, size, width_mult=width, head_chs=head, strides=strides)
     latency = _latency_backend(args)
-    proxy = ProxyConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, threads=args.threads,
-                        max_seconds=args.max_train_seconds, seed=args.seed, input_size=args.input_size)
-    evaluator = ProxyEvaluator(data, latency, proxy)
+    if args.supernet:
+        evaluator = _supernet_evaluator(args, data, latency)
+        space = evaluator.space
+        width = getattr(space, "width_mult", width)
+    else:
+        space = MnasNetSpace(data.num_classes, size, width_mult=width, head_chs=head, strides=strides)
+        proxy = ProxyConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, threads=args.threads,
+                            max_seconds=args.max_train_seconds, seed=args.seed, input_size=args.input_size)
+        evaluator = ProxyEvaluator(data, latency, proxy)
     target_text = args.target or (None if resuming else f"mobilenetv2_x{width:g}" if width != 1 else "mobilenetv2")
     try:
         reward = _reward(args, target_text, lambda name: evaluator.reference_latency(name, space))

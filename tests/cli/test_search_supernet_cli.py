@@ -1,0 +1,70 @@
+"""`mnas search --supernet F`: inherited accuracy from a checkpoint, the checkpoint's space, one-line refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mnas.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SPACE = ["--width", "0.25", "--head", "16", "--strides", "1,1,1,2,1,1,1,1"]
+
+
+def _npz(root):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 112)
+    x = (rng.integers(0, 60, (112, 8, 8, 3)) + y[:, None, None, None] * 60).astype(np.uint8)
+    npz = root / "tiny.npz"
+    np.savez(npz, x_train=x[:96], y_train=y[:96], x_test=x[96:], y_test=y[96:])
+    return npz
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A 3-class 8x8 .npz and a supernet trained on it for one epoch (seconds)."""
+    root = tmp_path_factory.mktemp("sn")
+    npz = _npz(root)
+    ckpt = root / "sn.pt"
+    code = main(["supernet", "train", "--data", str(npz), *SPACE, "--epochs", "1", "--batch-size", "16",
+                 "--warmup-epochs", "0", "--eval-images", "0", "--out", str(ckpt), "--quiet"])
+    assert code == 0
+    return str(npz), str(ckpt)
+
+
+@pytest.mark.slow  # trains a tiny supernet, then 3 trials: ~35 s on a busy 2-core machine
+def test_search_on_inherited_accuracy(tmp_path, tiny, capsys):
+    npz, ckpt = tiny
+    capsys.readouterr()
+    db = tmp_path / "s.db"
+    code = main(["search", "--data", npz, "--supernet", ckpt, "--strategy", "random", "--trials", "3",
+                 "--reward", "accuracy", "--backend", "torch", "--storage", str(db), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["states"]["complete"] == 3
+    from mnas.evaluate.supernet import _load
+    from mnas.space import as_arch
+    from mnas.study import Study
+
+    with Study(str(db)) as study:
+        trials = study.get_trials("complete")
+    assert {t.extra.get("accuracy_source") for t in trials} == {"supernet"}
+    space = _load(ckpt).space
+    for t in trials:  # every candidate decodes back from the checkpoint's space (width 0.25, head 16)
+        assert space.decode(space.encode(as_arch(t.arch))) == as_arch(t.arch)
+
+
+def test_conflicting_space_options_exit_2(tmp_path, capsys):
+    npz = str(_npz(tmp_path))  # the refusals come before the checkpoint is read: no supernet needs training
+    code = main(["search", "--data", npz, "--supernet", str(tmp_path / "none.pt"), "--width-mult", "0.5", "--trials", "1",
+                 "--storage", str(tmp_path / "a.db")])
+    _, err = capsys.readouterr()
+    assert code == 2 and "--width-mult" in err and len(err.strip().splitlines()) == 1
+    code = main(["search", "--data", npz, "--supernet", str(tmp_path / "none.pt"), "--trials", "1",
+                 "--storage", str(tmp_path / "b.db")])
+    _, err = capsys.readouterr()
+    assert code == 2 and "not found" in err
