@@ -84,12 +84,55 @@ def add_space_options(group: Any) -> None:
                        help="scale every filter count (default 0.35 for images <= 16 px, else 1.0)")
     group.add_argument("--head", type=nonneg_int, help="head conv filters (default 1280; 256 for images <= 16 px)")
     group.add_argument("--strides", help="stem and 7 block strides, e.g. 1,1,1,2,2,1,2,1 (default: adapted to the input size)")
+    add_family_space_options(group)
+
+
+SPACES = ("mnasnet", "layerwise", "nb201", "darts")
+
+
+def add_family_space_options(group: Any) -> None:
+    """--space and the cell spaces' macro settings (the block spaces use --width-mult, --head, --strides)."""
+    group.add_argument("--space", choices=SPACES, default="mnasnet",
+                       help="mnasnet (default: factorized hierarchical blocks), layerwise (one op per layer),"
+                            " nb201 (NAS-Bench-201 cell), darts (DARTS normal + reduction cell)")
+    group.add_argument("--cell-channels", type=positive_int,
+                       help="nb201/darts: channels of the first stage (default 16)")
+    group.add_argument("--cells-per-stage", type=positive_int, help="nb201: cells in each of the 3 stages (default 5)")
+    group.add_argument("--cell-layers", type=positive_int, help="darts: cells in the network (default 8)")
 
 
 def space_from_args(args: argparse.Namespace, num_classes: int, data_size: int) -> Any:
-    """The `MnasNetSpace` the options describe for data of `num_classes` and `data_size` pixels,
-    with `mnas search`'s rule for small images (width 0.35 and a 256-filter head up to 16 px)."""
-    from mnas.space import MnasNetSpace
+    """The search space the options describe for data of `num_classes` and `data_size` pixels: the
+    `MnasNetSpace` by default, with `mnas search`'s rule for small images (width 0.35 and a 256-filter
+    head up to 16 px); `--space layerwise` with the same width, head and strides; `--space nb201` /
+    `darts` with the cell options."""
+    from mnas.space import DartsSpace, LayerwiseSpace, MnasNetSpace, NB201Space
+
+    kind = getattr(args, "space", None) or "mnasnet"
+    size = args.input_size or data_size
+    if kind in ("nb201", "darts"):
+        block_options = [f"--{n.replace('_', '-')}" for n in ("width_mult", "head", "strides") if getattr(args, n, None)]
+        if block_options:
+            raise UsageError(f"{', '.join(block_options)}: block-space options do not apply to --space {kind}"
+                             " (use --cell-channels, --cells-per-stage, --cell-layers)")
+        cell = {"channels": args.cell_channels} if getattr(args, "cell_channels", None) else {}
+        try:
+            if kind == "nb201":
+                if getattr(args, "cell_layers", None):
+                    raise UsageError("--cell-layers is for --space darts: NB201 takes --cells-per-stage")
+                if getattr(args, "cells_per_stage", None):
+                    cell["cells_per_stage"] = args.cells_per_stage
+                return NB201Space(num_classes, size, **cell)
+            if getattr(args, "cells_per_stage", None):
+                raise UsageError("--cells-per-stage is for --space nb201: DARTS takes --cell-layers")
+            if getattr(args, "cell_layers", None):
+                cell["layers"] = args.cell_layers
+            return DartsSpace(num_classes, size, **cell)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    for name in ("cell_channels", "cells_per_stage", "cell_layers"):
+        if getattr(args, name, None):
+            raise UsageError(f"--{name.replace('_', '-')} is a cell-space option: add --space nb201 or --space darts")
 
     strides = None
     if args.strides:
@@ -97,12 +140,12 @@ def space_from_args(args: argparse.Namespace, num_classes: int, data_size: int) 
             strides = [int(s) for s in args.strides.replace(" ", "").split(",")]
         except ValueError:
             raise UsageError(f"--strides {args.strides!r}: expected 8 comma-separated 1s and 2s") from None
-    size = args.input_size or data_size
     small = size <= 16
     width = args.width_mult or (0.35 if small else 1.0)
     head = args.head if args.head is not None else (256 if small else 1280)
+    cls = LayerwiseSpace if kind == "layerwise" else MnasNetSpace
     try:
-        return MnasNetSpace(num_classes, size, width_mult=width, head_chs=head, strides=strides)
+        return cls(num_classes, size, width_mult=width, head_chs=head, strides=strides)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -120,7 +163,7 @@ def resolve_arch(text: str) -> Arch:
             data = json.loads(path.read_text())
             if isinstance(data, dict) and isinstance(data.get("arch"), str):
                 return as_arch(data["arch"])  # what `mnas export --format json` writes
-            return Arch.from_dict(data)
+            return as_arch(data)  # a family's JSON dict ({"family": ...}) or a block chain's
         except json.JSONDecodeError as exc:
             raise UsageError(f"{text}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
         except ValueError as exc:

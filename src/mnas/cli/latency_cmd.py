@@ -199,7 +199,12 @@ def cmd_build_lut(args: argparse.Namespace) -> int:
 
     num_classes, in_chans, data_size = _data_shape(args)
     space = space_from_args(args, num_classes, data_size)
-    references = _references(args.references, space.width_mult)
+    if hasattr(space, "width_mult"):
+        references = _references(args.references, space.width_mult)
+    elif args.references.strip().lower() in ("auto", "none"):
+        references = []  # zoo references are block chains: a cell space's table holds its own ops only
+    else:
+        raise UsageError(f"--references: zoo models are block chains, not in a --space {args.space} table")
     _log_space = f"space: {space!r}, {in_chans} input channel(s), references: {', '.join(references) or 'none'}"
     print(_log_space, file=sys.stderr)
     with _device_errors():

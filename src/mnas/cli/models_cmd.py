@@ -37,13 +37,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _describe(name: str | None, arch, num_classes: int, input_size: int) -> dict:
-    """Counted from the architecture alone (`arch_profile`): nothing is built, no forward pass."""
+    """Params and MACs of any family: a block chain's from the text alone (`arch_profile`, with peak
+    memory), another family's from its analytic count, else from the built model (one forward pass)."""
     from mnas.models.profile import arch_profile
+    from mnas.space import Arch, family_of
 
-    prof = arch_profile(arch, input_size, num_classes)
     row = {"name": name} if name else {}
-    row.update(params=prof.params, macs=prof.macs, peak_memory=prof.peak_memory, input_size=input_size,
-               num_classes=num_classes, layers=arch.num_layers, arch=str(arch))
+    if isinstance(arch, Arch):
+        prof = arch_profile(arch, input_size, num_classes)
+        row.update(params=prof.params, macs=prof.macs, peak_memory=prof.peak_memory, input_size=input_size,
+                   num_classes=num_classes, layers=arch.num_layers, arch=str(arch))
+        return row
+    family = family_of(arch)
+    try:
+        params, macs = family.count(arch, num_classes, 3, input_size)
+    except NotImplementedError:  # a user's family without analytic counts: count the built network
+        from mnas.models import build_model, count_macs, count_params
+
+        model = build_model(arch, num_classes=num_classes)
+        params, macs = count_params(model), count_macs(model, input_size)
+    row.update(params=params, macs=macs, peak_memory=None, input_size=input_size, num_classes=num_classes,
+               layers=None, family=family.name, arch=str(arch))
     return row
 
 
@@ -65,20 +79,25 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_arch_show(args: argparse.Namespace) -> int:
     arch = resolve_arch(args.arch)
     row = _describe(None, arch, args.num_classes, args.input_size)
-    row["blocks"] = [str(b) for b in arch.blocks]
+    if hasattr(arch, "blocks"):  # a block chain lists its blocks; other families are their text
+        row["blocks"] = [str(b) for b in arch.blocks]
     if args.json:
         emit_json(row)
         return 0
     print(f"arch:    {row['arch']}")
     print(f"params:  {row['params']:,}  ({args.num_classes} classes)")
     print(f"MACs:    {row['macs'] / 1e6:.2f}M at {args.input_size}x{args.input_size}")
-    print(f"memory:  {row['peak_memory'] / 2**20:.2f} MiB peak activations (float32, batch 1, inference)")
+    if row["peak_memory"] is not None:
+        print(f"memory:  {row['peak_memory'] / 2**20:.2f} MiB peak activations (float32, batch 1, inference)")
     from mnas.models.profile import MAX_PARAMS
 
     if row["params"] > MAX_PARAMS:
         print(f"note:    above the {MAX_PARAMS:,} parameters mnas builds: it cannot be trained, measured or exported")
-    print(f"layers:  {row['layers']} in {len(arch.blocks)} blocks, "
-          f"stem {arch.stem_chs} s{arch.stem_stride}, head {arch.head_chs}")
+    if "blocks" in row:
+        print(f"layers:  {row['layers']} in {len(arch.blocks)} blocks, "
+              f"stem {arch.stem_chs} s{arch.stem_stride}, head {arch.head_chs}")
+    else:
+        print(f"family:  {row['family']}")
     return 0
 
 

@@ -139,8 +139,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     input_size = config.input_size or data.input_size
     if is_zoo_name(args.arch.strip()) and not args.no_adapt_strides:
         arch = adapt_strides(arch, input_size)
-    strides = [arch.stem_stride] + [b.stride for b in arch.blocks]
-    _log(args, f"strides: stem {strides[0]}, blocks {' '.join(map(str, strides[1:]))} at {input_size}x{input_size}"
+    strides = [arch.stem_stride] + [b.stride for b in arch.blocks] if hasattr(arch, "blocks") else None
+    if strides is not None:  # only a block chain has per-block strides (the zoo's adaptation); cells fix theirs
+        _log(args, f"strides: stem {strides[0]}, blocks {' '.join(map(str, strides[1:]))} at {input_size}x{input_size}"
                + (" (adapted from the zoo's 224x224 strides; --no-adapt-strides keeps them)"
                   if is_zoo_name(args.arch.strip()) and not args.no_adapt_strides else ""))
 

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mnas.models import MnasNetModel, build_model, profile
+from mnas.models import build_model, profile
 from mnas.space import Arch, as_arch, get_arch, is_zoo_name
 from mnas.study import Trial
 
@@ -107,7 +107,8 @@ def export(arch_or_model: Arch | str | Trial | nn.Module | None, path: str | os.
     """Write `arch_or_model` to `path` as ONNX, TorchScript or JSON (`format` defaults to the suffix's).
 
     `arch_or_model`: an `Arch`, its canonical string, a zoo name, a study `Trial`, or a built module
-    (an `MnasNetModel` keeps its architecture; any other module exports to ONNX/TorchScript only).
+    (a model built by `mnas.models.build_model` keeps its architecture in ``arch_string``; any other module
+    exports to ONNX/TorchScript only).
     `weights`: a ``model.pt`` from `mnas train`; its weights are loaded, its architecture must equal
     the given one (or pass None to export the file as it is), and classes, channels and input size
     come from it (`input_size` may still override the resolution). Defaults otherwise: 224, 1000, 3.
@@ -121,8 +122,8 @@ def export(arch_or_model: Arch | str | Trial | nn.Module | None, path: str | os.
         trial = trial or arch_or_model
     model: nn.Module | None = arch_or_model if isinstance(arch_or_model, nn.Module) else None
     arch = None if arch_or_model is None or model is not None else _to_arch(arch_or_model)
-    if model is not None and isinstance(model, MnasNetModel):
-        arch = as_arch(model.arch_string)
+    if model is not None and isinstance(getattr(model, "arch_string", None), str):
+        arch = as_arch(model.arch_string)  # every built model of a registered family carries its text
     info: dict[str, Any] = {}
     if weights is not None:
         if model is not None:
@@ -184,12 +185,24 @@ def _write(model: nn.Module, arch: Arch | None, path: Path, fmt: str, input_size
 
 
 def _model_in_chans(model: nn.Module | None) -> int | None:
-    stem = getattr(getattr(model, "conv_stem", None), "conv", None)
-    return getattr(stem, "in_channels", None)
+    """Input channels of the first convolution (registration order is the forward order in every family)."""
+    if model is None:
+        return None
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return getattr(first, "in_channels", None)
 
 
 def _model_classes(model: nn.Module | None) -> int | None:
-    return getattr(getattr(model, "classifier", None), "out_features", None)
+    classifier = getattr(model, "classifier", None)
+    if isinstance(classifier, nn.Linear):
+        return classifier.out_features
+    if model is None:
+        return None
+    last = None  # no `classifier`: the last Linear (a user's family may name it otherwise)
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            last = m
+    return getattr(last, "out_features", None)
 
 
 def _json_doc(arch: Arch, model: nn.Module, meta: Mapping[str, Any], trial: Trial | None, weights: Any,

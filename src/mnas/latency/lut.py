@@ -3,7 +3,8 @@
 Every layer of a network is named by a *signature*: its kind (stem, layer, head), op, kernel,
 expansion, SE ratio, skip, input and output filters, stride, activation and input resolution.
 The identity skip that cannot apply (stride != 1 or filters change) builds the same network as no
-skip, so it is written ``none``: one signature, one measurement. A prediction is
+skip, so it is written ``none``: one signature, one measurement. A cell family's units are its
+`layer_signatures` (each op of the cell at each stage's shape, keyed by `CellOp.key`). A prediction is
 
     scale * sum(table[signature] for each layer) + overhead_ms
 
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mnas.latency.base import LatencyBackend, LatencyResult
-from mnas.space import Arch, BlockSpec, as_arch
+from mnas.space import Arch, BlockSpec, as_arch, is_architecture
 from mnas.space.blocks import format_float
 
 __all__ = ["FORMAT", "LayerUnit", "LookupTable", "arch_units", "block_units", "conv_out", "head_unit", "stem_unit"]
@@ -92,8 +93,15 @@ def block_units(block: BlockSpec, res: int, act: str) -> tuple[list[LayerUnit], 
     return units, res
 
 
-def arch_units(arch: Arch, input_size: int, num_classes: int, in_chans: int = 3) -> list[LayerUnit]:
-    """Every layer of `arch` at `input_size`, in order: stem, each block's layers, head."""
+def arch_units(arch: Any, input_size: int, num_classes: int, in_chans: int = 3) -> list[Any]:
+    """Every unit of `arch` at `input_size`, in order. A block chain: stem, each block's layers, head
+    (`LayerUnit`s). Any other family: its `layer_signatures` (`mnas.space.CellOp`s, each op at its input
+    shape), less the ops that run only in training (the auxiliary head), which take no inference time."""
+    if not isinstance(arch, Arch):
+        from mnas.space import family_of
+
+        signatures = family_of(arch).layer_signatures(arch, input_size, num_classes, in_chans)
+        return [u for u in signatures if not getattr(u, "train_only", False)]
     units = [stem_unit(arch, input_size, in_chans)]
     res = conv_out(input_size, arch.stem_stride)
     for block in arch.blocks:
@@ -163,12 +171,13 @@ class LookupTable(LatencyBackend):
             raise ValueError(f"{where} is a damaged lookup table ({type(exc).__name__}: {exc})") from None
 
     # -- prediction -------------------------------------------------------------------------
-    def _lookup(self, unit: LayerUnit) -> float:
+    def _lookup(self, unit: Any) -> float:
         try:
             return self.entries[unit.key]
         except KeyError:
             space = self.meta.get("space", {})
-            made = f" (built for a space at {self.input_size}x{self.input_size}, width x{space.get('width_mult', '?')})"
+            made = f" (built for {self.meta.get('space_type', 'MnasNetSpace')} at {self.input_size}x{self.input_size}"
+            made += f", width x{space['width_mult']})" if "width_mult" in space else ")"
             raise ValueError(f"layer '{unit.key}' is not in the lookup table{made}: build a table that covers this"
                              " architecture with 'mnas latency build-lut'") from None
 
@@ -181,13 +190,16 @@ class LookupTable(LatencyBackend):
             self._block_cache[key] = hit
         return hit
 
-    def predict(self, arch: Arch | str) -> float:
+    def predict(self, arch: Any) -> float:
         """Predicted latency in ms at the table's input size and classes; ValueError for a layer it lacks."""
-        cacheable = isinstance(arch, (Arch, str))
+        cacheable = isinstance(arch, str) or is_architecture(arch)
         hit = self._arch_cache.get(arch) if cacheable else None
         if hit is not None:
             return hit
-        a = arch if isinstance(arch, Arch) else as_arch(arch)
+        a = as_arch(arch)
+        if not isinstance(a, Arch):  # another family: the sum over its ops (a cell repeats few distinct ones)
+            total = sum(self._lookup(u) for u in arch_units(a, self.input_size, self.num_classes, self.in_chans))
+            return self._remember(arch, self.scale * total + self.overhead_ms, cacheable)
         ends = self._ends_cache
         stem = (a.stem_chs, a.stem_stride, a.act)
         if stem not in ends:
@@ -201,14 +213,16 @@ class LookupTable(LatencyBackend):
         if head not in ends:
             ends[head] = self._lookup(head_unit(a, res, self.num_classes))
         total += ends[head]
-        ms = self.scale * total + self.overhead_ms
+        return self._remember(arch, self.scale * total + self.overhead_ms, cacheable)
+
+    def _remember(self, arch: Any, ms: float, cacheable: bool) -> float:
         if cacheable:
             if len(self._arch_cache) > 1_000_000:
                 self._arch_cache.clear()
             self._arch_cache[arch] = ms
         return ms
 
-    def missing(self, arch: Arch | str) -> list[str]:
+    def missing(self, arch: Any) -> list[str]:
         """Signatures of `arch`'s layers that the table lacks (empty: it can be predicted)."""
         units = arch_units(as_arch(arch), self.input_size, self.num_classes, self.in_chans)
         return sorted({u.key for u in units if u.key not in self.entries})

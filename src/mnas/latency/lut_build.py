@@ -28,15 +28,24 @@ import numpy as np
 from mnas.latency.base import LatencyBackend
 from mnas.latency.lut import FORMAT, LayerUnit, LookupTable, arch_units, block_units, conv_out, head_unit, stem_unit
 from mnas.space import Arch, MnasNetSpace
+from mnas.space.base import SearchSpace
 
-__all__ = ["build_lut", "enumerate_units", "fit_overhead", "recalibrate", "reference_archs", "unit_module", "validate_lut"]
+__all__ = ["build_lut", "enumerate_units", "fit_overhead", "recalibrate", "reference_archs", "unit_module", "unit_shape",
+           "validate_lut"]
 
 Progress = Callable[[int, int, str], None]
 
 
-def enumerate_units(space: MnasNetSpace, in_chans: int = 3) -> list[LayerUnit]:
+def enumerate_units(space: SearchSpace, in_chans: int = 3) -> list[Any]:
     """Every distinct layer signature of `space` at its input size: stem, each block's first and
-    repeated layer for every choice and every input filter count, head. In a stable order."""
+    repeated layer for every choice and every input filter count, head. In a stable order.
+
+    Another space (a cell space): the units of the all-first-choice network and of every network
+    that changes one or two decisions from it. That covers a space where an op's shape depends on
+    at most two decisions (NB201: an edge's op; DARTS: an edge's op and its input node, which sets
+    the stride in a reduction cell); a unit it misses is refused by name at prediction, never guessed."""
+    if not isinstance(space, MnasNetSpace):
+        return _enumerate_two_changes(space, in_chans)
     per = len(space.options)
     base = space.decode([0] * len(space.decisions))
     units: dict[str, LayerUnit] = {}
@@ -70,13 +79,78 @@ def enumerate_units(space: MnasNetSpace, in_chans: int = 3) -> list[LayerUnit]:
     return list(units.values())
 
 
-def unit_module(unit: LayerUnit) -> Any:
-    """The PyTorch module a unit measures (stem conv, one layer, or head conv + pool + classifier)."""
+def _enumerate_two_changes(space: SearchSpace, in_chans: int) -> list[Any]:
+    n = len(space.decisions)
+    units: dict[str, Any] = {}
+    seen: set[tuple[int, ...]] = set()
+    for i, j in itertools.combinations_with_replacement(range(n), 2):
+        for a, b in itertools.product(range(len(space.decisions[i])), range(len(space.decisions[j]))):
+            tokens = [0] * n
+            tokens[i], tokens[j] = a, b
+            if i == j and a != b or tuple(tokens) in seen:
+                continue
+            seen.add(tuple(tokens))
+            for unit in arch_units(space.decode(tokens), space.input_size, space.num_classes, in_chans):
+                units.setdefault(unit.key, unit)
+    return list(units.values())
+
+
+def unit_shape(unit: Any) -> tuple[int, int, int, int]:
+    """The (1, C, H, W) input a unit is timed at."""
+    return (1, unit.in_chs, unit.res, unit.res)
+
+
+def _cell_op_module(unit: Any) -> Any:
+    """The module of one op of a cell network (`mnas.space.CellOp`), as its family's network builds it."""
+    from torch import nn
+
+    from mnas.models.cells import FactorizedReduce, ReLUConvBN
+
+    class PoolLinear(nn.Module):  # the heads: (BN, ReLU,) global average pool, classifier
+        def __init__(self, pre: nn.Module) -> None:
+            super().__init__()
+            self.pre, self.classifier = pre, nn.Linear(unit.in_chs, unit.out_chs)
+
+        def forward(self, x: Any) -> Any:
+            return self.classifier(self.pre(x).mean((2, 3)))
+
+    if unit.kind == "stem":  # both families: 3x3 conv + BN
+        return nn.Sequential(nn.Conv2d(unit.in_chs, unit.out_chs, 3, 1, 1, bias=False), nn.BatchNorm2d(unit.out_chs))
+    if unit.family == "nb201":
+        from mnas.models.nb201 import ResidualReduction, make_nb201_op
+
+        if unit.kind == "reduction":
+            return ResidualReduction(unit.in_chs, unit.out_chs)
+        if unit.kind == "cell_op":
+            return make_nb201_op(unit.op, unit.in_chs)
+        if unit.kind == "head":
+            return PoolLinear(nn.Sequential(nn.BatchNorm2d(unit.in_chs), nn.ReLU()))
+    if unit.family == "darts":
+        from mnas.models.darts import make_darts_op
+
+        if unit.op == "factorized_reduce" and unit.kind == "preprocess":
+            return FactorizedReduce(unit.in_chs, unit.out_chs)
+        if unit.kind == "preprocess":
+            return ReLUConvBN(unit.in_chs, unit.out_chs, 1)
+        if unit.kind == "cell_op":
+            return make_darts_op("skip_connect" if unit.op == "factorized_reduce" else unit.op, unit.in_chs, unit.stride)
+        if unit.kind == "head":
+            return PoolLinear(nn.Identity())
+    raise ValueError(f"no module to time the {unit.family} unit {unit.key!r}: a lookup table covers the block chain,"
+                     " nb201 and darts")
+
+
+def unit_module(unit: Any) -> Any:
+    """The PyTorch module a unit measures (stem conv, one layer, or head conv + pool + classifier;
+    for a cell family, the op as its network builds it)."""
     import torch
     from torch import nn
 
     from mnas.models import ConvBnAct, make_layer
     from mnas.models.layers import get_act_layer
+
+    if not isinstance(unit, LayerUnit):
+        return _cell_op_module(unit)
 
     act_layer = get_act_layer(unit.act)
     if unit.kind == "stem":
@@ -138,9 +212,10 @@ def _atomic_write(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _fresh(space: MnasNetSpace, backend: LatencyBackend, batch_size: int, in_chans: int) -> dict[str, Any]:
+def _fresh(space: SearchSpace, backend: LatencyBackend, batch_size: int, in_chans: int) -> dict[str, Any]:
     return {"format": FORMAT, "complete": False, "input_size": space.input_size, "num_classes": space.num_classes,
-            "batch_size": batch_size, "in_chans": in_chans, "space": space.settings(), "backend": backend.describe(),
+            "batch_size": batch_size, "in_chans": in_chans, "space_type": type(space).__name__,
+            "space": space.settings(), "backend": backend.describe(),
             "backend_key": backend.key(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "build_seconds": 0.0,
             "empty_ms": None, "entries": {}, "fit_points": [], "fit": {}}
 
@@ -152,18 +227,25 @@ def _resume(path: Path, fresh: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"{path} exists and is not a lookup table ({exc}): choose another --out") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{path} exists and is not a lookup table: choose another --out")
-    for key in ("space", "backend_key", "batch_size", "in_chans"):
-        if data.get(key) != fresh[key]:
+    for key in ("space_type", "space", "backend_key", "batch_size", "in_chans"):
+        if data.get(key, "MnasNetSpace" if key == "space_type" else None) != fresh[key]:
             raise ValueError(f"{path} was built with a different {key.replace('_', ' ')}: use another --out, or"
                              " delete it to start over")
     return data
 
 
-def table_space(table: LookupTable) -> MnasNetSpace:
+def table_space(table: LookupTable) -> SearchSpace:
     """The space a table was built for, from its metadata; ValueError if that is missing or damaged."""
+    from mnas.space import DartsSpace, NB201Space
+    from mnas.space.layerwise import LayerwiseSpace
+
     settings = table.meta.get("space")
+    kinds = {c.__name__: c for c in (MnasNetSpace, LayerwiseSpace, NB201Space, DartsSpace)}
     try:
-        return MnasNetSpace(**settings)
+        return kinds[table.meta.get("space_type", "MnasNetSpace")](**settings)
+    except KeyError:
+        raise ValueError(f"{table.path or 'the table'} was built for a space mnas does not know"
+                         f" ({table.meta.get('space_type')!r}): pass space= to validate it") from None
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{table.path or 'the table'} records no usable search space ({exc}): build it again with"
                          " 'mnas latency build-lut'") from None
@@ -177,7 +259,7 @@ def reference_archs(space: MnasNetSpace, references: Sequence[str]) -> list[Arch
     return [adapt_strides(get_arch(name), space.input_size) for name in references]
 
 
-def build_lut(space: MnasNetSpace, backend: LatencyBackend, out: str | os.PathLike, *, fit_archs: int = 20,
+def build_lut(space: SearchSpace, backend: LatencyBackend, out: str | os.PathLike, *, fit_archs: int = 20,
               seed: int = 0, save_every: int = 20, in_chans: int = 3, progress: Progress | None = None,
               references: Sequence[str] = ()) -> LookupTable:
     """Measure every layer signature of `space` on `backend` and write the table to `out` (JSON).
@@ -222,7 +304,7 @@ def build_lut(space: MnasNetSpace, backend: LatencyBackend, out: str | os.PathLi
     empty = float(data["empty_ms"])
     tick("empty graph")
     for count, unit in enumerate(todo, 1):
-        entry = _measure_unit(backend, unit_module(unit), unit.input_shape)
+        entry = _measure_unit(backend, unit_module(unit), unit_shape(unit))
         entry["ms"] = max(0.0, entry["raw_ms"] - empty)
         data["entries"][unit.key] = entry
         tick(unit.key)
@@ -243,7 +325,7 @@ def build_lut(space: MnasNetSpace, backend: LatencyBackend, out: str | os.PathLi
     return LookupTable.from_dict(data, path)
 
 
-def _sample_distinct(space: MnasNetSpace, n: int, rng: np.random.Generator, exclude: set[str] = frozenset(),
+def _sample_distinct(space: SearchSpace, n: int, rng: np.random.Generator, exclude: set[str] = frozenset(),
                      max_tries: int = 100) -> list:
     archs, seen = [], set(exclude)
     for _ in range(max_tries * max(1, n)):
@@ -257,7 +339,7 @@ def _sample_distinct(space: MnasNetSpace, n: int, rng: np.random.Generator, excl
 
 
 def recalibrate(table: LookupTable, backend: LatencyBackend, n: int = 10, seed: int = 0,
-                space: MnasNetSpace | None = None, exclude: set[str] = frozenset()) -> LookupTable:
+                space: SearchSpace | None = None, exclude: set[str] = frozenset()) -> LookupTable:
     """The table rescaled to the device's current speed, from `n` whole networks measured now.
 
     On a shared machine the speed drifts by tens of percent over minutes (other processes contend
@@ -283,7 +365,7 @@ def recalibrate(table: LookupTable, backend: LatencyBackend, n: int = 10, seed: 
 
 
 def validate_lut(table: LookupTable, backend: LatencyBackend, n: int = 50, seed: int = 12345,
-                 space: MnasNetSpace | None = None, progress: Progress | None = None,
+                 space: SearchSpace | None = None, progress: Progress | None = None,
                  recalibrate_with: int = 0) -> dict[str, Any]:
     """Measure `n` random architectures of the table's space for real and compare with the table.
 

@@ -170,7 +170,7 @@ class Runner:
             raise ValueError(f"{type(self.space).__name__}.decode({tokens}) failed: {type(exc).__name__}: {exc}") from exc
         if not _accepts_architecture(arch):
             raise ValueError(f"{type(self.space).__name__}.decode returned {type(arch).__name__}: a search space must "
-                             "decode tokens to a mnas.space.Arch (a chain of MnasNet blocks)")
+                             "decode tokens to an architecture of a registered family (mnas.space.families())")
         return arch
 
     def _unseen(self) -> list[int] | None:
