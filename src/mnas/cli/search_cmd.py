@@ -44,6 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "no latency target (hard: the best trial must meet the target)")
     g.add_argument("--alpha", type=float, help="custom exponent below the target (with --beta)")
     g.add_argument("--beta", type=float, help="custom exponent above the target (with --alpha)")
+    g.add_argument("--max-params", metavar="N", help="hard limit on parameters, e.g. 1.5M (checked before training)")
+    g.add_argument("--max-macs", metavar="N", help="hard limit on multiply-adds, e.g. 300M (checked before training)")
+    g.add_argument("--max-peak-memory", metavar="BYTES",
+                   help="hard limit on peak activation memory at batch 1, e.g. 256KB (checked before training)")
     g = p.add_argument_group("strategy and budget")
     g.add_argument("--strategy", default="ppo", choices=("ppo", "reinforce", "evolution", "random"),
                    help="ppo (default): MnasNet's RNN controller trained with PPO; reinforce: the same with "
@@ -157,7 +161,7 @@ def _device_error(args: argparse.Namespace, exc: BaseException) -> UsageError:
                       " (check --url and that 'mnas device serve' runs there; finished trials are saved)")
 
 
-_SPACE_OPTIONS = ("space", "width_mult", "head", "strides", "input_size")
+_SPACE_OPTIONS = ("space", "width_mult", "head", "strides", "input_size", "cell_channels", "cells_per_stage", "cell_layers")
 
 
 def _supernet_evaluator(args: argparse.Namespace, data: Any, latency: Any) -> Any:
@@ -177,6 +181,19 @@ def _supernet_evaluator(args: argparse.Namespace, data: Any, latency: Any) -> An
     return evaluator
 
 
+def _constraints(args: argparse.Namespace) -> Any:
+    """The --max-* limits (None when none is given: a resumed study keeps its own)."""
+    from mnas.objectives import Constraints
+
+    given = {k: getattr(args, k, None) for k in ("max_params", "max_macs", "max_peak_memory")}
+    if all(v is None for v in given.values()):
+        return None
+    try:
+        return Constraints.parse(**given)
+    except ValueError as exc:
+        raise UsageError(f"--max-*: {exc}") from None
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from mnas.evaluate import ProxyEvaluator
     from mnas.loop import Budget, search
@@ -191,6 +208,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.reward == "accuracy" and args.target:
         raise UsageError("--reward accuracy has no latency target: drop --target (or use --reward soft/hard)")
     options = _strategy_options(args.strategy_opt)  # validate everything cheap before loading data
+    constraints = _constraints(args)
     target_parsed = Target.parse(args.target) if args.target else None
     if target_parsed is not None and target_parsed.reference is not None:
         from mnas.space import is_zoo_name
@@ -245,7 +263,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         with display or contextlib.nullcontext():
             study = search(space, evaluate=evaluator, reward=reward, strategy=args.strategy, strategy_options=options,
                            budget=budget, storage=storage, executor=args.executor, workers=workers,
-                           ray_address=args.ray_address, seed=args.seed, callbacks=[display.update] if display else [])
+                           ray_address=args.ray_address, seed=args.seed, callbacks=[display.update] if display else [],
+                           constraints=constraints)
     except KeyboardInterrupt:
         print(f"\nmnas: interrupted; finished trials are saved in {storage}. "
               f"Resume with: mnas search --resume --storage {storage}", file=sys.stderr)
@@ -275,7 +294,7 @@ def _report(study, storage: str, seconds: float, as_json: bool) -> int:
                    "trials": summary["n_trials"], "states": summary["states"],
                    "stop": run.to_dict() if run else None,
                    "best": best.to_dict() if best else None, "best_under_target": under.to_dict() if under else None,
-                   "best_is_feasible_only": summary["best_is_feasible_only"],
+                   "best_is_feasible_only": summary["best_is_feasible_only"], "constraints": study.limits.to_dict(),
                    "pareto_front": [t.to_dict() for t in front]})
         if rc:
             print(f"mnas: error: no trial completed ({failed} failed)", file=sys.stderr)
@@ -288,6 +307,10 @@ def _report(study, storage: str, seconds: float, as_json: bool) -> int:
     if rc:
         reasons = [t.failure for t in study.get_trials("failed") if t.failure]
         common = max(set(reasons), key=reasons.count) if reasons else "unknown"
+        if study.limits and reasons and all(r.startswith("infeasible") for r in reasons):
+            print(f"mnas: error: no trial meets the limits ({study.limits}): {failed} infeasible, none trained; "
+                  f"e.g. {common.splitlines()[0][:200]}", file=sys.stderr)
+            return rc
         print(f"mnas: error: no trial completed ({failed} failed); most common failure: {common.splitlines()[0][:300]}",
               file=sys.stderr)
         return rc
@@ -296,7 +319,10 @@ def _report(study, storage: str, seconds: float, as_json: bool) -> int:
     print("\nPareto front (accuracy vs latency):")
     table(rows, [("trial", "n"), ("accuracy", "acc"), ("latency ms", "lat"), ("reward", "reward"),
                  ("params", "params"), ("arch", "arch")])
-    if summary["best_is_feasible_only"] and best is None:
+    limits = study.limits
+    if limits and best is None:
+        print(f"\nno trial meets the limits ({limits}) yet")
+    elif summary["best_is_feasible_only"] and best is None:
         print("\nno complete trial meets the hard target yet")
     elif target is None and best is not None:
         print(f"\nbest: trial {best.number}, {100 * best.accuracy:.1f}% at {best.latency_ms:.3f} ms")

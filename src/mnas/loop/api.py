@@ -22,7 +22,7 @@ from mnas.execution import Executor, get_executor
 from mnas.loop.budget import Budget
 from mnas.loop.lease import WriterLease
 from mnas.loop.runner import Runner, RunResult, SearchEvent
-from mnas.objectives import Reward, Target
+from mnas.objectives import Constraints, Reward, Target
 from mnas.space import SearchSpace
 from mnas.strategies import Strategy, get_strategy
 from mnas.study import Storage, Study, get_storage
@@ -44,6 +44,11 @@ class SearchStudy(Study):
         self.space, self.reward, self.seed = space, reward, seed
         self.last_run: RunResult | None = None
 
+    @property
+    def constraints(self) -> Constraints:
+        """The study's hard limits (stored when it was created; none: an empty `Constraints()`)."""
+        return Constraints.from_dict((self.storage.get_meta("config") or {}).get("constraints"))
+
     def optimize(self, evaluator: Evaluator | Callable, *, strategy: str | Strategy = "ppo",
                  strategy_options: dict[str, Any] | None = None, budget: Budget | None = None,
                  executor: str | Executor = "local", workers: int | None = None, ray_address: str | None = None,
@@ -62,6 +67,7 @@ class SearchStudy(Study):
                              "cannot be rebuilt from its settings: pass space= to mnas.load_study")
         evaluator = as_evaluator(evaluator)
         evaluator.check_space(self.space)
+        evaluator = _constrained(evaluator, self.constraints, self.space)
         strat, name = _make_strategy(strategy, strategy_options, self.space, self.seed)
         stored = dict(self.storage.get_meta("config") or {})
         if budget is None:
@@ -109,6 +115,18 @@ def _already_complete(study: SearchStudy, budget: Budget) -> RunResult:
     reason = (f"the study is complete: it holds {used} trials, its budget is {budget.trials}; "
               "give a larger budget (--trials) to continue it")
     return RunResult("complete", reason, False, 0, counts["complete"], counts["failed"], used)
+
+
+def _constrained(evaluator: Evaluator, constraints: Constraints, space: SearchSpace) -> Evaluator:
+    """`evaluator` with the study's limits on counts checked before each candidate's training."""
+    if not constraints or not (set(constraints.limits) - {"latency_ms"}):
+        return evaluator  # no limit, or only a latency one: checked on the measured latency
+    from mnas.evaluate.constrained import ConstrainedEvaluator
+
+    size = getattr(evaluator, "input_size", None) or getattr(space, "input_size", 224)
+    data = getattr(evaluator, "data", None)
+    classes = getattr(data, "num_classes", None) or getattr(space, "num_classes", 1000)
+    return ConstrainedEvaluator(evaluator, constraints, int(size), int(classes), int(getattr(data, "channels", 3)))
 
 
 def _make_strategy(strategy: str | Strategy, options: dict[str, Any] | None, space: SearchSpace,
@@ -159,17 +177,24 @@ def _same_reward(stored: Any, reward: Reward) -> bool:
 
 
 def create_study(storage: Storage | str | os.PathLike[str] | None = None, *, space: SearchSpace,
-                 reward: Reward, seed: int = 0, load_if_exists: bool = False) -> SearchStudy:
+                 reward: Reward, seed: int = 0, load_if_exists: bool = False,
+                 constraints: Constraints | None = None) -> SearchStudy:
     """A new study in `storage` (a path, a 'sqlite:///' URL, a Storage, or None: in memory) for
     `space` under `reward` (e.g. `mnas.Reward.soft(target_ms=20)`), seeded `seed` (strategy and every
     candidate's training). If the storage already holds a study: with `load_if_exists`, that study
     when it was made with the same space, reward and seed (ValueError otherwise); without, ValueError
-    (open it with `mnas.load_study`). An empty file counts as no study."""
+    (open it with `mnas.load_study`). An empty file counts as no study. `constraints`
+    (`mnas.Constraints(max_params=1.5e6, ...)`) are hard limits stored with the study: a candidate
+    whose counts break one is recorded as a failed trial without being trained, and `best()` and
+    the Pareto front only hold trials within them; a resumed study must be given the same limits."""
     if not isinstance(space, SearchSpace):
         raise ValueError(f"space: expected a mnas.space.SearchSpace, got {type(space).__name__}")
     if not isinstance(reward, Reward):
         raise ValueError(f"reward: expected a mnas.Reward (e.g. mnas.Reward.soft(target_ms=20)), got {type(reward).__name__}")
     _check_decode(space, seed)
+    if constraints is not None and not isinstance(constraints, Constraints):
+        raise ValueError(f"constraints: expected a mnas.Constraints, got {type(constraints).__name__}")
+    limits = (constraints or Constraints()).to_dict()
     with _cleanup_if_new(storage) as store:
         config = store.get_meta("config")
         if config is None and store.count_trials():
@@ -183,12 +208,18 @@ def create_study(storage: Storage | str | os.PathLike[str] | None = None, *, spa
                 if config.get(key) != value:
                     raise ValueError(f"the storage holds a study made with a different {key} ({config.get(key)!r}):"
                                      " use the same settings to resume it, or another storage for a new study")
+            if (config.get("constraints") or {}) != limits:
+                raise ValueError(f"the storage holds a study made with other constraints ({config.get('constraints') or {}}"
+                                 f", given {limits}): use the same limits to resume it, or another storage for a new study")
             if not _same_reward(config.get("reward"), reward):
                 raise ValueError(f"the storage holds a study made with a different reward ({config.get('reward')!r}):"
                                  " use the same settings to resume it, or another storage for a new study")
             return SearchStudy(store, space, reward, seed)
-        store.set_meta("config", {**identity, "reward": reward.to_dict(), "target_ms": reward.target_ms})
+        store.set_meta("config", {**identity, "reward": reward.to_dict(), "target_ms": reward.target_ms,
+                                  **({"constraints": limits} if limits else {})})
         store.set_meta("target_ms", reward.target_ms)
+        if limits:
+            store.set_meta("constraints", limits)
     return SearchStudy(store, space, reward, seed)
 
 
@@ -253,7 +284,7 @@ def search(space: SearchSpace, data: Any = None, latency: Any = None, reward: Re
            storage: Storage | str | os.PathLike[str] | None = None, executor: str | Executor = "local",
            workers: int | None = None, ray_address: str | None = None, proxy: Any = None,
            evaluate: Callable | Evaluator | None = None, seed: int = 0,
-           callbacks: Sequence[Callback] = ()) -> SearchStudy:
+           callbacks: Sequence[Callback] = (), constraints: Constraints | None = None) -> SearchStudy:
     """Create (or resume) a study and run it, in one call; returns the study (`study.last_run` says
     how the run ended). The same as::
 
@@ -276,8 +307,10 @@ def search(space: SearchSpace, data: Any = None, latency: Any = None, reward: Re
         stored = (store.get_meta("config") or {}).get("reward")
         if reward is None and target is None and stored:
             reward = Reward.from_dict(stored)  # resuming: the stored target, not a re-measured one
+        if constraints is None and (store.get_meta("config") or {}).get("constraints"):
+            constraints = Constraints.from_dict(store.get_meta("config")["constraints"])  # resuming: the stored limits
         reward = _resolve_reward(reward, target, evaluator, space)
-        study = create_study(store, space=space, reward=reward, seed=seed, load_if_exists=True)
+        study = create_study(store, space=space, reward=reward, seed=seed, load_if_exists=True, constraints=constraints)
         study.optimize(evaluator, strategy=strategy, strategy_options=strategy_options, budget=budget,
                        executor=executor, workers=workers, ray_address=ray_address, callbacks=callbacks)
     return study

@@ -7,7 +7,7 @@ import os
 from collections import Counter
 from typing import Any
 
-from mnas.objectives import Reward, pareto_front
+from mnas.objectives import Constraints, Reward, pareto_front
 from mnas.study.storage import StatesArg, Storage, get_storage
 from mnas.study.trial import Trial, TrialState
 
@@ -48,11 +48,33 @@ class Study:
         except ValueError:
             return None
 
+    @property
+    def limits(self) -> Constraints:
+        """The study's hard limits (its 'constraints' metadata; none: an empty `Constraints()`)."""
+        try:
+            return Constraints.from_dict(self.storage.get_meta("constraints"))
+        except ValueError:
+            return Constraints()
+
+    def _within_limits(self, trials: list[Trial]) -> list[Trial]:
+        """The trials whose known figures (params, MACs, latency) break none of the study's limits."""
+        limits = self.limits
+        if not limits:
+            return trials
+        keep = []
+        for t in trials:
+            metrics = {"params": t.params, "macs": t.macs, "latency_ms": t.latency_ms,
+                       "peak_memory": (t.extra or {}).get("peak_memory")}
+            if limits.feasible({k: v for k, v in metrics.items() if v is not None}, partial=True):
+                keep.append(t)
+        return keep
+
     def best(self, target_ms: float | None = None) -> Trial | None:
         """The complete trial with the highest reward — under a hard reward (its target is a
         constraint), only among trials that meet the target; with `target_ms`, the most accurate
-        complete trial whose latency is at most `target_ms`. Ties go to the earlier trial; None if none."""
-        trials = self.complete_trials
+        complete trial whose latency is at most `target_ms`. Ties go to the earlier trial; None if none.
+        A study with limits (`limits`) only considers the trials that meet them."""
+        trials = self._within_limits(self.complete_trials)
         if target_ms is None:
             reward = self.stored_reward()
             if reward is not None and reward.is_hard:
@@ -65,8 +87,10 @@ class Study:
 
     def pareto_front(self) -> list[Trial]:
         """Complete trials that no other trial beats on both accuracy (higher) and latency
-        (lower), ordered by latency. Trials with identical figures are all kept."""
-        trials = [t for t in self.complete_trials if math.isfinite(t.accuracy) and math.isfinite(t.latency_ms)]
+        (lower), ordered by latency. Trials with identical figures are all kept; only trials within
+        the study's limits."""
+        trials = [t for t in self._within_limits(self.complete_trials)
+                  if math.isfinite(t.accuracy) and math.isfinite(t.latency_ms)]
         return [trials[i] for i in pareto_front((t.accuracy, t.latency_ms) for t in trials)]
 
     def summary(self, target_ms: float | None = None) -> dict[str, Any]:
