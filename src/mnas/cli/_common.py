@@ -92,7 +92,7 @@ SPACES = ("mnasnet", "layerwise", "nb201", "darts")
 
 def add_family_space_options(group: Any) -> None:
     """--space and the cell spaces' macro settings (the block spaces use --width-mult, --head, --strides)."""
-    group.add_argument("--space", choices=SPACES, default="mnasnet",
+    group.add_argument("--space", choices=SPACES, default=None,  # None: not given (--supernet refuses space options)
                        help="mnasnet (default: factorized hierarchical blocks), layerwise (one op per layer),"
                             " nb201 (NAS-Bench-201 cell), darts (DARTS normal + reduction cell)")
     group.add_argument("--cell-channels", type=positive_int,

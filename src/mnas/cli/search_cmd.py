@@ -15,7 +15,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mnas.cli._common import UsageError, emit_json, nonneg_int, positive_float, positive_int, table
+from mnas.cli._common import (
+    UsageError,
+    add_family_space_options,
+    emit_json,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    space_from_args,
+    table,
+)
 
 DEFAULT_TRIALS = 30
 
@@ -33,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="scale every filter count (default 0.35 for images <= 16 px, else 1.0)")
     g.add_argument("--head", type=nonneg_int, help="head conv filters (default 1280; 256 for images <= 16 px)")
     g.add_argument("--strides", help="stem and 7 block strides, e.g. 1,1,1,2,2,1,2,1 (default: adapted to the input size)")
+    add_family_space_options(g)
     g.add_argument("--supernet", metavar="CHECKPOINT",
                    help="score candidates by accuracy inherited from this supernet (mnas supernet train) instead of "
                    "proxy training; the space is the checkpoint's")
@@ -198,7 +208,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     from mnas.evaluate import ProxyEvaluator
     from mnas.loop import Budget, search
     from mnas.objectives import Target
-    from mnas.space import MnasNetSpace
     from mnas.train import ProxyConfig, load
 
     if (args.alpha is None) != (args.beta is None):
@@ -217,31 +226,24 @@ def cmd_search(args: argparse.Namespace) -> int:
             raise UsageError(f"--target {args.target!r}: {target_parsed.reference!r} is not a zoo model (see 'mnas models')")
     if args.url and not args.token:
         raise UsageError("--url needs --token (the device server's token)")
-    strides = None
-    if args.strides:
-        try:
-            strides = [int(s) for s in args.strides.replace(" ", "").split(",")]
-        except ValueError:
-            raise UsageError(f"--strides {args.strides!r}: expected 8 comma-separated 1s and 2s") from None
     storage = _storage_path(args)
     resuming = _holds_study(storage)
     if args.resume and not resuming:
         raise UsageError(f"--resume: {storage} holds no study to resume")
+    if args.space in ("nb201", "darts") and not (args.target or resuming or args.reward == "accuracy"):
+        raise UsageError(f"--space {args.space} needs --target (a latency such as 5ms): the default target,"
+                         " MobileNetV2 at the space's width, is a block chain")
     data = load(args.data, root=args.data_root, val_fraction=args.val_fraction, seed=args.seed)
-    size = args.input_size or data.input_size
-    small = size <= 16
-    width = args.width_mult or (0.35 if small else 1.0)
-    head = args.head if args.head is not None else (256 if small else 1280)
     latency = _latency_backend(args)
     if args.supernet:
         evaluator = _supernet_evaluator(args, data, latency)
         space = evaluator.space
-        width = getattr(space, "width_mult", width)
     else:
-        space = MnasNetSpace(data.num_classes, size, width_mult=width, head_chs=head, strides=strides)
+        space = space_from_args(args, data.num_classes, data.input_size)  # --space, default the MnasNet space
         proxy = ProxyConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, threads=args.threads,
                             max_seconds=args.max_train_seconds, seed=args.seed, input_size=args.input_size)
         evaluator = ProxyEvaluator(data, latency, proxy)
+    width = getattr(space, "width_mult", 1.0)
     target_text = args.target or (None if resuming else f"mobilenetv2_x{width:g}" if width != 1 else "mobilenetv2")
     try:
         reward = _reward(args, target_text, lambda name: evaluator.reference_latency(name, space))
