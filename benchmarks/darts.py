@@ -46,7 +46,7 @@ def main() -> None:
                   f" C={cfg.channels} N={cfg.nb201_cells}: search {wall:.1f} s wall ({wall / cfg.epochs:.1f} s/epoch)")
             for rec in r.history:
                 print(f"  epoch {rec['epoch']}: train loss {rec['train_loss']:.3f} acc {rec['train_acc']:.3f} | val loss"
-                      f" {rec['val_loss']:.3f} acc {rec['val_acc']:.3f} | entropy {rec['entropy']:.4f} | param-free"
+                      f" {rec['val_loss']:.3f} acc {rec['val_acc']:.3f} | entropy {rec['entropy']:.6f} | param-free"
                       f" {rec['param_free']:.2f} | {rec['arch']}")
             print(f"  derived: {r.arch}  param-free share {last['param_free']:.2f}")
     print("uptime after:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())

@@ -60,7 +60,7 @@ def test_first_order_step_changes_alphas(space):
     torch.manual_seed(0)  # the search seeds torch with config.seed before building its net
     result_before = build_search_net(space, DartsConfig(**TINY)).alphas()
     before = {k: v.detach().clone() for k, v in result_before.items()}
-    result = search_darts(space, _data(), DartsConfig(**{**TINY, "epochs": 1}))
+    result = search_darts(space, _data(), DartsConfig(**{**TINY, "epochs": 1, "train_images": 16}))
     assert any(not torch.allclose(torch.tensor(result.alphas[k]), before[k]) for k in before)
     rec = result.history[0]
     assert {"train_loss", "val_loss", "train_acc", "val_acc", "softmax", "entropy", "param_free", "arch"} <= set(rec)
@@ -124,12 +124,15 @@ def test_darts_derivation_keeps_top2_inputs_without_none():
     assert set(DARTS_OPS) - set(ops) == set()
 
 
-def test_resume_equals_uninterrupted(tmp_path):
-    space, data = NB201Space(4, 8), _data()
-    cfg = DartsConfig(strategy="gdas", **{**TINY, "epochs": 3})
+@pytest.mark.parametrize("space,strategy,order", [(NB201Space(4, 8), "gdas", 1),
+                                                  pytest.param(DartsSpace(4, 8, layers=3, steps=2), "darts", 2,
+                                                               marks=pytest.mark.slow)])
+def test_resume_equals_uninterrupted(tmp_path, space, strategy, order):
+    data = _data()
+    cfg = DartsConfig(strategy=strategy, order=order, **{**TINY, "epochs": 3 if order == 1 else 2, "train_images": 16})
     full = search_darts(space, data, cfg, out=tmp_path / "a")
-    with pytest.raises(_Stop):  # a kill after epoch 2's checkpoint
-        search_darts(space, data, cfg, out=tmp_path / "b", progress=lambda r: _stop_after(r, 2))
+    with pytest.raises(_Stop):  # a kill after the last-but-one epoch's checkpoint
+        search_darts(space, data, cfg, out=tmp_path / "b", progress=lambda r: _stop_after(r, cfg.epochs - 1))
     resumed = search_darts(space, data, cfg, out=tmp_path / "b", resume=True)
     assert resumed.alphas == full.alphas and str(resumed.arch) == str(full.arch)
     strip = [{k: v for k, v in r.items() if k != "seconds"} for r in full.history]
