@@ -77,6 +77,7 @@ def test_search_on_a_cell_space_needs_a_target(capsys, tmp_path):
     assert code == 2 and "--target" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # a real (two-step) proxy run: about 10-30 s on a shared core
 def test_train_logs_strides_only_for_block_chains(capsys, tmp_path):
     # regression: train read arch.blocks for the stride log and failed on a cell
     code = main(["train", TINY_NB201, "--data", "digits", "--proxy", "--steps", "2", "--out", str(tmp_path / "run"),
