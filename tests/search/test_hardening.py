@@ -178,11 +178,11 @@ class _DictSpace(TinySpace):
 
 
 def test_a_space_that_does_not_decode_to_an_arch_is_refused_before_any_trial(tmp_path):
-    with pytest.raises(ValueError, match="must decode tokens to a mnas.space.Arch"):
+    with pytest.raises(ValueError, match="must decode tokens to an architecture of a registered family"):
         search(_DictSpace(), evaluate=tiny_eval, target=2.0, strategy="random", budget=Budget(trials=3),
                storage=str(tmp_path / "d.db"))
     assert not (tmp_path / "d.db").exists()
-    with pytest.raises(ValueError, match="must decode tokens to a mnas.space.Arch"):
+    with pytest.raises(ValueError, match="must decode tokens to an architecture of a registered family"):
         create_study(None, space=_DictSpace(), reward=Reward.soft(2.0))
 
 
