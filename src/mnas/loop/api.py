@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,6 +31,8 @@ from mnas.study import Storage, Study, get_storage
 from mnas.study.sqlite import SQLiteStorage
 
 __all__ = ["SearchStudy", "create_study", "load_study", "search"]
+
+log = logging.getLogger("mnas.search")
 
 Callback = Callable[[SearchEvent], None]
 _RUN_KEYS = ("strategy", "strategy_options", "evaluator")  # fixed by the first optimize, checked by the next
@@ -87,7 +91,13 @@ class SearchStudy(Study):
             if stored.get("strategy") == name:
                 saved = self.storage.load_strategy_state()
                 if saved is not None:
-                    strat.load_state_dict(saved[0])
+                    try:
+                        strat.load_state_dict(saved[0])
+                    except ValueError as exc:  # e.g. a controller state from an older mnas: rebuild from the trials
+                        strat, _ = _make_strategy(strategy, strategy_options, self.space, self.seed)
+                        told = _replay(strat, self, self.reward)
+                        log.warning("the stored %s state cannot be loaded (%s): rebuilt the strategy by telling it the "
+                                    "study's %d finished trials", name, str(exc).splitlines()[0], told)
             self.storage.set_meta("config", config)
             runner = Runner(self.space, strat, self.storage, self, evaluator, self.reward, budget, callbacks,
                             self.seed, lease)
@@ -115,6 +125,28 @@ def _already_complete(study: SearchStudy, budget: Budget) -> RunResult:
     reason = (f"the study is complete: it holds {used} trials, its budget is {budget.trials}; "
               "give a larger budget (--trials) to continue it")
     return RunResult("complete", reason, False, 0, counts["complete"], counts["failed"], used)
+
+
+def _replay(strategy: Strategy, study: Study, reward: Reward) -> int:
+    """Tell a fresh `strategy` the study's finished trials in order (failed ones as None); how many."""
+    import inspect
+
+    with_infos = "infos" in inspect.signature(strategy.tell).parameters
+    target = reward.target_ms
+    told = 0
+    for t in study.get_trials(("complete", "failed")):
+        done = t.state.value == "complete" and t.reward is not None and math.isfinite(t.reward)
+        lat = t.latency_ms if done else None
+        info = {"accuracy": t.accuracy if done else None, "latency_ms": lat, "params": t.params, "macs": t.macs,
+                "feasible": None if lat is None else bool(reward.feasible(lat)) if target is not None else True,
+                "violation": None if lat is None or target is None else max(0.0, lat / target - 1.0)}
+        value = t.reward if done else None
+        if with_infos:
+            strategy.tell([list(t.tokens)], [value], infos=[info])
+        else:
+            strategy.tell([list(t.tokens)], [value])
+        told += 1
+    return told
 
 
 def _constrained(evaluator: Evaluator, constraints: Constraints, space: SearchSpace) -> Evaluator:
@@ -166,7 +198,7 @@ def _check_decode(space: SearchSpace, seed: int) -> None:
         raise ValueError(f"{type(space).__name__}.decode({tokens}) failed: {type(exc).__name__}: {exc}") from exc
     if not _accepts_architecture(arch):
         raise ValueError(f"{type(space).__name__}.decode returned {type(arch).__name__}: a search space must decode "
-                         "tokens to a mnas.space.Arch (a chain of MnasNet blocks; other families are not searchable yet)")
+                         "tokens to an architecture of a registered family (mnas.space.families())")
 
 
 def _same_reward(stored: Any, reward: Reward) -> bool:
