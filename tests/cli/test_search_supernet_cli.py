@@ -68,3 +68,27 @@ def test_conflicting_space_options_exit_2(tmp_path, capsys):
                  "--storage", str(tmp_path / "b.db")])
     _, err = capsys.readouterr()
     assert code == 2 and "not found" in err
+
+
+ENAS = ["--strategy", "enas", "--reward", "accuracy", "--backend", "torch", "--strategy-opt", "rounds=1",
+        "--strategy-opt", "shared_steps=2", "--strategy-opt", "controller_updates=1", "--strategy-opt", "archs_per_update=2",
+        "--strategy-opt", "derive=3", "--strategy-opt", "derive_batches=1", "--strategy-opt", "val_batch_size=16"]
+
+
+@pytest.mark.slow  # one ENAS round and 3 derived sub-networks: ~25 s on a busy 2-core machine
+def test_enas_from_scratch_stores_derived_architectures(tmp_path, capsys):
+    npz, db = str(_npz(tmp_path)), tmp_path / "e.db"
+    code = main(["search", "--data", npz, "--width-mult", "0.25", "--head", "16", "--strides", "1,1,1,2,1,1,1,1", *ENAS,
+                 "--storage", str(db), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out)
+    assert 1 <= result["states"]["complete"] <= 3 and result["best"]["extra"]["accuracy_source"] == "enas"
+    from mnas.study import Study
+
+    with Study(str(db)) as study:
+        assert study.meta["config"]["strategy"] == "enas"
+    code = main(["search", "--data", npz, "--width-mult", "0.25", "--head", "16", "--strides", "1,1,1,2,1,1,1,1", *ENAS,
+                 "--storage", str(db), "--resume"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "does not resume" in err

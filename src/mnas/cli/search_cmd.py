@@ -59,9 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-peak-memory", metavar="BYTES",
                    help="hard limit on peak activation memory at batch 1, e.g. 256KB (checked before training)")
     g = p.add_argument_group("strategy and budget")
-    g.add_argument("--strategy", default="ppo", choices=("ppo", "reinforce", "evolution", "random"),
+    g.add_argument("--strategy", default="ppo", choices=("ppo", "reinforce", "evolution", "random", "enas"),
                    help="ppo (default): MnasNet's RNN controller trained with PPO; reinforce: the same with "
-                   "REINFORCE; evolution: regularized evolution; random: random search")
+                   "REINFORCE; evolution: regularized evolution; random: random search; enas: ENAS on a supernet (--supernet, "
+                   "or one trained from scratch; --strategy-opt rounds=10 ...)")
     g.add_argument("--strategy-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy hyperparameter, e.g. --strategy-opt batch_size=5 (repeatable)")
     g.add_argument("--trials", type=positive_int,
@@ -204,6 +205,22 @@ def _constraints(args: argparse.Namespace) -> Any:
         raise UsageError(f"--max-*: {exc}") from None
 
 
+def _search_enas(args: argparse.Namespace, space: Any, data: Any, latency: Any, reward: Any, storage: str,
+                 options: dict[str, Any], resuming: bool) -> int:
+    """--strategy enas: one ENAS run whose derived architectures become the study's trials."""
+    from mnas.loop.enas_study import enas_study
+
+    if resuming:
+        raise UsageError("--strategy enas does not resume a study: give a new --storage")
+    started = time.monotonic()
+    try:
+        study = enas_study(space, data, reward, latency, supernet=args.supernet, options=options, storage=storage,
+                           seed=args.seed)
+    except ValueError as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+    return _report(study, storage, time.monotonic() - started, args.json)
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from mnas.evaluate import ProxyEvaluator
     from mnas.loop import Budget, search
@@ -249,6 +266,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         reward = _reward(args, target_text, lambda name: evaluator.reference_latency(name, space))
     except ConnectionError as exc:
         raise _device_error(args, exc) from None
+    if args.strategy == "enas":
+        return _search_enas(args, space, data, latency, reward, storage, options, resuming)
     budget = None  # resuming without --trials/--hours: the study's stored budget
     if args.trials or args.hours or not resuming:
         budget = Budget(trials=args.trials or (None if args.hours else DEFAULT_TRIALS), hours=args.hours)
