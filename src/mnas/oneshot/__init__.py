@@ -1,6 +1,7 @@
 """Layer 4: weight sharing. Dynamic (entangled) ops and the supernet of a search space
 (`build_supernet`, `Supernet.set_active`, `Supernet.subnet` -> a plain module equal to
-`build_model`'s), warm start from a trained model, and ENAS's alternating search.
+`build_model`'s), warm start from a trained model, supernet training and evaluation, ENAS's alternating search,
+and DARTS/GDAS on the cell spaces.
 
 Names are imported on first use, so `import mnas.oneshot` stays light.
 """
@@ -27,7 +28,12 @@ _LAZY = {
     "SubnetResult": "mnas.oneshot.evaluate", "evaluate_subnet": "mnas.oneshot.evaluate",
     "evaluate_subnets": "mnas.oneshot.evaluate", "recalibrate_bn": "mnas.oneshot.evaluate",
     "rank_stats": "mnas.oneshot.rank", "choose_archs": "mnas.oneshot.rank", "reference_archs": "mnas.oneshot.rank",
-    "train_standalone": "mnas.oneshot.rank",
+    "train_standalone": "mnas.oneshot.rank", "rank_check": "mnas.oneshot.rank", "rank_report": "mnas.oneshot.rank",
+    "DEFAULT_CALIBRATION_IMAGES": "mnas.oneshot.evaluate",
+    # differentiable search on the cell spaces (DARTS, GDAS)
+    "DartsConfig": "mnas.oneshot.darts", "DartsResult": "mnas.oneshot.darts", "search_darts": "mnas.oneshot.darts",
+    "derive": "mnas.oneshot.darts",
+    "MixedOp": "mnas.oneshot.mixed", "NB201SearchNet": "mnas.oneshot.mixed", "DartsSearchNet": "mnas.oneshot.mixed",
 }
 
 __all__ = sorted(_LAZY)
