@@ -91,6 +91,7 @@ def test_fixed_route_evaluation_recalibrates_batch_norm(model, tiny_data):
     assert torch.equal(before, meta.layers[3].ops["1"].conv_pw[1].running_var)  # the meta-graph is untouched
 
 
+@pytest.mark.slow  # about 100 s on a loaded 2-core machine (exports and times every route)
 def test_export_runs_without_torch_and_agrees_with_pytorch(model, tiny_data, tmp_path):
     pytest.importorskip("onnxruntime")
     from mnas.instance.export import export_instance

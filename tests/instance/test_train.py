@@ -17,6 +17,7 @@ def _table(data, config):
     return LatencyTable.from_macs(meta, Controller(meta.num_layers, width=config.controller_width))
 
 
+@pytest.mark.slow  # about 55 s on a loaded 2-core machine (three training runs)
 def test_stopped_and_resumed_run_equals_an_uninterrupted_one(tiny_data, tmp_path, one_torch_thread):
     config = InstanceConfig(stem_stride=1, **TINY)
     table = _table(tiny_data, config)

@@ -47,7 +47,8 @@ def test_damaged_pages_exit_2_with_one_line(tmp_path, capsys):
     path = _study(tmp_path, 600)
     data = path.read_bytes()
     codes = []
-    for page in range(3, len(data) // 4096):
+    pages = list(range(3, len(data) // 4096))
+    for page in pages[::max(1, len(pages) // 6)]:  # six pages spread over the file: the whole file took ~50 s
         broken = bytearray(data)
         for i in range(page * 4096 + 100, page * 4096 + 4000, 5):
             broken[i] ^= 0xA5
