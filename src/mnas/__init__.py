@@ -25,7 +25,7 @@ _LAZY = {
     "Arch": "mnas.space", "BlockSpec": "mnas.space", "SearchSpace": "mnas.space", "Decision": "mnas.space",
     "MnasNetSpace": "mnas.space", "get_arch": "mnas.space",
     "LayerwiseSpace": "mnas.space",
-    "Reward": "mnas.objectives", "Target": "mnas.objectives", "pareto_front": "mnas.objectives",
+    "Reward": "mnas.objectives", "Constraints": "mnas.objectives", "Target": "mnas.objectives", "pareto_front": "mnas.objectives",
     "Budget": "mnas.loop", "search": "mnas.loop", "create_study": "mnas.loop", "load_study": "mnas.loop",
     "SearchStudy": "mnas.loop", "RunResult": "mnas.loop", "SearchEvent": "mnas.loop", "ProgressPrinter": "mnas.loop",
     "Evaluator": "mnas.evaluate", "ProxyEvaluator": "mnas.evaluate", "UserEvaluator": "mnas.evaluate",
