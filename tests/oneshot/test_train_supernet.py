@@ -121,3 +121,13 @@ def test_micro_batches_match_the_whole_batch_without_batch_norm_effects():
     train_supernet(b, data, _config(epochs=1, warmup_epochs=0, micro_batches=2))
     diffs = [float((pa - pb).abs().max()) for pa, pb in zip(a.parameters(), b.parameters(), strict=True)]
     assert max(diffs) < 0.05 and max(diffs) > 0  # close, not identical (BN statistics per micro-batch)
+
+
+def test_estimate_macs_counts_the_layerwise_proj_layer():
+    # regression: the layer-wise space's non-identity skip (`proj`) raised "unknown op 'proj'"
+    from mnas.space import LayerwiseSpace
+    space = LayerwiseSpace(num_classes=4, input_size=16, width_mult=0.25, head_chs=32)
+    archs = [a for a in (space.sample(s) for s in range(40)) if "proj" in str(a)]
+    assert archs
+    for arch in archs[:3]:
+        assert estimate_macs(arch, 16, 4) == count_macs(build_model(arch, 4), 16)

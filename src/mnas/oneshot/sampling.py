@@ -19,58 +19,16 @@ from typing import Any
 
 import numpy as np
 
+from mnas.models.profile import arch_profile
 from mnas.space import Arch, SearchSpace
 
 __all__ = ["StratifiedSampler", "UniformSampler", "estimate_macs", "make_predictor"]
 
 
-def _out(res: int, stride: int) -> int:
-    return (res - 1) // stride + 1
-
-
-def _layer_macs(op: str, cin: int, cout: int, k: int, stride: int, exp: int, se: float, skip: str,
-                res: int) -> tuple[int, int]:
-    """(MACs, output resolution) of one layer as mnas.models.blocks builds it."""
-    r = _out(res, stride)
-    macs = 0
-    if op == "conv":
-        macs += k * k * cin * cout * r * r
-        se_chs = cout
-    elif op == "ds":
-        macs += k * k * cin * r * r + cin * cout * r * r
-        se_chs = cin
-    elif op == "mbconv":
-        mid = cin * exp
-        macs += cin * mid * res * res + k * k * mid * r * r + mid * cout * r * r
-        se_chs = mid
-    elif op == "skip":  # the layer-wise space's skip: identity, or 1x1 conv + BN with the stride
-        return (0 if cin == cout and stride == 1 else cin * cout * r * r), r
-    else:
-        raise ValueError(f"estimate_macs: unknown op {op!r}")
-    if se > 0:
-        rd = max(1, int(cin * se))
-        macs += 2 * se_chs * rd
-    if skip == "pool" and cin != cout:
-        macs += cin * cout * r * r
-    return macs, r
-
-
 def estimate_macs(arch: Arch, input_size: int, num_classes: int, in_chans: int = 3) -> int:
-    """Multiply-accumulates of the convolutions and the classifier of `arch` (what
-    `mnas.models.count_macs` counts, up to pooling and element-wise work), without building it."""
-    res = _out(input_size, arch.stem_stride)
-    macs = 9 * in_chans * arch.stem_chs * res * res
-    for b in arch.blocks:
-        for i in range(b.repeats):
-            cin = b.in_chs if i == 0 else b.out_chs
-            m, res = _layer_macs(b.op, cin, b.out_chs, b.kernel_size, b.stride if i == 0 else 1, b.exp_ratio,
-                                 b.se_ratio, b.skip, res)
-            macs += m
-    last = arch.blocks[-1].out_chs
-    if arch.head_chs:
-        macs += last * arch.head_chs * res * res
-        last = arch.head_chs
-    return macs + last * num_classes
+    """Multiply-accumulates of `arch` as `mnas.models.count_macs` counts them, without building it
+    (`mnas.models.profile.arch_profile`, which covers every layer type, `proj` included)."""
+    return arch_profile(arch, input_size, num_classes, in_chans).macs
 
 
 def make_predictor(space: SearchSpace, latency: Any = None, in_chans: int = 3) -> Callable[[Arch], float]:
