@@ -25,6 +25,7 @@ import numpy as np
 
 from mnas._util import get_logger
 from mnas.evaluate import RESULT_KEYS, Evaluator, check_result, trial_seed
+from mnas.evaluate.constrained import _infeasible
 from mnas.execution import Executor
 from mnas.loop.budget import Budget
 from mnas.loop.lease import WriterLease
@@ -204,6 +205,19 @@ class Runner:
         self.seen.add(key)
         self.new_trials += 1
         self._emit("start", self.storage.get_trial(number))
+        seed = trial_seed(self.seed, key)
+        try:
+            # The job is asked for first: the study's hard limits are checked there (ConstrainedEvaluator),
+            # so a candidate that breaks one fails now, before it costs a latency measurement or a worker.
+            fn, args = self.evaluator.job(arch, seed)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a job that cannot be made is a failed trial
+            self._fail(number, tokens, key, f"{type(exc).__name__}: {exc}")
+            return
+        if fn is _infeasible:
+            self._fail(number, tokens, key, str(args[0]), fn(*args), {"extra": {"seed": seed}})
+            return
         info: dict[str, Any] = {}
         if self.evaluator.latency_in_driver:
             try:
@@ -214,10 +228,8 @@ class Runner:
                 self._fail(number, tokens, key, f"latency: {type(exc).__name__}: {exc}")
                 return
             info = {"latency_ms": latency_ms, "latency_seconds": latency_s, "extra": dict(details or {})}
-        seed = trial_seed(self.seed, key)
         info.setdefault("extra", {})["seed"] = seed
         try:
-            fn, args = self.evaluator.job(arch, seed)
             future = pool.submit(fn, *args)
         except (KeyboardInterrupt, SystemExit):
             raise
