@@ -33,16 +33,18 @@ __all__ = [
     "pareto_data", "report_summary", "study_target_ms", "top_rows", "write_report",
 ]
 
-PARETO_PNG, HISTORY_PNG, INDEX_HTML = "pareto.png", "history.png", "index.html"
+PARETO_PNG, HISTORY_PNG, INDEX_HTML, ALPHAS_PNG = "pareto.png", "history.png", "index.html", "alphas.png"
 
 
 def write_report(study: Study, out: str | os.PathLike[str], *, top: int = DEFAULT_TOP, target_ms: float | None = None,
                  title: str | None = None) -> dict[str, Any]:
     """Write ``pareto.png``, ``history.png`` and ``index.html`` (images embedded, one portable file)
     into `out` and return the summary with the written paths under ``"files"``. A study with no
-    complete trials still gets a page and empty plots that say so. `target_ms` defaults to the study's."""
+    complete trials still gets a page and empty plots that say so. `target_ms` defaults to the study's.
+    A gradient search's study (``meta["gradient_history"]``, `mnas.loop.gradient_study`) also gets
+    ``alphas.png``, its architecture weights over epochs, on the page and under ``files["alphas"]``."""
     from mnas.reports.html import render_html
-    from mnas.reports.plots import plot_history, plot_pareto
+    from mnas.reports.plots import plot_alphas, plot_history, plot_pareto
 
     trials, meta = study.trials, study.meta  # one snapshot: a search may be writing meanwhile
     trials, n_bad = clean_trials(trials)
@@ -51,14 +53,17 @@ def write_report(study: Study, out: str | os.PathLike[str], *, top: int = DEFAUL
     out.mkdir(parents=True, exist_ok=True)
     pareto = plot_pareto(pareto_data(trials, summary["target_ms"]), out / PARETO_PNG)
     history = plot_history(history_data(trials), out / HISTORY_PNG)
+    gradient = meta.get("gradient_history")
+    alphas = plot_alphas(gradient, out / ALPHAS_PNG) if isinstance(gradient, dict) else None
     rows = top_rows(trials, top, summary["target_ms"])
     failed = [t for t in trials if t.state is TrialState.FAILED][-top:] if top else []
     failures = [{"number": t.number, "failure": t.failure} for t in failed]
     page = render_html(summary, rows, title=title or f"mnas study: {_name(study)}", pareto_png=pareto,
-                       history_png=history, failures=failures, top=top)
+                       history_png=history, failures=failures, top=top, alphas_png=alphas)
     index = out / INDEX_HTML
     index.write_text(page, encoding="utf-8")
-    return {**summary, "files": {"html": str(index), "pareto": str(pareto), "history": str(history)}}
+    files = {"html": str(index), "pareto": str(pareto), "history": str(history)}
+    return {**summary, "files": {**files, **({"alphas": str(alphas)} if alphas else {})}}
 
 
 def _name(study: Study) -> str:

@@ -117,9 +117,11 @@ def _best_line(best: Mapping[str, Any] | None) -> str:
 
 def render_html(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], *, title: str,
                 pareto_png: Path | None = None, history_png: Path | None = None,
-                failures: Sequence[Mapping[str, Any]] = (), top: int | None = None) -> str:
+                failures: Sequence[Mapping[str, Any]] = (), top: int | None = None,
+                alphas_png: Path | None = None) -> str:
     """The page's HTML text: headline cards, both plots (embedded), the sortable table of `rows`
-    (already ranked by reward), the failed trials' reasons, and the search config."""
+    (already ranked by reward), the failed trials' reasons, and the search config. With
+    `alphas_png` (a gradient search), a section with its architecture weights over epochs."""
     s = summary
     target = s.get("target_ms")
     best, under = s.get("best"), s.get("best_under_target")
@@ -149,6 +151,12 @@ def render_html(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], *
         parts.append('<div class="empty">no complete trials yet</div>')
     parts += ['<h2>Plots</h2><div class="plots">', _image(pareto_png, "accuracy vs latency"),
               _image(history_png, "reward per trial"), "</div>"]
+    if alphas_png is not None:
+        parts += ["<h2>Architecture weights</h2><p class=\"note\">The gradient search's softmax weight of every op"
+                  " (choice) on every edge (decision) after each epoch; the thick line is the op derived at the last"
+                  " epoch. The derived trial's accuracy is the search network's running validation figure, not the"
+                  " architecture trained alone (<code>mnas train</code> gives that).</p>",
+                  f'<div class="plots">{_image(alphas_png, "architecture weights over epochs")}</div>']
     shown = f"top {len(rows)} of {s['n_complete']} complete trials by reward" if top is not None else "trials"
     parts.append(f"<h2>Best trials</h2><p class=\"note\">{_e(shown)}; click a column to sort. "
                  "Orange edge: on the Pareto front; red latency: over the target.</p>")

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from mnas._util import require
 from mnas.reports.data import HistoryData, ParetoData
 
-__all__ = ["plot_history", "plot_pareto"]
+__all__ = ["plot_alphas", "plot_history", "plot_pareto"]
 
 # Colour-blind-safe pairs (ColorBrewer PuOr / RdBu).
 _TRIAL, _FRONT, _TARGET, _BEST, _FAILED = "#7b8fc7", "#e66101", "#b2182b", "#fdb863", "#d7301f"
@@ -161,3 +162,83 @@ def plot_history(data: HistoryData, path: str | os.PathLike[str], title: str | N
     if data.numbers or data.failed:
         ax.legend(loc="best", fontsize=9, framealpha=0.9)
     return _save(fig, path)
+
+
+def plot_alphas(gradient: Mapping[str, Any], path: str | os.PathLike[str], title: str | None = None,
+                cols: int = 7) -> Path:
+    """A gradient search's architecture weights over epochs: one small panel per edge (decision),
+    one line per op (choice), the softmax weight after each epoch; the op derived from the last
+    epoch drawn thick. `gradient` is a study's ``meta["gradient_history"]`` ({"strategy", "labels",
+    "epochs": [records with a "softmax" map]}). Each panel scales its own y axis, so small moves
+    show; the title gives the mean entropy against that of uniform weights, so a search that has
+    barely moved is not mistaken for a decided one."""
+    records = [r for r in gradient.get("epochs") or [] if isinstance(r, Mapping) and isinstance(r.get("softmax"), Mapping)]
+    labels = gradient.get("labels") if isinstance(gradient.get("labels"), Mapping) else {}
+    names = list(records[-1]["softmax"]) if records else []
+    panels = [(name, i) for name in names for i in range(len(records[-1]["softmax"][name]))]
+    ncols = max(1, min(cols, max((len(records[-1]["softmax"][n]) for n in names), default=1)))
+    nrows = sum(math.ceil(len(records[-1]["softmax"][n]) / ncols) for n in names) or 1
+    fig = _figure(max(8.0, 2.0 * ncols), 0.6 + 1.9 * nrows)
+    strategy = gradient.get("strategy", "gradient")
+    if not panels:
+        ax = fig.add_subplot()
+        ax.set_axis_off()
+        _empty(ax, "no search epoch finished yet")
+        fig.suptitle(title or f"{strategy}: architecture weights", fontsize=12)
+        return _save(fig, path)
+    grid = fig.add_gridspec(nrows, ncols)
+    epochs = [r.get("epoch", k + 1) for k, r in enumerate(records)]
+    palette = _palette()
+    row, handles = 0, {}
+    for name in names:
+        info = labels.get(name) if isinstance(labels.get(name), Mapping) else {}
+        edges = records[-1]["softmax"][name]
+        for i, last in enumerate(edges):
+            ax = fig.add_subplot(grid[row + i // ncols, i % ncols])
+            choices = _choice_names(info, i, len(last))
+            top = max(range(len(last)), key=lambda c: last[c])
+            for c, choice in enumerate(choices):
+                ys = [_weight(r["softmax"].get(name), i, c) for r in records]
+                (line,) = ax.plot(epochs, ys, marker="o" if len(epochs) < 12 else None, ms=3,
+                                  lw=2.4 if c == top else 1.0, color=palette[c % len(palette)], label=choice)
+                handles.setdefault(choice, line.get_color())
+            rows = info.get("rows") or []
+            edge = rows[i] if i < len(rows) else str(i)
+            prefix = "" if len(names) == 1 else f"{name.removeprefix('alpha_')} "
+            ax.set_title(f"{prefix}{edge}: {choices[top]}", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(True, alpha=0.3)
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        row += math.ceil(len(edges) / ncols)
+    entropy = records[-1].get("entropy")
+    sizes = [len(e) for n in names for e in records[-1]["softmax"][n] if e]
+    uniform = sum(math.log(n) for n in sizes) / len(sizes) if sizes else float("nan")
+    moved = f"; mean entropy {entropy:.4f} of {uniform:.4f} (uniform)" if isinstance(entropy, (int, float)) else ""
+    fig.suptitle(title or f"{strategy}: softmax of the architecture weights per epoch (x: epoch; thick: derived){moved}",
+                 fontsize=11)
+    if len(handles) <= 12:
+        from matplotlib.lines import Line2D
+
+        keys = [Line2D([], [], color=colour, lw=1.5) for colour in handles.values()]  # thin: thick means "derived"
+        fig.legend(keys, list(handles), loc="outside lower center", ncols=min(6, len(handles)), fontsize=8, frameon=False)
+    return _save(fig, path)
+
+
+def _palette() -> list[str]:
+    # Okabe-Ito, colour-blind safe, then a few greys for long choice lists.
+    return ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442", "#000000",
+            "#999999", "#666666", "#bbbbbb", "#333333"]
+
+
+def _choice_names(info: Mapping[str, Any], row: int, n: int) -> list[str]:
+    per_row = info.get("choices_per_row")
+    names = per_row[row] if isinstance(per_row, list) and row < len(per_row) else info.get("choices")
+    names = [str(x) for x in names] if isinstance(names, list) else []
+    return names[:n] + [f"choice {c}" for c in range(len(names), n)]
+
+
+def _weight(rows: Any, i: int, c: int) -> float:
+    try:
+        return float(rows[i][c])
+    except (TypeError, IndexError, ValueError):
+        return float("nan")  # an epoch recorded before a change of layout: a gap, not a crash
