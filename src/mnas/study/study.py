@@ -73,16 +73,19 @@ class Study:
         """The complete trial with the highest reward — under a hard reward (its target is a
         constraint), only among trials that meet the target; with `target_ms`, the most accurate
         complete trial whose latency is at most `target_ms`. Ties go to the earlier trial; None if none.
-        A study with limits (`limits`) only considers the trials that meet them."""
+        A study with limits (`limits`) only considers the trials that meet them. Retrained trials
+        (accuracy source "standalone", `mnas.loop.retrain`) come first: any that qualifies wins."""
         trials = self._within_limits(self.complete_trials)
         if target_ms is None:
             reward = self.stored_reward()
             if reward is not None and reward.is_hard:
                 trials = [t for t in trials if t.latency_ms is not None and reward.feasible(t.latency_ms)]
+            trials = [t for t in trials if t.accuracy_source == "standalone"] or trials  # real accuracy over inherited
             return max(trials, key=lambda t: (t.reward, -t.number), default=None)
         if isinstance(target_ms, bool) or not isinstance(target_ms, (int, float)) or not target_ms > 0:
             raise ValueError(f"target_ms={target_ms!r}: expected a latency target in milliseconds > 0")
         under = [t for t in trials if t.latency_ms <= target_ms]
+        under = [t for t in under if t.accuracy_source == "standalone"] or under
         return max(under, key=lambda t: (t.accuracy, -t.latency_ms, -t.number), default=None)
 
     def pareto_front(self) -> list[Trial]:

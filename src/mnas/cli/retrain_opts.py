@@ -1,0 +1,86 @@
+"""`mnas search ... --retrain-top K`: retrain the best K trials standalone after the search
+(`mnas.loop.retrain.retrain_top`), so the reported best rests on real accuracy.
+
+`add_retrain_arguments(parser)` adds the options; `check_retrain_arguments(args)` refuses bad
+combinations before the search starts (exit 2); `run_retrain(args, study, data)` runs after it and
+prints the inherited-against-standalone table (stderr under --json, whose one document is the
+search report's, which then names the retrained pick as its best).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from mnas.cli._common import UsageError, positive_int, table
+
+
+def add_retrain_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("retraining the best trials (after the search)")
+    g.add_argument("--retrain-top", type=positive_int, metavar="K",
+                   help="train the best K trials under the target standalone and report the best of them "
+                   "(interrupted: rerun the same command with --resume to continue)")
+    g.add_argument("--retrain-epochs", type=positive_int, metavar="N",
+                   help="epochs of the 'fast' recipe (default 5 from scratch, 2 fine-tuning)")
+    g.add_argument("--retrain-mode", choices=("scratch", "finetune"),
+                   help="scratch (default: the network's own accuracy) or finetune (from the weights inherited "
+                   "from --supernet)")
+    g.add_argument("--retrain-out", metavar="DIR", help="folder for the retrained models (default: STORAGE.retrain/)")
+
+
+def check_retrain_arguments(args: argparse.Namespace) -> None:
+    """UsageError (exit 2) for options that cannot work, before any search time is spent."""
+    k = getattr(args, "retrain_top", None)
+    given = [f"--{n.replace('_', '-')}" for n in ("retrain_epochs", "retrain_mode", "retrain_out") if getattr(args, n, None)]
+    if k is None and given:
+        raise UsageError(f"{', '.join(given)} go with --retrain-top K (how many trials to retrain)")
+    if k is not None and getattr(args, "strategy", None) == "enas":
+        raise UsageError("--retrain-top does not go with --strategy enas yet: retrain its best with 'mnas train'")
+    if getattr(args, "retrain_mode", None) == "finetune" and not getattr(args, "supernet", None):
+        raise UsageError("--retrain-mode finetune starts from inherited weights: it needs --supernet CHECKPOINT")
+
+
+def run_retrain(args: argparse.Namespace, study: Any, data: Any, storage: str | None = None) -> int:
+    """Retrain after the search; 0 when the best retrained trial is recorded, 1 when no trial meets
+    the target or limits (said in one line), 130 when interrupted (finished retrainings are kept)."""
+    from mnas.loop.retrain import retrain_candidates, retrain_top
+
+    check_retrain_arguments(args)
+    _, why = retrain_candidates(study, args.retrain_top)
+    if why:  # e.g. no trial meets the target: say so instead of retraining the largest
+        print(f"mnas: --retrain-top: {why}", file=sys.stderr)
+        return 1
+    mode = args.retrain_mode or "scratch"
+    storage = storage or getattr(args, "storage", None)
+    out = Path(args.retrain_out) if args.retrain_out else Path(f"{storage or 'runs/search'}.retrain")
+    quiet = bool(getattr(args, "quiet", False))
+    say = (lambda _: None) if quiet else (lambda line: print(f"retrain: {line}", file=sys.stderr, flush=True))
+    try:
+        results = retrain_top(study, data, args.retrain_top, epochs=args.retrain_epochs, mode=mode,
+                              supernet=getattr(args, "supernet", None), out=out, log=say)
+    except KeyboardInterrupt:
+        print(f"\nmnas: retraining interrupted; finished retrainings are saved in {storage} and {out}. Continue with "
+              "the same command and --resume", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as exc:
+        raise UsageError(f"--retrain-top: {str(exc).splitlines()[0]}") from None
+    file = sys.stderr if getattr(args, "json", False) else sys.stdout
+    rows = [{"n": r["trial"], "src": r["source_trial"], "inh": _pct(r["inherited_accuracy"]), "acc": _pct(r["accuracy"]),
+             "test": _pct(r["test_accuracy"]), "lat": f"{r['latency_ms']:.3f}", "reward": f"{r['reward']:.4f}",
+             "s": f"{r['seconds']:.0f}" if r["seconds"] is not None else "?"} for r in results]
+    epochs = results[0]["epochs"]
+    print(f"\nretrained top {len(results)} ({mode}, 'fast' recipe, {epochs} epochs; accuracy on the validation split):",
+          file=file)
+    table(rows, [("trial", "n"), ("from trial", "src"), ("inherited", "inh"), ("standalone", "acc"), ("test", "test"),
+                 ("latency ms", "lat"), ("reward", "reward"), ("train s", "s")], file=file)
+    pick = results[0]
+    print(f"final pick: trial {pick['trial']} (from search trial {pick['source_trial']}), standalone "
+          f"{_pct(pick['accuracy'])} at {pick['latency_ms']:.3f} ms; weights: {pick['model']}", file=file)
+    print(f"  export it: mnas export {storage or 'STUDY'} --best --weights {pick['model']} --out model.onnx", file=file)
+    return 0
+
+
+def _pct(x: float | None) -> str:
+    return "?" if x is None else f"{100 * x:.1f}%"

@@ -1,0 +1,306 @@
+"""Retraining the top K of a search: the final choice rests on real (standalone) accuracy.
+
+A supernet search ranks candidates by inherited accuracy, which may rank badly (issue 9). After it,
+`retrain_top` takes the best K complete trials that meet the study's target and limits (never one
+over a latency target; ranked by the study's reward), trains each on its own with a stated recipe —
+from scratch (the default) or fine-tuned from the weights it inherits from the supernet — and
+records each result in the study as a **new complete trial** with ``accuracy_source="standalone"``,
+``extra["retrained_from"]`` (the search trial it came from) and ``extra["inherited_accuracy"]``.
+Its accuracy is the validation accuracy (the split inherited accuracy was measured on; the test
+accuracy is kept in `extra`), its latency the search trial's (same network, same target).
+
+Why new trials rather than attributes of the search trials: a finished trial is final in the study
+(only running trials change), and a trial of its own carries its own accuracy, reward and source, so
+`Study.best()` — which prefers standalone trials when a study holds any — `mnas export --best`, the
+CLI report and the JSON summary all name the retrained pick, while the search trials keep the
+inherited figures the strategy was told. The search's repeat detection finds the earlier (search)
+trial of an architecture first, so a resumed search is not told standalone figures.
+
+Crash safety: each training runs in its own folder under `out` with `mnas.train.train_full`'s
+checkpoint after every epoch; a trial is recorded as soon as its training ends, so a kill loses at
+most the epoch in progress, and a rerun with the same arguments skips what is recorded, continues a
+training from its checkpoint, and completes a trial a kill left running between its two writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mnas.evaluate import trial_seed
+from mnas.loop.lease import WriterLease
+from mnas.study import Study, Trial
+
+__all__ = ["DEFAULT_EPOCHS", "MODES", "STANDALONE", "default_recipe", "retrain_candidates", "retrain_top"]
+
+STANDALONE = "standalone"  # the accuracy source of a retrained trial
+MODES = ("scratch", "finetune")
+# Scratch: rank-check's default (mnas supernet rank-check --epochs 5), so retrained and rank-check
+# standalone accuracies are comparable. Fine-tuning starts from trained weights and needs fewer.
+DEFAULT_EPOCHS = {"scratch": 5, "finetune": 2}
+
+
+def default_recipe(mode: str = "scratch", epochs: int | None = None) -> Any:
+    """The stated recipe of `mode`: the "fast" recipe (SGD + Nesterov, batch 128, cosine, one thread)
+    for `epochs` (default `DEFAULT_EPOCHS[mode]`); fine-tuning at a tenth of its learning rate and
+    without warm-up, so the inherited weights are adjusted rather than overwritten."""
+    from mnas.train import recipe
+
+    _check_mode(mode)
+    epochs = DEFAULT_EPOCHS[mode] if epochs is None else epochs
+    if mode == "finetune":
+        return recipe("fast", epochs=epochs, lr_per_256=0.02, warmup_epochs=0.0, threads=1)
+    return recipe("fast", epochs=epochs, threads=1)
+
+
+def retrain_candidates(study: Study, k: int) -> tuple[list[Trial], str | None]:
+    """The best `k` search trials to retrain, best first, and None; or ([], one line saying why none).
+
+    Candidates: complete trials that are not themselves retrained, within the study's limits, at or
+    under its latency target (when it has one, whatever the reward's kind), one per architecture,
+    ranked by the study's reward (ties: the earlier trial)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k={k!r}: expected the number of trials to retrain, a positive integer")
+    reward = study.stored_reward()
+    target = None if reward is None else reward.target_ms
+    complete = [t for t in study.complete_trials if t.accuracy_source != STANDALONE]
+    if not complete:
+        return [], "no complete search trial to retrain"
+    limits = study.limits
+    pool = [t for t in complete if _within(limits, t)]
+    if not pool:
+        return [], f"no complete trial meets the study's limits ({limits}): nothing to retrain"
+    if target is not None:
+        under = [t for t in pool if t.latency_ms is not None and math.isfinite(t.latency_ms) and reward.feasible(t.latency_ms)]
+        if not under:
+            fastest = min(pool, key=lambda t: t.latency_ms if t.latency_ms is not None else math.inf)
+            return [], (f"no complete trial meets the latency target of {target:.4g} ms (fastest: trial "
+                        f"{fastest.number} at {fastest.latency_ms:.4g} ms): nothing to retrain")
+        pool = under
+    chosen, seen = [], set()
+    for t in sorted(pool, key=lambda t: (-t.reward, t.number)):
+        if t.arch not in seen:
+            seen.add(t.arch)
+            chosen.append(t)
+    return chosen[:k], None
+
+
+def retrain_top(study: Study, data: Any, k: int, *, recipe: Any = None, epochs: int | None = None,
+                mode: str = "scratch", supernet: Any = None, out: str | Path, resume: bool = True,
+                log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Retrain the best `k` trials of `study` (see `retrain_candidates`) on `data` and record each as a
+    standalone trial; return one dict per retrained trial, best first (the first is the final pick,
+    the trial `study.best()` returns), each with "trial", "source_trial", "arch", "accuracy"
+    (validation), "test_accuracy", "inherited_accuracy", "latency_ms", "reward", "mode", "epochs",
+    "seconds", "model" (its model.pt) and "cached" (recorded by an earlier run).
+
+    `mode`: "scratch" (default: the architecture's own accuracy, free of the supernet's sharing bias,
+    which is what the final choice should rest on) or "finetune" (from the weights inherited from
+    `supernet`: a path or a `mnas.oneshot.Supernet`; default the checkpoint the study was searched
+    with). `recipe`: a `TrainConfig` or a recipe name (default `default_recipe(mode, epochs)`);
+    `epochs` overrides its epochs. Each candidate trains with the study's seed for its architecture.
+    `out`: a folder, one subfolder per training (`resume=False` refuses one that holds a training).
+    Returns [] (and logs one line saying why) when no trial meets the target or limits."""
+    from mnas.train import TrainConfig
+    from mnas.train import recipe as named_recipe
+
+    _check_mode(mode)
+    log = log or (lambda _: None)
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise ValueError(f"epochs={epochs!r}: expected a whole number of epochs >= 1")
+    if recipe is None:
+        config = default_recipe(mode, epochs)
+    elif isinstance(recipe, str):
+        config = named_recipe(recipe, **({"epochs": epochs} if epochs else {}))
+    elif isinstance(recipe, TrainConfig):
+        config = recipe.replace(epochs=epochs) if epochs else recipe
+    else:
+        raise ValueError(f"recipe={recipe!r}: expected a mnas.train.TrainConfig or a recipe name (e.g. 'fast')")
+    _check_data(study, data)
+    candidates, why = retrain_candidates(study, k)
+    if why:
+        log(why)
+        return []
+    if len(candidates) < k:
+        log(f"only {len(candidates)} trial(s) meet the target and limits: retraining {len(candidates)}, not {k}")
+    net = _supernet(study, supernet) if mode == "finetune" else None
+    out = Path(out)
+    reward = study.stored_reward()
+    seed = int((study.storage.get_meta("config") or {}).get("seed", 0))
+    key = _recipe_key(config, mode)
+    results = []
+    with WriterLease(study.storage, name="mnas retrain"):
+        for rank, src in enumerate(candidates, 1):
+            cfg = config.replace(seed=trial_seed(seed, src.arch))
+            folder = out / f"trial-{src.number:04d}-{mode}-{key}"
+            done = _recorded(study, src.number, key)
+            if done is not None:
+                results.append(_summary(done, src, rank, cached=True))
+                log(f"[{rank}/{len(candidates)}] trial {src.number}: recorded earlier as trial {done.number}")
+                continue
+            log(f"[{rank}/{len(candidates)}] trial {src.number} ({src.accuracy_source} accuracy {src.accuracy:.4f}, "
+                f"{src.latency_ms:.4g} ms): training {mode} for {cfg.epochs:g} epochs -> {folder}")
+            final = _train(src, data, cfg, folder, net, resume, log)
+            trial = _record(study, src, final, cfg, mode, key, reward)
+            results.append(_summary(trial, src, rank, cached=False))
+            log(f"[{rank}/{len(candidates)}] trial {src.number}: standalone accuracy {trial.accuracy:.4f} "
+                f"(inherited {src.accuracy:.4f}) -> trial {trial.number}")
+    results.sort(key=lambda r: (-r["reward"], r["trial"]))
+    return results
+
+
+# -- pieces ---------------------------------------------------------------------------------------
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r}: expected 'scratch' (train from scratch) or 'finetune' (from inherited weights)")
+
+
+def _within(limits: Any, t: Trial) -> bool:
+    """`Study.best`'s rule: the trial's known figures break none of the study's limits."""
+    if not limits:
+        return True
+    metrics = {"params": t.params, "macs": t.macs, "latency_ms": t.latency_ms, "peak_memory": (t.extra or {}).get("peak_memory")}
+    return limits.feasible({k: v for k, v in metrics.items() if v is not None}, partial=True)
+
+
+def _check_data(study: Study, data: Any) -> None:
+    """ValueError when `data` is plainly not the data the study was searched on (classes, size)."""
+    searched = ((study.storage.get_meta("config") or {}).get("evaluator") or {}).get("data") or {}
+    for name in ("num_classes", "input_size", "channels"):
+        want, have = searched.get(name), getattr(data, name, None)
+        if want is not None and have is not None and want != have:
+            raise ValueError(f"the study was searched on data with {name}={want}, this data has {have}: "
+                             "retrain on the search's data (the same --data, --val-fraction and --seed)")
+
+
+def _recipe_key(config: Any, mode: str) -> str:
+    """Short digest of what makes two retrainings the same (the seed is the architecture's)."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("threads", "device", "eval_batch_size", "seed")}
+    return hashlib.sha256(json.dumps([mode, settings], sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _supernet(study: Study, supernet: Any) -> Any:
+    """The supernet to inherit from: the given object or path, else the checkpoint the study used."""
+    if supernet is not None and not isinstance(supernet, (str, Path)):
+        return supernet
+    config = study.storage.get_meta("config") or {}
+    path = supernet or (config.get("evaluation") or {}).get("checkpoint")
+    if not path:
+        raise ValueError("mode='finetune' needs the supernet: pass supernet= (the study was not searched with a "
+                         "supernet checkpoint it could name)")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"supernet checkpoint not found: {path}")
+    from mnas.evaluate.supernet import _sha256
+    from mnas.oneshot.train import load_supernet
+
+    digest = (config.get("evaluator") or {}).get("supernet")
+    if digest not in (None, "in-memory") and _sha256(Path(path)) != digest:
+        raise ValueError(f"{path} is not the supernet this study was searched with (its contents changed): "
+                         "fine-tune from that checkpoint, or retrain from scratch")
+    return load_supernet(path)[0].eval()
+
+
+def _recorded(study: Study, source: int, key: str) -> Trial | None:
+    """The complete retrained trial of `source` with this recipe, completing one a kill left running."""
+    for t in study.get_trials(("complete", "running")):
+        extra = t.extra or {}
+        if extra.get("accuracy_source") != STANDALONE or extra.get("retrained_from") != source or extra.get("recipe_key") != key:
+            continue
+        if t.state.value == "complete":
+            return t
+        final = extra.get("metrics_file")
+        if final and Path(final).is_file():  # killed between create and complete: finish it
+            result = json.loads(Path(final).read_text())
+            accuracy = _accuracy(result)
+            reward = study.stored_reward()
+            study.storage.complete_trial(t.number, accuracy, t.latency_ms, float(reward(accuracy, t.latency_ms)))
+            return study.storage.get_trial(t.number)
+        study.storage.fail_trial(t.number, "retraining interrupted before its result was stored")
+    return None
+
+
+def _train(src: Trial, data: Any, config: Any, folder: Path, net: Any, resume: bool,
+           log: Callable[[str], None]) -> dict[str, Any]:
+    from mnas.train import train_full
+    from mnas.train.full import CHECKPOINT, METRICS
+
+    metrics = folder / METRICS
+    if metrics.is_file():
+        if not resume:
+            raise ValueError(f"{folder} already holds a finished retraining: pass resume=True, or another out=")
+        log(f"  {folder}: training finished earlier, reading {METRICS}")
+        return json.loads(metrics.read_text())
+    started = (folder / CHECKPOINT).is_file()
+    if started and not resume:
+        raise ValueError(f"{folder} already holds a training checkpoint: pass resume=True, or another out=")
+    if net is not None and not started:
+        _seed_checkpoint(src.arch, data, config, net, folder)  # fine-tuning: epoch 0 holds the inherited weights
+        started = True
+    return train_full(src.arch, data, config, folder, resume=started, log=log)
+
+
+def _seed_checkpoint(arch: str, data: Any, config: Any, net: Any, folder: Path) -> None:
+    """An epoch-0 training checkpoint holding `arch`'s weights inherited from `net`, written exactly as
+    `train_full` would have (same seed, optimiser, schedule and RNG state), so fine-tuning is
+    `train_full` resuming it: the same loop, checkpoints and crash safety as training from scratch."""
+    import torch
+
+    from mnas._util import seed_everything
+    from mnas.models import build_model
+    from mnas.space import as_arch
+    from mnas.train.checkpoint import atomic_save
+    from mnas.train.full import CHECKPOINT, _checkpoint
+    from mnas.train.loop import Loop, threads
+
+    folder.mkdir(parents=True, exist_ok=True)
+    arch_ = as_arch(arch)
+    inherited = net.subnet(arch_).state_dict()
+    with threads(config.threads), torch.random.fork_rng(devices=[]):
+        seed_everything(config.seed)
+        model = build_model(arch_, num_classes=data.num_classes, in_chans=data.channels)  # as train_full: same RNG use
+        model.load_state_dict(inherited)
+        steps = int(config.epochs) * (len(data.y_train) // min(config.batch_size, len(data.y_train)))
+        loop = Loop(model, data, config, total_steps=steps)
+        state = _checkpoint(loop, arch_, data, config, 0, [], 0.0, config.input_size or data.input_size)
+        atomic_save(state, folder / CHECKPOINT)
+
+
+def _accuracy(final: dict[str, Any]) -> float:
+    """The validation accuracy (what inherited accuracy is measured on); the test accuracy without one."""
+    value = final.get("val_accuracy")
+    if value is None or not math.isfinite(value):
+        value = final.get("test_accuracy")
+    if value is None or not math.isfinite(value):
+        raise ValueError("the retraining has neither a validation nor a test accuracy: load the data with val_fraction > 0")
+    return float(value)
+
+
+def _record(study: Study, src: Trial, final: dict[str, Any], config: Any, mode: str, key: str, reward: Any) -> Trial:
+    from mnas.train.full import METRICS
+
+    accuracy = _accuracy(final)
+    folder = Path(final["model"]).parent
+    extra = {"accuracy_source": STANDALONE, "retrained_from": src.number, "recipe_key": key, "mode": mode,
+             "inherited_accuracy": src.accuracy, "inherited_source": src.accuracy_source,
+             "accuracy_split": "val" if final.get("val_accuracy") is not None else "test",
+             "test_accuracy": final.get("test_accuracy") if math.isfinite(final.get("test_accuracy") or math.nan) else None,
+             "epochs": final.get("epochs"), "seed": config.seed, "recipe": config.to_dict(), "model": final["model"],
+             "metrics_file": str(folder / METRICS)}
+    number = study.storage.create_trial(src.tokens, src.arch, extra=extra, latency_ms=src.latency_ms,
+                                        params=src.params, macs=src.macs, train_seconds=final.get("seconds"))
+    study.storage.complete_trial(number, accuracy, src.latency_ms, float(reward(accuracy, src.latency_ms)))
+    return study.storage.get_trial(number)
+
+
+def _summary(trial: Trial, src: Trial, rank: int, cached: bool) -> dict[str, Any]:
+    extra = trial.extra or {}
+    return {"trial": trial.number, "source_trial": src.number, "search_rank": rank, "arch": trial.arch,
+            "accuracy": trial.accuracy, "test_accuracy": extra.get("test_accuracy"),
+            "inherited_accuracy": extra.get("inherited_accuracy"), "inherited_source": extra.get("inherited_source"),
+            "latency_ms": trial.latency_ms, "reward": trial.reward, "mode": extra.get("mode"),
+            "epochs": extra.get("epochs"), "seconds": trial.train_seconds, "model": extra.get("model"), "cached": cached}

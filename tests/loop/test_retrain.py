@@ -1,0 +1,248 @@
+"""Retraining the top K after a supernet search (`mnas.loop.retrain`, `mnas.cli.retrain_opts`):
+what is chosen, what is recorded, that `Study.best()` is the retrained pick, crash safety, no
+feasible trial, fine-tuning from inherited weights, and the CLI glue."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mnas.train
+from mnas.cli._common import UsageError
+from mnas.cli.retrain_opts import add_retrain_arguments, check_retrain_arguments, run_retrain
+from mnas.evaluate.supernet import SupernetEvaluator
+from mnas.latency.base import LatencyBackend, LatencyResult
+from mnas.loop import Budget, load_study, search
+from mnas.loop.retrain import STANDALONE, retrain_candidates, retrain_top
+from mnas.objectives import Reward
+from mnas.train import TrainConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "oneshot"))
+from _train_helpers import make_supernet, tiny_data, tiny_space  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+RECIPE = TrainConfig(epochs=1, batch_size=32, lr=0.05, warmup_epochs=0.0, threads=1)
+
+
+class ParamsLatency(LatencyBackend):
+    """Deterministic and instant: 1 ms per million parameters of the built model, plus 0.1 ms."""
+
+    name = "params-fake"
+
+    def _measure(self, arch, input_size, num_classes, batch_size, in_chans=3):
+        from mnas.models import build_model, count_params
+
+        ms = count_params(build_model(arch, num_classes, in_chans)) * 1e-6 + 0.1
+        return LatencyResult(ms, 0.0, 0.0, 1, self.name, {}, input_size, 1, num_classes, {"cpu": "fake"}, {},
+                             arch=str(arch))
+
+
+def _latency(arch) -> float:
+    return ParamsLatency().measure(arch, 8, 4).median_ms
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """A supernet checkpoint and a 8-trial supernet search on it under a soft target that about half
+    of the space meets (a closed study file, copied by each test)."""
+    import torch
+
+    from mnas.oneshot.train import SupernetTrainConfig, train_supernet
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("retrain")
+    ckpt = root / "sn.pt"
+    cfg = SupernetTrainConfig(train=TrainConfig(epochs=1, batch_size=16, lr=0.05), warmup_epochs=0, eval_images=0)
+    train_supernet(make_supernet(tiny_space()), tiny_data(), cfg, ckpt)
+    space = tiny_space()
+    target = statistics.median(_latency(space.sample(np.random.default_rng(i))) for i in range(15))
+    db = root / "study.db"
+    ev = SupernetEvaluator(ckpt, tiny_data(), ParamsLatency(), num_images=16)
+    study = search(space, evaluate=ev, reward=Reward.soft(target), strategy="random", budget=Budget(trials=8),
+                   storage=str(db), seed=0)
+    study.close()
+    return {"checkpoint": ckpt, "db": db, "target": target}
+
+
+def _copy(searched, tmp_path) -> str:
+    db = tmp_path / "study.db"
+    shutil.copy(searched["db"], db)
+    return str(db)
+
+
+class _Counting:
+    """Wraps mnas.train.train_full; counts calls; optionally 'kills' call number `kill_at` after one epoch."""
+
+    def __init__(self, monkeypatch, kill_at: int | None = None):
+        self.real, self.calls, self.kill_at = mnas.train.train_full, 0, kill_at
+        monkeypatch.setattr(mnas.train, "train_full", self)
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.kill_at:
+            self.real(*args, stop_after=1, **kwargs)  # checkpoint after epoch 1 of 2, then the process dies
+            raise KeyboardInterrupt
+        return self.real(*args, **kwargs)
+
+
+def test_the_best_k_under_the_target_are_retrained_and_best_is_the_retrained_pick(searched, tmp_path):
+    db = _copy(searched, tmp_path)
+    study = load_study(db)
+    target = searched["target"]
+    searched_trials = study.complete_trials
+    under = sorted((t for t in searched_trials if t.latency_ms <= target), key=lambda t: (-t.reward, t.number))
+    assert len(under) >= 2 and any(t.latency_ms > target for t in searched_trials)
+    best_before = study.best()
+    lines: list[str] = []
+    results = retrain_top(study, tiny_data(), 2, recipe=RECIPE, out=tmp_path / "out", log=lines.append)
+    assert sorted(r["source_trial"] for r in results) == sorted(t.number for t in under[:2])
+    assert results == sorted(results, key=lambda r: -r["reward"])
+    retrained = [t for t in study.complete_trials if t.accuracy_source == STANDALONE]
+    assert len(retrained) == 2 and len(study.trials) == len(searched_trials) + 2
+    for r in results:
+        t, src = study.storage.get_trial(r["trial"]), study.storage.get_trial(r["source_trial"])
+        assert t.arch == src.arch and t.latency_ms == src.latency_ms <= target
+        assert t.extra["retrained_from"] == src.number and t.extra["inherited_accuracy"] == src.accuracy
+        assert t.extra["inherited_source"] == "supernet" and t.extra["mode"] == "scratch"
+        assert t.reward == pytest.approx(study.stored_reward()(t.accuracy, t.latency_ms))
+        assert Path(r["model"]).is_file() and not r["cached"]
+    # the pick is what Study.best() (so `mnas export --best` and the report) returns, also after reopening
+    assert study.best().number == results[0]["trial"]
+    assert load_study(db).best().number == results[0]["trial"]
+    assert best_before.accuracy_source == "supernet"
+    # the search's repeat detection still finds the search trial first (never told a standalone figure)
+    assert study.storage.find_complete(results[0]["arch"]).accuracy_source == "supernet"
+    assert any("training scratch for 1 epochs" in line for line in lines)
+
+
+def test_a_kill_during_retraining_loses_no_finished_one_and_a_rerun_continues(searched, tmp_path, monkeypatch):
+    db = _copy(searched, tmp_path)
+    recipe = RECIPE.replace(epochs=2)
+    killer = _Counting(monkeypatch, kill_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        retrain_top(load_study(db), tiny_data(), 2, recipe=recipe, out=tmp_path / "out")
+    study = load_study(db)
+    assert len([t for t in study.complete_trials if t.accuracy_source == STANDALONE]) == 1  # the first is kept
+    assert killer.calls == 2
+    monkeypatch.undo()
+    counter = _Counting(monkeypatch)
+    lines: list[str] = []
+    results = retrain_top(study, tiny_data(), 2, recipe=recipe, out=tmp_path / "out", log=lines.append)
+    assert counter.calls == 1  # only the interrupted one trains again ...
+    assert any("resumed" in line and "after epoch 1 of 2" in line for line in lines)  # ... from its checkpoint
+    assert sorted(r["cached"] for r in results) == [False, True]
+    assert len([t for t in study.complete_trials if t.accuracy_source == STANDALONE]) == 2
+    assert not study.get_trials(("running", "failed"))
+    # the resumed training ends where an uninterrupted one does
+    resumed = next(r for r in results if not r["cached"])
+    (tmp_path / "b").mkdir()
+    again = retrain_top(load_study(_copy(searched, tmp_path / "b")), tiny_data(), 2, recipe=recipe, out=tmp_path / "fresh")
+    fresh = next(r for r in again if r["source_trial"] == resumed["source_trial"])
+    assert fresh["accuracy"] == resumed["accuracy"]
+    # a third run has nothing left to do
+    assert [r["cached"] for r in retrain_top(study, tiny_data(), 2, recipe=recipe, out=tmp_path / "out")] == [True, True]
+    assert counter.calls == 1 + 2  # the uninterrupted comparison trained two, the third run none
+
+
+def test_a_kill_between_the_two_writes_of_a_result_is_completed_by_the_rerun(searched, tmp_path, monkeypatch):
+    db = _copy(searched, tmp_path)
+    study = load_study(db)
+    storage = study.storage
+    real = type(storage).complete_trial
+
+    def dies(self, number, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(storage), "complete_trial", dies)
+    with pytest.raises(KeyboardInterrupt):
+        retrain_top(study, tiny_data(), 1, recipe=RECIPE, out=tmp_path / "out")
+    monkeypatch.setattr(type(storage), "complete_trial", real)
+    assert [t.extra["accuracy_source"] for t in storage.get_trials("running")] == [STANDALONE]
+    counter = _Counting(monkeypatch)
+    results = retrain_top(study, tiny_data(), 1, recipe=RECIPE, out=tmp_path / "out")
+    assert counter.calls == 0 and results[0]["cached"]
+    assert not storage.get_trials(("running", "failed"))
+    assert study.best().number == results[0]["trial"]
+
+
+def test_no_trial_under_the_target_says_so_and_trains_nothing(searched, tmp_path, monkeypatch):
+    space = tiny_space()
+    fastest = min(_latency(space.sample(np.random.default_rng(i))) for i in range(30))
+    ev = SupernetEvaluator(searched["checkpoint"], tiny_data(), ParamsLatency(), num_images=16)
+    study = search(space, evaluate=ev, reward=Reward.hard(fastest / 2), strategy="random", budget=Budget(trials=3),
+                   storage=str(tmp_path / "hard.db"), seed=0)
+    assert study.complete_trials and study.best() is None  # nothing meets the hard target
+    counter = _Counting(monkeypatch)
+    lines: list[str] = []
+    assert retrain_top(study, tiny_data(), 3, recipe=RECIPE, out=tmp_path / "out", log=lines.append) == []
+    assert counter.calls == 0 and len(lines) == 1 and "no complete trial meets the latency target" in lines[0]
+    assert not (tmp_path / "out").exists() and study.best() is None
+    # the CLI: one line, exit 1
+    args = _parse(["--retrain-top", "2"], supernet=str(searched["checkpoint"]), storage=str(tmp_path / "hard.db"))
+    assert run_retrain(args, study, tiny_data()) == 1
+
+
+def test_finetune_starts_from_the_inherited_weights(searched, tmp_path):
+    import torch
+
+    from mnas.loop import retrain as rt
+    from mnas.oneshot.train import load_supernet
+    from mnas.train.checkpoint import load_file
+
+    db = _copy(searched, tmp_path)
+    study = load_study(db)
+    src = retrain_candidates(study, 1)[0][0]
+    net = load_supernet(searched["checkpoint"])[0].eval()
+    config = rt.default_recipe("finetune", 1).replace(batch_size=32)
+    rt._seed_checkpoint(src.arch, tiny_data(), config, net, tmp_path / "seed")
+    state = load_file(tmp_path / "seed" / "checkpoint.pt")
+    inherited = net.subnet(src.arch).state_dict()
+    assert state["epoch"] == 0 and set(state["model"]) == set(inherited)
+    assert all(torch.equal(state["model"][k], inherited[k]) for k in inherited)
+    # through retrain_top: the study names its supernet checkpoint, so supernet= may be left out
+    results = retrain_top(study, tiny_data(), 1, mode="finetune", recipe=config, out=tmp_path / "out")
+    assert results[0]["mode"] == "finetune" and results[0]["source_trial"] == src.number
+    assert config.lr == pytest.approx(rt.default_recipe("scratch", 1).lr / 10)
+    with pytest.raises(ValueError, match="mode="):
+        retrain_top(study, tiny_data(), 1, mode="warm", out=tmp_path / "x")
+
+
+def _parse(argv: list[str], **extra) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_retrain_arguments(parser)
+    args = parser.parse_args(argv)
+    for key, value in {"supernet": None, "storage": None, "json": False, "quiet": False, "strategy": "random",
+                       **extra}.items():
+        setattr(args, key, value)
+    return args
+
+
+def test_cli_glue_refuses_bad_combinations_and_prints_the_pick(searched, tmp_path, capsys, monkeypatch):
+    with pytest.raises(UsageError, match="go with --retrain-top"):
+        check_retrain_arguments(_parse(["--retrain-epochs", "3"]))
+    with pytest.raises(UsageError, match="needs --supernet"):
+        check_retrain_arguments(_parse(["--retrain-top", "2", "--retrain-mode", "finetune"]))
+    with pytest.raises(SystemExit):
+        _parse(["--retrain-top", "0"])
+    db = _copy(searched, tmp_path)
+    study = load_study(db)
+    args = _parse(["--retrain-top", "2", "--retrain-epochs", "1", "--retrain-out", str(tmp_path / "out")],
+                  supernet=str(searched["checkpoint"]), storage=db)
+    monkeypatch.setattr("mnas.loop.retrain.default_recipe", lambda mode, epochs: RECIPE.replace(epochs=epochs))
+    assert run_retrain(args, study, tiny_data()) == 0
+    out = capsys.readouterr().out
+    pick = study.best()
+    assert "retrained top 2 (scratch" in out and f"final pick: trial {pick.number}" in out
+    assert f"mnas export {db} --best --weights {pick.extra['model']} --out model.onnx" in out
+    # data of another size than the search's is refused with one line (exit 2)
+    bad = mnas.train.from_arrays("other", np.zeros((40, 16, 16, 3), np.uint8), np.arange(40) % 4,
+                                 np.zeros((8, 16, 16, 3), np.uint8), np.arange(8) % 4, val_fraction=0.25)
+    with pytest.raises(UsageError, match="input_size=8"):
+        run_retrain(args, study, bad)
