@@ -106,3 +106,21 @@ def test_bad_sources_fail_in_one_line(tmp_path):
         warm_start(net, tmp_path / "x.pt")
     with pytest.raises(ValueError, match="needs its architecture"):
         net.load_subnet_weights({})
+
+
+def test_published_weights_reach_the_supernet_through_the_zoo_build():
+    import json
+    from pathlib import Path
+
+    from mnas.models.published import load_timm_weights
+
+    shapes = json.loads((Path(__file__).parents[1] / "models" / "timm_state_shapes.json").read_text())["mobilenetv2_050"]
+    g = torch.Generator().manual_seed(3)
+    state = {k: (torch.randn(s, generator=g) if s else torch.tensor(1)) for k, s in shapes}
+    arch = adapt_strides(get_arch("mobilenetv2_x0.5"), 32)  # same tensors as ImageNet's build; CIFAR strides
+    model = load_timm_weights(build_model(arch, 10), state)  # 1000 ImageNet classes: the model keeps its own head
+    net = build_supernet(MnasNetSpace(10, 32, width_mult=0.5, act="relu6"))
+    warm_start(net, model)
+    sub = net.subnet(arch).state_dict()
+    assert torch.equal(sub["conv_stem.0.weight"], state["conv_stem.weight"])
+    assert torch.equal(sub["conv_head.0.weight"], state["conv_head.weight"])

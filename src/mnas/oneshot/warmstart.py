@@ -6,7 +6,8 @@ Its weights go into the slices its architecture uses (`Supernet.load_subnet_weig
 weight keeps its value. The architecture need not be a member of the space, only fit the supernet's
 positions: a zoo model (e.g. ``mobilenetv2_x0.5`` with `mnas.space.adapt_strides` for the input
 size) fits an `MnasNetSpace` of the same width, activation and head, since its blocks follow the
-same seven stages. Published weights reach the supernet the same way once loaded into the zoo build.
+same seven stages. Published weights reach the supernet the same way once loaded into the zoo build
+(`mnas.models.published.load_timm_weights`: timm's ImageNet weights, mapped tensor by tensor).
 
 What it gives: the trained model's own sub-network starts at the trained model's function (exactly,
 BN statistics included), and every sub-network sharing its slices (smaller kernels are its
