@@ -25,9 +25,9 @@ from mnas.cli._common import (
     space_from_args,
     table,
 )
+from mnas.cli._gradient import GRADIENT, check_gradient_args, checkpoint_space, measuring_backend, search_gradient
 
 DEFAULT_TRIALS = 30
-GRADIENT = ("darts", "gdas", "fbnet")  # one relaxed network trained, one architecture derived (mnas.loop.gradient_study)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -224,58 +224,6 @@ def _search_enas(args: argparse.Namespace, space: Any, data: Any, latency: Any, 
     return _report(study, storage, time.monotonic() - started, args.json)
 
 
-def _check_gradient_args(args: argparse.Namespace, resuming: bool) -> None:
-    """One-line refusals for --strategy darts/gdas/fbnet with options that do not go with it (exit 2)."""
-    cells = args.space in ("nb201", "darts")
-    if args.strategy in ("darts", "gdas"):
-        if not cells:
-            raise UsageError(f"--strategy {args.strategy} searches cells: add --space nb201 or --space darts"
-                             " (for the block spaces use --strategy fbnet)")
-        if args.supernet:
-            raise UsageError(f"--strategy {args.strategy} trains its own search network: drop --supernet")
-    elif cells:
-        raise UsageError(f"--strategy fbnet searches the block spaces (--space mnasnet or layerwise): on --space "
-                         f"{args.space} use --strategy darts or gdas")
-    elif args.reward == "accuracy" or not (args.target or resuming):
-        raise UsageError("--strategy fbnet steers toward a latency target: give --target (e.g. 5ms or mobilenetv2)"
-                         " with --reward soft, hard or absolute")
-    given = [flag for flag, on in (("--trials", args.trials), ("--hours", args.hours),
-                                   ("--executor", args.executor != "local")) if on]
-    if given:
-        raise UsageError(f"--strategy {args.strategy} trains one network in this process and derives one architecture:"
-                         f" drop {', '.join(given)} (its length is --strategy-opt epochs=N)")
-
-
-def _search_gradient(args: argparse.Namespace, space: Any, data: Any, latency: Any, reward: Any, storage: str,
-                     options: dict[str, Any], resuming: bool) -> int:
-    """--strategy darts/gdas/fbnet: one gradient search whose derived architecture becomes the study's trial."""
-    import torch
-
-    from mnas.loop.gradient_study import GradientProgress, checkpoint_dir, gradient_study
-
-    if reward is None:  # resuming without --target: the study's own reward
-        from mnas.objectives import Reward
-        from mnas.study import SQLiteStorage
-
-        with SQLiteStorage(Path(storage.removeprefix("sqlite:///")), read_only=True) as existing:
-            reward = Reward.from_dict(existing.get_meta("config")["reward"])
-    torch.set_num_threads(args.threads)
-    progress = None if (args.quiet or args.json) else GradientProgress(args.strategy, file=sys.stderr)
-    started = time.monotonic()
-    try:
-        study = gradient_study(space, data, reward, latency, strategy=args.strategy, options=options, storage=storage,
-                               seed=args.seed, supernet=args.supernet, progress=progress)
-    except KeyboardInterrupt:
-        print(f"\nmnas: interrupted; the search is checkpointed in {checkpoint_dir(storage, args.strategy)} after its last"
-              f" finished epoch. Resume with the same command and --resume --storage {storage}", file=sys.stderr)
-        return 130
-    except ValueError as exc:
-        raise UsageError(str(exc).splitlines()[0]) from None
-    except ConnectionError as exc:
-        raise _device_error(args, exc) from None
-    return _report(study, storage, time.monotonic() - started, args.json)
-
-
 def cmd_search(args: argparse.Namespace) -> int:
     from mnas.evaluate import ProxyEvaluator
     from mnas.loop import Budget, search
@@ -303,18 +251,21 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.resume and not resuming:
         raise UsageError(f"--resume: {storage} holds no study to resume")
     if args.strategy in GRADIENT:
-        _check_gradient_args(args, resuming)
+        check_gradient_args(args, resuming)
     if args.space in ("nb201", "darts") and not (args.target or resuming or args.reward == "accuracy"
                                                  or args.strategy in GRADIENT):
         raise UsageError(f"--space {args.space} needs --target (a latency such as 5ms): the default target,"
                          " MobileNetV2 at the space's width, is a block chain")
     data = load(args.data, root=args.data_root, val_fraction=args.val_fraction, seed=args.seed)
-    latency = _latency_backend(args)
+    latency = measuring_backend(args) if args.strategy == "fbnet" else _latency_backend(args)
     if args.supernet and args.strategy not in GRADIENT:
         evaluator = _supernet_evaluator(args, data, latency)
         space = evaluator.space
     else:
-        space = space_from_args(args, data.num_classes, data.input_size)  # --space, default the MnasNet space
+        if args.supernet:  # fbnet fine-tunes the checkpoint: the space is its own
+            space = checkpoint_space(args)
+        else:
+            space = space_from_args(args, data.num_classes, data.input_size)  # --space, default the MnasNet space
         proxy = ProxyConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, threads=args.threads,
                             max_seconds=args.max_train_seconds, seed=args.seed, input_size=args.input_size)
         evaluator = ProxyEvaluator(data, latency, proxy)
@@ -329,7 +280,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.strategy == "enas":
         return _search_enas(args, space, data, latency, reward, storage, options, resuming)
     if args.strategy in GRADIENT:
-        return _search_gradient(args, space, data, latency, reward, storage, options, resuming)
+        return search_gradient(args, space, data, latency, reward, storage, options, resuming)
     budget = None  # resuming without --trials/--hours: the study's stored budget
     if args.trials or args.hours or not resuming:
         budget = Budget(trials=args.trials or (None if args.hours else DEFAULT_TRIALS), hours=args.hours)

@@ -98,7 +98,10 @@ class GradientProgress:
         import sys
 
         total = self.epochs or record.get("of_epochs")  # gradient_study adds the search's epoch count
-        parts = [f"[epoch {record.get('epoch', 0):>2}{f'/{total}' if total else ''}] {self.strategy}"]
+        where = f"epoch {record.get('epoch', 0):>2}{f'/{total}' if total else ''}"
+        if isinstance(record.get("round"), int):
+            where += f", round {record['round']}"
+        parts = [f"[{where}] {self.strategy}"]
         for key, label in (("train_acc", "train"), ("val_acc", "val")):
             if isinstance(record.get(key), (int, float)):
                 parts.append(f"{label} {100 * record[key]:.1f}%")
@@ -107,8 +110,11 @@ class GradientProgress:
             parts.append(f"entropy {record['entropy']:.4f}" + (f" of {top:.4f}" if top else ""))
         if isinstance(record.get("param_free"), (int, float)):
             parts.append(f"param-free {100 * record['param_free']:.0f}%")
-        if isinstance(record.get("latency_ms"), (int, float)):
-            parts.append(f"expected lat {record['latency_ms']:.4g} ms")
+        figures = [(key, record.get(key)) for key in ("expected_ms", "predicted_ms", "measured_ms", "target_ms")]
+        names = {"expected_ms": "E[lat]", "predicted_ms": "table", "measured_ms": "measured", "target_ms": "target"}
+        lat = [f"{names[k]} {v:.4g}" for k, v in figures if isinstance(v, (int, float)) and math.isfinite(v)]
+        if lat:
+            parts.append(" ".join(lat) + " ms")
         parts.append(f"{(time.monotonic() - self.started) / 60:.1f} min")
         print("  ".join(parts) + f" | {record.get('arch', '')}", file=self.file or sys.stderr, flush=True)
 
@@ -156,14 +162,18 @@ def _cell_search(space: Any, data: Any, config: Any, out: Path | None, resume: b
 
 def gradient_study(space: Any, data: Any, reward: Reward, latency: Any, *, strategy: str = "darts",
                    options: dict[str, Any] | None = None, storage: Any = None, seed: int = 0,
-                   supernet: Any = None, checkpoint: str | Path | None = None, progress: Any = None) -> Any:
+                   supernet: Any = None, table: Any = None, checkpoint: str | Path | None = None,
+                   progress: Any = None) -> Any:
     """Run the gradient search `strategy` on `space` and return the study holding its derived
     architecture as one complete trial (see the module docstring). `options` are the search's config
     fields (`mnas.oneshot.darts.DartsConfig` for darts/gdas, ``recipe="paper"`` for DARTS's recipe;
     `mnas.oneshot.fbnet.FBNetConfig` for fbnet). `latency` (a `mnas.latency` backend) measures the
-    derived architecture. A study in `storage` made by the same search and options continues it
-    from `checkpoint` (default ``<study>.<strategy>/``); a finished one is returned as it is; one
-    made otherwise (another strategy, other options, trials of an ask/tell search) is refused (ValueError)."""
+    derived architecture. fbnet also takes `table`, the target device's `LookupTable` for the space
+    (its expected-latency term), and `supernet` (a `mnas supernet train` checkpoint or a `Supernet`,
+    fine-tuned; None: a fresh one); its target is `reward.target_ms`. A study in `storage` made by
+    the same search and options continues it from `checkpoint` (default ``<study>.<strategy>/``); a
+    finished one is returned as it is; one made otherwise (another strategy, other options, trials of
+    an ask/tell search) is refused (ValueError)."""
     from mnas.loop.api import create_study
     from mnas.loop.lease import WriterLease
 
@@ -173,7 +183,7 @@ def gradient_study(space: Any, data: Any, reward: Reward, latency: Any, *, strat
     if strategy in CELL_STRATEGIES:
         config, config_dict = _cell_config(strategy, options or {}, seed)
     else:
-        config, config_dict = _block_config(strategy, options or {}, seed)
+        config, config_dict = _block_config(strategy, options or {}, seed, fresh=supernet is None)
     study = create_study(storage, space=space, reward=reward, seed=seed, load_if_exists=True)
     stored = dict(study.storage.get_meta("config") or {})
     out = Path(checkpoint) if checkpoint is not None else checkpoint_dir(study.storage, strategy)
@@ -189,15 +199,16 @@ def gradient_study(space: Any, data: Any, reward: Reward, latency: Any, *, strat
         raise ValueError(f"{study.storage!r} already holds trials: a {strategy} search stores its result in a new study")
     if any((t.extra or {}).get("derived") for t in study.complete_trials):
         return study  # the search finished and its result is stored: nothing left to do
-    labels = gradient_labels(space)
+    labels = gradient_labels(space) or _block_labels(space)
     history: list[dict[str, Any]] = list((study.storage.get_meta(HISTORY_KEY) or {}).get("epochs") or [])
 
     def on_epoch(record: dict[str, Any]) -> None:
         nonlocal history
-        history = [r for r in history if r.get("epoch", 0) < record.get("epoch", 0)] + [record]
+        history = [r for r in history if r.get("epoch", 0) < record.get("epoch", 0)] + [_as_rows(record, strategy)]
         study.storage.set_meta(HISTORY_KEY, {"strategy": strategy, "labels": labels, "epochs": history})
         if progress is not None:
-            progress({**record, "of_epochs": getattr(config, "epochs", None)})
+            total = config.epochs if strategy in CELL_STRATEGIES else None  # fbnet adds correction rounds as needed
+            progress({**_as_rows(record, strategy), "of_epochs": total})
 
     describe = getattr(latency, "describe", None)
     config_meta = {**stored, "strategy": strategy, "strategy_options": config_dict, "accuracy_source": strategy,
@@ -208,39 +219,78 @@ def gradient_study(space: Any, data: Any, reward: Reward, latency: Any, *, strat
                                            "channels": data.channels, "name": getattr(data, "name", None)}}}
     with WriterLease(study.storage, name=f"mnas search ({strategy})"):
         study.storage.set_meta("config", config_meta)  # before the first epoch: an interrupted search is resumable
+        summary: dict[str, Any] = {}
+        measured = None
         if strategy in CELL_STRATEGIES:
             arch, history, stopped, seconds = _cell_search(space, data, config, out, resuming, on_epoch)
         else:
-            arch, history, stopped, seconds = _block_search(space, data, config, out, resuming, on_epoch, latency,
-                                                            reward, supernet)
-        study.storage.set_meta(HISTORY_KEY, {"strategy": strategy, "labels": labels, "epochs": history})
+            arch, result = _block_search(space, data, config, out, resuming, on_epoch, latency, reward, supernet, table)
+            history, stopped, seconds = [_as_rows(r, strategy) for r in result.history], False, result.seconds
+            measured = result.measured_ms  # measured on `latency` by the search's closed loop: not measured twice
+            summary = {"measured_ms": result.measured_ms, "predicted_ms": result.predicted_ms,
+                       "expected_ms": result.expected_ms, "target_ms": result.target_ms,
+                       "table_target_ms": result.table_target_ms, "rounds": result.rounds,
+                       "within_tolerance": result.within_tolerance, "rounds_log": result.rounds_log}
+        study.storage.set_meta(HISTORY_KEY, {"strategy": strategy, "labels": labels, "epochs": history,
+                                             **({"result": summary} if summary else {})})
         record = _derived_record(history, str(arch))
         trial_extra = {"accuracy_source": strategy, "derived": True, "epoch": record.get("epoch"),
                        "stopped_early": bool(stopped), "search_seconds": float(seconds),
-                       **{k: record[k] for k in ("param_free", "expected_latency_ms") if k in record}}
-        _store(study, space, data, arch, float(record.get("val_acc", 0.0)), latency, reward, trial_extra, seconds)
+                       **{k: record[k] for k in ("param_free",) if k in record},
+                       **{k: v for k, v in summary.items() if k != "rounds_log"}}
+        _store(study, space, data, arch, float(record.get("val_acc", 0.0)), latency, reward, trial_extra, seconds,
+               measured)
     return study
 
 
-def _block_config(strategy: str, options: dict[str, Any], seed: int) -> tuple[Any, dict[str, Any]]:
-    raise ValueError("--strategy fbnet: mnas.oneshot.fbnet is not available in this build yet")
+def _block_config(strategy: str, options: dict[str, Any], seed: int, fresh: bool) -> tuple[Any, dict[str, Any]]:
+    """The `FBNetConfig` of `options`; a fresh supernet (no checkpoint) gets one uniform warm-up epoch
+    unless `warmup_epochs` is given (the logits of an untrained supernet would only learn noise)."""
+    from mnas.oneshot.fbnet import FBNetConfig
+
+    fields = {**({"warmup_epochs": 1} if fresh else {}), **options, "seed": seed}
+    config = FBNetConfig.from_dict(fields)
+    return config, config.to_dict()
 
 
 def _block_search(space: Any, data: Any, config: Any, out: Path | None, resume: bool, progress: Any, latency: Any,
-                  reward: Reward, supernet: Any) -> tuple[Any, list[dict[str, Any]], bool, float]:
-    raise ValueError("--strategy fbnet: mnas.oneshot.fbnet is not available in this build yet")
+                  reward: Reward, supernet: Any, table: Any) -> tuple[Any, Any]:
+    from mnas.oneshot.fbnet import search_fbnet
+
+    if table is None:
+        raise ValueError("fbnet: pass table= (a mnas.latency.LookupTable of the target device for this space:"
+                         " mnas latency build-lut)")
+    result = search_fbnet(supernet if supernet is not None else space, data, float(reward.target_ms), table, config,
+                          measure=latency, out=out, resume=resume, progress=progress)
+    return result.arch, result
+
+
+def _block_labels(space: Any) -> dict[str, dict[str, Any]]:
+    names = [d.name for d in space.decisions]
+    per_block = sum(n.split("_")[0] == names[0].split("_")[0] for n in names)  # MnasNet: 6 decisions per block
+    return {"decisions": {"rows": names, "choices_per_row": [[str(c) for c in d.choices] for d in space.decisions],
+                          "cols": per_block if 1 < per_block <= 8 else 7}}
+
+
+def _as_rows(record: dict[str, Any], strategy: str) -> dict[str, Any]:
+    """fbnet's records hold {decision: probs}; the study stores every strategy's as {tensor: rows}."""
+    soft = record.get("softmax")
+    if strategy not in BLOCK_STRATEGIES or not isinstance(soft, dict) or "decisions" in soft:
+        return record
+    return {**record, "softmax": {"decisions": [list(v) for v in soft.values()]}}
 
 
 def _store(study: Any, space: Any, data: Any, arch: Any, accuracy: float, latency: Any, reward: Reward,
-           extra: dict[str, Any], seconds: float) -> int:
-    """The derived architecture as a complete trial, with its latency, reward, params and MACs."""
+           extra: dict[str, Any], seconds: float, latency_ms: float | None = None) -> int:
+    """The derived architecture as a complete trial, with its latency (measured here unless given),
+    reward, params and MACs."""
     from mnas.models import build_model, count_macs, count_params
 
     size = getattr(space, "input_size", None) or data.input_size
     started = time.perf_counter()
-    measured = latency.measure(arch, size, data.num_classes, in_chans=data.channels)
+    if latency_ms is None or not math.isfinite(latency_ms):
+        latency_ms = float(latency.measure(arch, size, data.num_classes, in_chans=data.channels).median_ms)
     latency_s = time.perf_counter() - started
-    latency_ms = float(measured.median_ms)
     model = build_model(arch, num_classes=data.num_classes, in_chans=data.channels)
     params, macs = count_params(model), count_macs(model, size, data.channels)
     accuracy = min(1.0, max(0.0, accuracy))

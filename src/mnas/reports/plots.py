@@ -176,6 +176,8 @@ def plot_alphas(gradient: Mapping[str, Any], path: str | os.PathLike[str], title
     labels = gradient.get("labels") if isinstance(gradient.get("labels"), Mapping) else {}
     names = list(records[-1]["softmax"]) if records else []
     panels = [(name, i) for name in names for i in range(len(records[-1]["softmax"][name]))]
+    wanted = [labels[n].get("cols") for n in names if isinstance(labels.get(n), Mapping)]  # e.g. 6 decisions a block
+    cols = next((c for c in wanted if isinstance(c, int) and c > 0), cols)
     ncols = max(1, min(cols, max((len(records[-1]["softmax"][n]) for n in names), default=1)))
     nrows = sum(math.ceil(len(records[-1]["softmax"][n]) / ncols) for n in names) or 1
     fig = _figure(max(8.0, 2.0 * ncols), 0.6 + 1.9 * nrows)
@@ -209,6 +211,8 @@ def plot_alphas(gradient: Mapping[str, Any], path: str | os.PathLike[str], title
             ax.tick_params(labelsize=7)
             ax.grid(True, alpha=0.3)
             ax.xaxis.get_major_locator().set_params(integer=True)
+            if isinstance(info.get("choices_per_row"), list):  # choices differ per decision: a key in each panel
+                ax.legend(fontsize=6, loc="best", frameon=False, handlelength=1.2)
         row += math.ceil(len(edges) / ncols)
     entropy = records[-1].get("entropy")
     sizes = [len(e) for n in names for e in records[-1]["softmax"][n] if e]
@@ -216,7 +220,7 @@ def plot_alphas(gradient: Mapping[str, Any], path: str | os.PathLike[str], title
     moved = f"; mean entropy {entropy:.4f} of {uniform:.4f} (uniform)" if isinstance(entropy, (int, float)) else ""
     fig.suptitle(title or f"{strategy}: softmax of the architecture weights per epoch (x: epoch; thick: derived){moved}",
                  fontsize=11)
-    if len(handles) <= 12:
+    if len(handles) <= 12 and not any(isinstance((labels.get(n) or {}).get("choices_per_row"), list) for n in names):
         from matplotlib.lines import Line2D
 
         keys = [Line2D([], [], color=colour, lw=1.5) for colour in handles.values()]  # thin: thick means "derived"
