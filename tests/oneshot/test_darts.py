@@ -165,3 +165,22 @@ def test_early_stop_on_parameter_free_share_returns_last_cell_below():
         assert result.stopped_early and len(result.history) == 1
     else:
         assert param_free_share(result.arch) == 0.0
+
+
+def test_paper_recipe_keeps_darts_settings_while_cpu_default_moves_alphas_faster():
+    paper = DartsConfig.paper()
+    assert (paper.a_lr, paper.batch_size, paper.epochs, paper.train_images) == (3e-4, 64, 50, None)
+    assert (paper.channels, paper.nb201_cells, paper.darts_layers) == (None, None, None)
+    assert DartsConfig().a_lr >= 30 * paper.a_lr  # the CPU default's few steps need a larger step (darts.md)
+
+
+def test_cpu_default_arch_lr_moves_the_logits_and_the_paper_lr_barely_does():
+    space, data = NB201Space(4, 8), _data()
+    torch.manual_seed(0)
+    start = build_search_net(space, DartsConfig(**TINY)).alpha.detach().clone()
+    moved = {}
+    for a_lr in (DartsConfig().a_lr, DartsConfig.paper().a_lr):
+        r = search_darts(space, data, DartsConfig(**{**TINY, "epochs": 3}, a_lr=a_lr))
+        moved[a_lr] = float((torch.tensor(r.alphas["alpha"]) - start).abs().max())
+    # Adam moves a logit by about lr per step; 3 epochs x 2 steps here.
+    assert moved[DartsConfig().a_lr] > 0.05 > 0.005 > moved[DartsConfig.paper().a_lr]
