@@ -142,7 +142,7 @@ def _argmax(logits: list[torch.Tensor]) -> list[int]:
 
 
 def _entropy(logits: list[torch.Tensor]) -> float:
-    return float(np.mean([float(-(F.softmax(a, -1) * F.log_softmax(a, -1)).sum()) for a in logits]))
+    return float(np.mean([float(-(F.softmax(a.detach(), -1) * F.log_softmax(a.detach(), -1)).sum()) for a in logits]))
 
 
 def _as_supernet(obj: Any) -> nn.Module:

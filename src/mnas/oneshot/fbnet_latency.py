@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
 from mnas.latency.lut import LookupTable, block_units, conv_out, head_unit, stem_unit
 from mnas.space import LayerwiseSpace, MnasNetSpace, SearchSpace
 
 __all__ = ["ExpectedLatency", "expected_latency_model"]
+
+_FIELDS = ("op", "repeats", "kernel_size", "exp_ratio", "out_chs", "se_ratio", "skip")  # what a block's options set
 
 
 @dataclass
@@ -100,16 +103,31 @@ def _mnasnet(space: MnasNetSpace, table: LookupTable, in_chans: int) -> Expected
     constant = _entry(table, stem_unit(base, space.input_size, in_chans))
     res = conv_out(space.input_size, base.stem_stride)
     factors = []
+    widths = [space.decode([c if d % per == filters else 0 for d in range(n)]).blocks
+              for c in range(len(space.options["filters"]))]  # every block at filters choice c
     for i in range(len(space.stages)):
-        deps = tuple(range(i * per, (i + 1) * per)) + (((i - 1) * per + filters,) if i else ())
-        sizes = [len(space.decisions[d]) for d in deps]
-        grid = torch.zeros(sizes, dtype=torch.float64)
-        for combo in itertools.product(*(range(s) for s in sizes)):
-            tokens = [0] * n
-            for d, c in zip(deps, combo, strict=True):
+        own = tuple(range(i * per, (i + 1) * per))
+        inputs = [w[i - 1].out_chs for w in widths] if i else [base.stem_chs]  # block i's input: block i-1's filters
+        deps = own + (((i - 1) * per + filters,) if i else ())
+        # Each option of a block sets its own fields (op and expansion, kernel, SE, skip, filters, layers):
+        # decode every option once and compose, instead of decoding every combination.
+        changes = []
+        for d in own:
+            opts = []
+            for c in range(len(space.decisions[d])):
+                tokens = [0] * n
                 tokens[d] = c
-            grid[combo] = _block_ms(table, space.decode(tokens).blocks[i], res, base.act)
-        factors.append((deps, grid))
+                b = space.decode(tokens).blocks[i]
+                opts.append({f: getattr(b, f) for f in _FIELDS if getattr(b, f) != getattr(base.blocks[i], f)})
+            changes.append(opts)
+        grid = np.zeros([len(space.decisions[d]) for d in own] + [len(inputs)])
+        for combo in itertools.product(*(range(len(space.decisions[d])) for d in own)):
+            fields = {k: v for opts, c in zip(changes, combo, strict=True) for k, v in opts[c].items()}
+            block = replace(base.blocks[i], **fields)
+            for j, in_chs in enumerate(inputs):
+                grid[combo + (j,)] = _block_ms(table, replace(block, in_chs=in_chs), res, base.act)
+        grid = torch.from_numpy(grid)
+        factors.append((deps, grid if i else grid[..., 0]))
         res = conv_out(res, space.strides[i + 1])
     last = (len(space.stages) - 1) * per + filters
     head = torch.zeros(len(space.decisions[last]), dtype=torch.float64)
