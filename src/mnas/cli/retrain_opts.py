@@ -36,8 +36,9 @@ def check_retrain_arguments(args: argparse.Namespace) -> None:
     given = [f"--{n.replace('_', '-')}" for n in ("retrain_epochs", "retrain_mode", "retrain_out") if getattr(args, n, None)]
     if k is None and given:
         raise UsageError(f"{', '.join(given)} go with --retrain-top K (how many trials to retrain)")
-    if k is not None and getattr(args, "strategy", None) == "enas":
-        raise UsageError("--retrain-top does not go with --strategy enas yet: retrain its best with 'mnas train'")
+    if k is not None and getattr(args, "strategy", None) in ("enas", "darts", "gdas", "fbnet"):
+        raise UsageError(f"--retrain-top goes with the trial-by-trial strategies (ppo, reinforce, evolution, random), not "
+                         f"--strategy {args.strategy}: retrain its architecture with 'mnas train'")
     if getattr(args, "retrain_mode", None) == "finetune" and not getattr(args, "supernet", None):
         raise UsageError("--retrain-mode finetune starts from inherited weights: it needs --supernet CHECKPOINT")
 
