@@ -11,7 +11,8 @@ Cai et al. 2019), with a target-seeking latency term and a measured closed loop.
   one path: the cost of one sub-network), its output multiplied by the product of the
   straight-through hard weights (value 1, gradient of the tempered Gumbel-softmax at the chosen
   index: GDAS's estimator); loss = cross-entropy + ``latency_weight * |E[LAT] / T - 1|`` (TuNAS's
-  absolute term), E[LAT] the exact softmax-expected table latency (`mnas.oneshot.fbnet_latency`);
+  absolute term) + ``entropy_weight * sum of the decisions' entropies``, E[LAT] the exact
+  softmax-expected table latency (`mnas.oneshot.fbnet_latency`);
 - weight step: a Gumbel-max sample (uniform during `warmup_epochs`) trained on the labels;
 - temperature exponential from `tau_max` to `tau_min` over the first round's search epochs.
 
@@ -60,7 +61,7 @@ class FBNetConfig:
     """A search recipe; the default is CPU-sized (a few minutes on one core at 32x32, width 0.25)."""
 
     epochs: int = 4  # search epochs of the first round (after the warm-up)
-    round_epochs: int = 1  # epochs of each correction round
+    round_epochs: int = 2  # epochs of each correction round
     max_rounds: int = 4  # derive + measure at most this many times (1 = no correction)
     tolerance: float = 0.05  # accepted |measured / target - 1|
     warmup_epochs: int = 0  # weight-only epochs with uniform sampling first (> 0 for a fresh supernet)
@@ -77,7 +78,8 @@ class FBNetConfig:
     tau_max: float = 5.0
     tau_min: float = 0.5
     latency_weight: float = 2.0  # beta of beta * |E[LAT] / T - 1|
-    entropy_weight: float = 0.2  # weight of the decisions' mean entropy, ramped from 0 over the first round
+    entropy_weight: float = 0.2  # weight of each decision's entropy (summed), ramped from 0 over each round
+    restart_entropy: float = 0.5  # a correction round first softens the logits to this mean entropy (0: off)
     seed: int = 0
     threads: int | None = None
 
@@ -96,6 +98,8 @@ class FBNetConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"FBNetConfig.{name}={v!r}: expected a finite number >= 0")
+        if not 0 <= self.restart_entropy:
+            raise ValueError(f"FBNetConfig.restart_entropy={self.restart_entropy!r}: expected a mean entropy >= 0 (nats)")
         if not 0 < self.val_share < 1:
             raise ValueError(f"FBNetConfig.val_share={self.val_share!r}: expected a share in (0, 1)")
         if not 0 < self.tau_min <= self.tau_max:
@@ -244,7 +248,25 @@ class _Search:
 
     def entropy_weight(self, epoch: int) -> float:
         c = self.config
-        return c.entropy_weight * min(1.0, max(0.0, (epoch - c.warmup_epochs) / max(1, c.epochs - 1)))
+        if self.round == 1:
+            return c.entropy_weight * min(1.0, max(0.0, (epoch - c.warmup_epochs) / max(1, c.epochs - 1)))
+        return c.entropy_weight * (epoch - (self.round_end - c.round_epochs) + 1) / c.round_epochs
+
+    def soften(self) -> None:
+        """Scale all logits by one factor (the arg-max is kept) to a mean entropy of `restart_entropy`, and
+        restart Adam: saturated softmaxes cannot follow a new table target otherwise."""
+        want = self.config.restart_entropy
+        if want <= 0 or _entropy(self.logits) >= want:
+            return
+        lo, hi = 0.0, 1.0
+        saved = [a.detach().clone() for a in self.logits]
+        for _ in range(40):  # the mean entropy falls as the factor grows
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if _entropy([mid * a for a in saved]) > want else (lo, mid)
+        with torch.no_grad():
+            for a, b in zip(self.logits, saved, strict=True):
+                a.copy_(lo * b)
+        self.a_optim.state.clear()
 
     def probs(self) -> list[torch.Tensor]:
         return [F.softmax(a, -1) for a in self.logits]
@@ -281,7 +303,7 @@ class _Search:
                 expected = self.model(probs)
                 loss = ce + c.latency_weight * (expected / self.table_target - 1.0).abs()
                 if ent_w:  # sharpen the distributions so that the arg-max's latency approaches the expectation
-                    loss = loss - ent_w * torch.stack([(p * torch.log(p.clamp_min(1e-30))).sum() for p in probs]).mean()
+                    loss = loss - ent_w * torch.stack([(p * torch.log(p.clamp_min(1e-30))).sum() for p in probs]).sum()
                 self.a_optim.zero_grad(set_to_none=True)
                 loss.backward()
                 self.a_optim.step()
@@ -335,6 +357,7 @@ class _Search:
             self.table_target *= self.target / measured
             self.round += 1
             self.round_end = self.epoch + self.config.round_epochs
+            self.soften()
         self.seconds += time.perf_counter() - t0
         record["seconds"] = self.seconds
 
