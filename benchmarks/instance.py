@@ -1,14 +1,14 @@
 """InstaNAS on the CIFAR-10 subset: does an architecture per image beat one architecture for all?
 
-    python benchmarks/instance.py                       # ~30 min of one core: the figures in docs/design/instance.md
+    python benchmarks/instance.py                       # ~60 min of one loaded core: the figures in docs/design/instance.md
     python benchmarks/instance.py --quick               # a 2-minute dry run on 600 images (numbers meaningless)
 
 Steps (each cached in --out, so a rerun after a crash resumes where it stopped):
 1. measure the per-module latency table on ONNX Runtime (1 thread, batch 1);
-2. train the instance-aware model (`mnas.instance.train_instance`: pre-training with module dropping,
-   then controller / meta-graph epochs);
+2. train the instance-aware model (`mnas.instance.train_instance`: pre-training with every module on
+   first, the keep probability falling linearly to --keep-end, then controller / meta-graph epochs);
 3. train MobileNetV2 x0.5 with the same strides, recipe ("fast") and number of epochs (pre-training
-   plus fine-tuning epochs);
+   plus fine-tuning epochs), and list it in RUN_DIR/baselines.json for `mnas report RUN_DIR`;
 4. single architectures from the same meta-graph: the fixed routes (every module, each module type
    everywhere, the smallest) and random routes, each as a plain network with batch norm
    recalibrated on 2,000 training images;
@@ -41,6 +41,7 @@ from mnas.instance.latency import LatencyTable
 from mnas.instance.report import route_distribution, tradeoff_data
 from mnas.instance.routes import fixed_routes
 from mnas.instance.runtime import evaluate_instance, evaluate_route, measure_routes
+from mnas.instance.summary import BASELINES
 from mnas.instance.train import MODEL, InstanceConfig, load_instance, train_instance
 from mnas.space import adapt_strides, as_arch, get_arch
 from mnas.train import recipe, train_full
@@ -65,17 +66,19 @@ def main() -> int:
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--out", default="/tmp/instance_bench")
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--pretrain-epochs", type=int, default=2)
-    p.add_argument("--keep", type=float, default=0.5,
-                   help="module keep probability in pre-training, constant (every module on trained worse here; notes)")
+    p.add_argument("--pretrain-epochs", type=int, default=5)
+    p.add_argument("--keep-start", type=float, default=1.0,
+                   help="module keep probability in the first pre-training epoch (falls linearly to --keep-end)")
+    p.add_argument("--keep-end", type=float, default=0.6,
+                   help="keep probability in the last pre-training epoch (random paths from scratch do not train; notes)")
     p.add_argument("--lr-per-256", type=float, default=0.1)
-    p.add_argument("--search-epochs", type=int, default=4)
-    p.add_argument("--finetune-epochs", type=float, default=0.5)
+    p.add_argument("--search-epochs", type=int, default=3)
+    p.add_argument("--finetune-epochs", type=float, default=0.25)
     p.add_argument("--window-end", type=float, default=1.0,
                    help="final upper bound of the latency window, x the k3e6 route (paper 0.5; see the notes)")
     p.add_argument("--width", type=float, default=0.5)
-    p.add_argument("--random-routes", type=int, default=6)
-    p.add_argument("--sample", type=int, default=60, help="test images whose routes are measured on ONNX Runtime")
+    p.add_argument("--random-routes", type=int, default=3)
+    p.add_argument("--sample", type=int, default=40, help="test images whose routes are measured on ONNX Runtime")
     p.add_argument("--train-images", type=int, default=0, help="train on this many of the training images (0: all)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
@@ -98,7 +101,7 @@ def main() -> int:
     log(f"data: {data!r}")
     config = InstanceConfig(width=args.width, pretrain_epochs=args.pretrain_epochs, search_epochs=args.search_epochs,
                             finetune_epochs=args.finetune_epochs, window_end=args.window_end, seed=args.seed,
-                            keep_start=args.keep, keep_end=args.keep, lr_per_256=args.lr_per_256)
+                            keep_start=args.keep_start, keep_end=args.keep_end, lr_per_256=args.lr_per_256)
     run_dir = out / "instance"
     results: dict = {"config": config.to_dict(), "data": data.to_dict() | {"class_names": list(data.class_names)}}
 
@@ -130,6 +133,10 @@ def main() -> int:
                               "accuracy_se": mb_se, "latency_ms": mb_lat["median_ms"], "latency_iqr_ms": mb_lat["iqr_ms"],
                               "train_seconds": mb["seconds"]}
     log(f"MobileNetV2 x0.5: test acc {mb['test_accuracy']:.4f}, {mb_lat['median_ms']:.3f} ms")
+    # for `mnas report RUN_DIR`: the baseline trained alike, drawn with the instance-aware points
+    (run_dir / BASELINES).write_text(json.dumps([{"label": f"MobileNetV2 x0.5 ({base_epochs} epochs)",
+                                                  "accuracy": mb["test_accuracy"], "accuracy_se": mb_se,
+                                                  "latency_ms": mb_lat["median_ms"]}], indent=1))
 
     # 4. single architectures from the same meta-graph
     singles_path = out / "singles.json"

@@ -96,3 +96,17 @@ def test_controller_outputs_one_probability_per_module(one_torch_thread):
     torch.testing.assert_close(probs, torch.full_like(probs, 0.5))  # no preference before training
     with pytest.raises(ValueError, match="downsample"):
         Controller(17, downsample=0)
+
+
+def test_zero_initialised_modules_still_learn(one_torch_thread):
+    """Regression: the basic block ended in BN + ReLU6, so zero-gamma left its output at relu6(0) = 0 with
+    zero gradient to the scale and the shift: every basic module of a shape-keeping layer was dead for good."""
+    torch.manual_seed(0)
+    meta = MetaGraph(CFG).train()
+    x, y = torch.randn(8, 3, 16, 16), torch.arange(8) % 4
+    torch.nn.functional.cross_entropy(meta(x), y).backward()
+    for layer in meta.layers:
+        if layer.skippable:
+            for key, op in layer.ops.items():
+                last = [m for m in op.modules() if isinstance(m, torch.nn.BatchNorm2d)][-1]
+                assert last.weight.grad.abs().sum() > 0, f"module {key} gets no gradient"

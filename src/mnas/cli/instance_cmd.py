@@ -228,3 +228,44 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         print(f"exported the controller and {summary['routes_exported']} of {summary['routes_seen']} routes to {args.out}")
     return 0
+
+
+def is_instance_run(path: str) -> bool:
+    """True when `path` is an `mnas instance train --out` directory (it holds the trained model)."""
+    from mnas.instance.train import MODEL
+
+    return Path(path).is_dir() and (Path(path) / MODEL).is_file()
+
+
+def cmd_report_run(args: argparse.Namespace) -> int:
+    """`mnas report RUN_DIR --out DIR` for an instance-aware run: evaluate, then write the plots, JSON, HTML."""
+    from mnas._util import require
+    from mnas.instance.summary import read_baselines, summarize_run, write_instance_report
+
+    require("matplotlib", "mnas report")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {args.out}: exists and is not a directory")
+    load_args = argparse.Namespace(model=args.study, data=args.data, data_root=None, val_fraction=None, seed=None)
+    meta, controller, info, data, table = _load_model(load_args)
+    try:
+        baselines = read_baselines(args.study)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    quiet = getattr(args, "json", False)
+    summary = summarize_run(meta, controller, table, data, split=args.split, budgets_ms=args.budget_ms,
+                            measure=args.measure, baselines=baselines,
+                            log=None if quiet else (lambda s: print(s, file=sys.stderr, flush=True)))
+    summary["run"] = str(args.study)
+    files = write_instance_report(summary, out, title=args.title or f"mnas instance-aware run: {Path(args.study).name}")
+    if args.json:
+        emit_json({**summary, "files": files})
+        return 0
+    for p in summary["tradeoff"]["instance"]:
+        best = (f"best single at <= latency {p['best_single']} {100 * p['best_single_accuracy']:.2f}%"
+                if p["best_single"] else "no single architecture as fast")
+        print(f"{p['label']:22s} acc {100 * p['accuracy']:.2f} ± {100 * p['accuracy_se']:.2f}%  latency"
+              f" {p['latency_ms']:.3f} ± {p['latency_se_ms']:.3f} ms  routes {p['distinct_routes']}  | {best}")
+    print(f"latency: {summary['latency_source']}, {summary['latency_sample']} images")
+    print(f"wrote {files['html']} (images embedded), {files['tradeoff']}, {files['routes']}, {files['json']}")
+    return 0

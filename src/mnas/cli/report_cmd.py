@@ -1,4 +1,8 @@
-"""`mnas report STUDY --out DIR`: Pareto plot, reward history and one HTML page of a study."""
+"""`mnas report STUDY --out DIR`: Pareto plot, reward history and one HTML page of a study.
+
+`mnas report RUN_DIR --out DIR`, RUN_DIR an `mnas instance train --out` directory: the instance-aware
+model's plots instead (accuracy vs average latency at several budgets against the single-architecture
+front; routes per class), see `mnas.cli.instance_cmd.cmd_report_run`."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mnas.cli._common import UsageError, emit_json, positive_float, positive_int
+from mnas.cli._common import UsageError, emit_json, nonneg_int, positive_float, positive_int
 
 __all__ = ["open_study", "read_study", "register"]
 
@@ -20,12 +24,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="Pareto plot, reward history and an HTML page of a study",
                        description="Write DIR/pareto.png, DIR/history.png and DIR/index.html (one portable file,"
                                    " images embedded). Opens STUDY read-only: it works while a search is writing.")
-    p.add_argument("study", metavar="STUDY", help="the study: 'sqlite:///runs/x.db' or a path such as runs/x.db")
+    p.add_argument("study", metavar="STUDY", help="the study: 'sqlite:///runs/x.db' or a path such as runs/x.db; or"
+                                               " RUN_DIR of 'mnas instance train --out' (instance-aware report)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
     p.add_argument("--top", type=positive_int, default=50, metavar="N", help="rows in the table of best trials (default 50)")
     p.add_argument("--target-ms", type=positive_float, help="latency target to draw (default: the study's)")
     p.add_argument("--title", help="page title (default: 'mnas study: <file name>')")
     p.add_argument("--json", action="store_true", help="print the summary and the written paths as one JSON document")
+    g = p.add_argument_group("instance-aware run (RUN_DIR)")
+    g.add_argument("--data", help="data to evaluate on (default: the data the model was trained on)")
+    g.add_argument("--split", choices=("val", "test"), default="test")
+    g.add_argument("--budget-ms", type=positive_float, nargs="+", metavar="MS",
+                   help="latency budgets (table ms, controller included; default 1.0, 0.8, 0.6 x the k3e6 route)")
+    g.add_argument("--measure", type=nonneg_int, default=60, metavar="N",
+                   help="test images whose routes are timed on ONNX Runtime (1 thread, batch 1); 0: the table's"
+                        " prediction (default 60)")
     p.set_defaults(handler=cmd_report)
 
 
@@ -68,8 +81,14 @@ def open_study(url: str):
 
 def cmd_report(args: argparse.Namespace) -> int:
     from mnas._util import require
+    from mnas.cli.instance_cmd import cmd_report_run, is_instance_run
     from mnas.reports import write_report
 
+    if is_instance_run(args.study):
+        return cmd_report_run(args)
+    if Path(args.study).is_dir():
+        raise UsageError(f"{args.study} is a directory without instance.pt: expected a study file (runs/x.db) or the"
+                         " --out directory of 'mnas instance train'")
     require("matplotlib", "mnas report")  # fail before opening anything
     out = Path(args.out)
     if out.exists() and not out.is_dir():

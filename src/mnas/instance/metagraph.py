@@ -131,11 +131,15 @@ class MetaGraphConfig:
 
 
 class BasicModule(nn.Sequential):
-    """The residual network's basic block body: 3x3 conv (stride), BN, act, 3x3 conv, BN, act."""
+    """The residual network's basic block body: 3x3 conv (stride), BN, act, 3x3 conv, BN.
+
+    No activation after the last BN (as ResNet's body before the sum, and as the MBConv modules'
+    linear projection): with one, the zero-gamma start (`zero_last_bn`) gave relu6(0) = 0 with zero
+    gradient to both BN parameters, so every basic module of a shape-keeping layer stayed dead."""
 
     def __init__(self, in_chs: int, out_chs: int, stride: int, act_layer: Callable[..., nn.Module]):
         super().__init__(ConvBnAct(in_chs, out_chs, 3, stride, act_layer=act_layer),
-                         ConvBnAct(out_chs, out_chs, 3, 1, act_layer=act_layer))
+                         ConvBnAct(out_chs, out_chs, 3, 1, act_layer=None))
 
 
 def make_module(index: int, in_chs: int, out_chs: int, stride: int, act_layer: Callable[..., nn.Module]) -> nn.Module:
