@@ -183,6 +183,9 @@ def gradient_study(space: Any, data: Any, reward: Reward, latency: Any, *, strat
     if strategy in CELL_STRATEGIES:
         config, config_dict = _cell_config(strategy, options or {}, seed)
     else:
+        if table is None:
+            raise ValueError("fbnet: pass table= (a mnas.latency.LookupTable of the target device for this space:"
+                             " mnas latency build-lut)")
         config, config_dict = _block_config(strategy, options or {}, seed, fresh=supernet is None)
     study = create_study(storage, space=space, reward=reward, seed=seed, load_if_exists=True)
     stored = dict(study.storage.get_meta("config") or {})
@@ -257,9 +260,6 @@ def _block_search(space: Any, data: Any, config: Any, out: Path | None, resume: 
                   reward: Reward, supernet: Any, table: Any) -> tuple[Any, Any]:
     from mnas.oneshot.fbnet import search_fbnet
 
-    if table is None:
-        raise ValueError("fbnet: pass table= (a mnas.latency.LookupTable of the target device for this space:"
-                         " mnas latency build-lut)")
     result = search_fbnet(supernet if supernet is not None else space, data, float(reward.target_ms), table, config,
                           measure=latency, out=out, resume=resume, progress=progress)
     return result.arch, result
@@ -293,6 +293,9 @@ def _store(study: Any, space: Any, data: Any, arch: Any, accuracy: float, latenc
     latency_s = time.perf_counter() - started
     model = build_model(arch, num_classes=data.num_classes, in_chans=data.channels)
     params, macs = count_params(model), count_macs(model, size, data.channels)
+    if not math.isfinite(accuracy):  # an epoch without logit steps (a warm-up) has no validation figure
+        extra = {**extra, "accuracy_missing": True}
+        accuracy = 0.0
     accuracy = min(1.0, max(0.0, accuracy))
     number = study.storage.create_trial(space.encode(arch), str(arch))
     study.storage.complete_trial(number, accuracy, latency_ms, float(reward(accuracy, latency_ms)), params=int(params),
