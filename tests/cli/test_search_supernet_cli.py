@@ -92,3 +92,23 @@ def test_enas_from_scratch_stores_derived_architectures(tmp_path, capsys):
                  "--storage", str(db), "--resume"])
     _, err = capsys.readouterr()
     assert code == 2 and "does not resume" in err
+
+
+@pytest.mark.slow  # the tiny supernet, 3 trials, then one standalone training of one epoch: ~45 s
+def test_retrain_top_after_the_search_makes_the_standalone_pick_the_best(tmp_path, tiny, capsys):
+    npz, ckpt = tiny
+    capsys.readouterr()
+    db = tmp_path / "s.db"
+    code = main(["search", "--data", npz, "--supernet", ckpt, "--strategy", "random", "--trials", "3",
+                 "--reward", "accuracy", "--backend", "torch", "--storage", str(db), "--json",
+                 "--retrain-top", "1", "--retrain-epochs", "1"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    from mnas.study import Study
+
+    with Study(str(db)) as study:
+        best = study.best()
+        sources = sorted(t.extra.get("accuracy_source") for t in study.get_trials("complete"))
+    assert sources == ["standalone", "supernet", "supernet", "supernet"]
+    assert best.extra["accuracy_source"] == "standalone"
+    assert json.loads(out)["best"]["number"] == best.number  # the printed best is the retrained pick

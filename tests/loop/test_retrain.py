@@ -246,3 +246,17 @@ def test_cli_glue_refuses_bad_combinations_and_prints_the_pick(searched, tmp_pat
                                  np.zeros((8, 16, 16, 3), np.uint8), np.arange(8) % 4, val_fraction=0.25)
     with pytest.raises(UsageError, match="input_size=8"):
         run_retrain(args, study, bad)
+
+
+def test_retrained_trials_do_not_use_the_search_budget_of_a_resumed_search(searched, tmp_path):
+    db = _copy(searched, tmp_path)
+    study = load_study(db)
+    searched_n = len(study.complete_trials) + len(study.get_trials("failed"))
+    retrain_top(study, tiny_data(), 1, recipe=RECIPE, out=tmp_path / "out")
+    study.close()
+    ev = SupernetEvaluator(searched["checkpoint"], tiny_data(), ParamsLatency(), num_images=16)
+    resumed = search(tiny_space(), evaluate=ev, reward=Reward.soft(searched["target"]), strategy="random",
+                     budget=Budget(trials=searched_n + 2), storage=db, seed=0)
+    kept = [t for t in resumed.trials if t.accuracy_source != STANDALONE]
+    assert len(kept) == searched_n + 2  # two more search trials, not one (the retrained trial is not a search trial)
+    assert resumed.last_run.stop == "trials" and not resumed.last_run.early

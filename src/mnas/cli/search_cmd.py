@@ -26,6 +26,7 @@ from mnas.cli._common import (
     table,
 )
 from mnas.cli._gradient import GRADIENT, check_gradient_args, checkpoint_space, measuring_backend, search_gradient
+from mnas.cli.retrain_opts import add_retrain_arguments, check_retrain_arguments, run_retrain
 
 DEFAULT_TRIALS = 30
 
@@ -65,7 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "REINFORCE; evolution: regularized evolution; random: random search; enas: ENAS on a supernet (--supernet, "
                    "or one trained from scratch; --strategy-opt rounds=10 ...); darts, gdas: differentiable cell search "
                    "on --space nb201/darts (--strategy-opt epochs=5, order=2, recipe=paper ...); fbnet: latency-aware "
-                   "gradient search on --space mnasnet/layerwise toward --target (--supernet to start from one)")
+                   "gradient search on --space mnasnet/layerwise toward --target, the device's --lut table in its "
+                   "loss (--supernet to start from one)")
     g.add_argument("--strategy-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy hyperparameter, e.g. --strategy-opt batch_size=5 (repeatable)")
     g.add_argument("--trials", type=positive_int,
@@ -96,6 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--ray-address", help="an existing Ray cluster (default: a local Ray instance)")
     p.add_argument("--json", action="store_true", help="print one JSON document at the end")
     p.add_argument("--quiet", action="store_true", help="no live display")
+    add_retrain_arguments(p)
     p.set_defaults(handler=cmd_search)
 
 
@@ -238,6 +241,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError("--reward accuracy has no latency target: drop --target (or use --reward soft/hard)")
     options = _strategy_options(args.strategy_opt)  # validate everything cheap before loading data
     constraints = _constraints(args)
+    check_retrain_arguments(args)
     target_parsed = Target.parse(args.target) if args.target else None
     if target_parsed is not None and target_parsed.reference is not None:
         from mnas.space import is_zoo_name
@@ -305,7 +309,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 130
     except ConnectionError as exc:
         raise _device_error(args, exc) from None
-    return _report(study, storage, time.monotonic() - started, args.json)
+    rc = run_retrain(args, study, data, storage) if args.retrain_top else 0
+    return _report(study, storage, time.monotonic() - started, args.json) or rc
 
 
 def format_states(states: dict[str, int]) -> str:

@@ -23,7 +23,7 @@ from mnas.evaluate import Evaluator, ProxyEvaluator, UserEvaluator, as_evaluator
 from mnas.execution import Executor, get_executor
 from mnas.loop.budget import Budget
 from mnas.loop.lease import WriterLease
-from mnas.loop.runner import Runner, RunResult, SearchEvent
+from mnas.loop.runner import Runner, RunResult, SearchEvent, retrained_count
 from mnas.objectives import Constraints, Reward, Target
 from mnas.space import SearchSpace
 from mnas.strategies import Strategy, get_strategy
@@ -85,6 +85,7 @@ class SearchStudy(Study):
                                  " use the same settings to resume it, or another storage for a new study")
         with WriterLease(self.storage) as lease:
             used = self.storage.count_trials(("running", "complete", "failed"))
+            used -= retrained_count(self.storage.get_trials("complete")) if budget.trials is not None else 0
             if budget.trials is not None and used >= budget.trials and not self.storage.count_trials("running"):
                 self.last_run = _already_complete(self, budget)
                 return self.last_run

@@ -90,6 +90,11 @@ def _accepts_architecture(obj: Any) -> bool:
     return bool(check(obj)) if callable(check) else False
 
 
+
+def retrained_count(trials: Sequence[Trial]) -> int:
+    """How many of `trials` are standalone retrainings of search trials (not the search's own)."""
+    return sum(1 for t in trials if t.state == "complete" and t.accuracy_source == "standalone")
+
 class Runner:
     """State of one run of the loop (kept out of `optimize` so that the loop reads flat)."""
 
@@ -108,12 +113,16 @@ class Runner:
         self.started = time.monotonic()
         self.stop, self.stop_reason = "", ""
         self.exhausted = False
-        self.seen = {t.arch for t in storage.get_trials()}
+        trials = storage.get_trials()
+        self.seen = {t.arch for t in trials}
+        # standalone retrainings (mnas.loop.retrain) are added after a search, never during one: they
+        # are not search trials and do not use the search's trial budget
+        self.retrained = retrained_count(trials)
         self.tell_infos = "infos" in inspect.signature(strategy.tell).parameters
 
     # -- budget ----------------------------------------------------------------------------
     def _can_start(self) -> bool:
-        used = self.storage.count_trials(("running", "complete", "failed"))
+        used = self.storage.count_trials(("running", "complete", "failed")) - self.retrained
         if self.budget.trials is not None and used >= self.budget.trials:
             self.stop, self.stop_reason = "trials", f"{self.budget.trials} trials done"
             return False
@@ -131,7 +140,7 @@ class Runner:
 
     def result(self) -> RunResult:
         counts = {s: self.storage.count_trials(s) for s in ("complete", "failed")}
-        used = self.storage.count_trials(("running", "complete", "failed"))
+        used = self.storage.count_trials(("running", "complete", "failed")) - self.retrained
         early = self.budget.trials is not None and used < self.budget.trials
         return RunResult(self.stop or "trials", self.stop_reason or "nothing left to run", early, self.new_trials,
                          counts["complete"], counts["failed"], used, self.explored)
