@@ -59,11 +59,39 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def _cached(path: Path, job: Any) -> dict[str, Any]:
+def _claim(lock: Path) -> bool:
+    """Take `lock` for this process (False if a live process holds it), so two runs never share a job."""
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            text = lock.read_text().strip()
+            try:
+                os.kill(int(text), 0)
+                return False
+            except (ValueError, ProcessLookupError):
+                lock.unlink(missing_ok=True)  # left by a dead run: take it over
+                continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return True
+
+
+def _cached(path: Path, job: Any) -> dict[str, Any] | None:
+    """The cached record of `job`, or run it and cache it; None while another live run does it."""
     if path.is_file():
         return json.loads(path.read_text())
+    lock = path.with_suffix(".lock")
+    if not _claim(lock):
+        return None
+    if path.is_file():  # finished by another run between the check and the claim
+        lock.unlink()
+        return json.loads(path.read_text())
     before, t0, c0 = uptime(), time.perf_counter(), time.process_time()
-    rec = job()
+    try:
+        rec = job()
+    finally:
+        lock.unlink(missing_ok=True)
     rec.update(wall_s=time.perf_counter() - t0, cpu_s=time.process_time() - c0, uptime_before=before,
                uptime_after=uptime())
     tmp = path.with_suffix(".tmp")
@@ -77,7 +105,7 @@ def search_config(space_name: str, method: str, seed: int) -> DartsConfig:
                        **SEARCH[space_name])
 
 
-def run_search(space_name: str, method: str, seed: int, data: Any, out: Path) -> dict[str, Any]:
+def run_search(space_name: str, method: str, seed: int, data: Any, out: Path) -> dict[str, Any] | None:
     space = SPACES[space_name]()
     cfg = search_config(space_name, method, seed)
 
@@ -96,7 +124,7 @@ def run_search(space_name: str, method: str, seed: int, data: Any, out: Path) ->
     return _cached(out / f"search_{space_name}_{method}_s{seed}.json", job)
 
 
-def run_train(space_name: str, tag: str, arch_text: str, data: Any, out: Path) -> dict[str, Any]:
+def run_train(space_name: str, tag: str, arch_text: str, data: Any, out: Path) -> dict[str, Any] | None:
     cfg = recipe("fast", epochs=EPOCHS[space_name], **TRAIN)
     name = f"train_{space_name}_{tag}_e{EPOCHS[space_name]}"
 
@@ -159,6 +187,14 @@ def table(out: Path, spaces: list[str], methods: list[str], seeds: list[int], n_
         print(f"| {sp} | random | mean | | | | {_mean_se(shares)} | {_mean_se(accs)} |")
 
 
+def _show(what: str, rec: dict[str, Any] | None, key: str) -> None:
+    if rec is None:
+        print(f"  {what}: another run holds it, skipped", flush=True)
+    else:
+        print(f"  {what}: {key} {rec[key]:.3f} ({rec['wall_s']:.0f} s wall){' ' + rec['arch'] if key != 'test_accuracy' else ''}",
+              flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--spaces", nargs="+", default=list(SPACES), choices=list(SPACES))
@@ -168,7 +204,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/darts_fig"))
     ap.add_argument("--table", action="store_true", help="only print the table from the cache")
     ap.add_argument("--no-train", action="store_true", help="searches only")
+    ap.add_argument("--only-random", action="store_true", help="only the random cells' trainings")
+    ap.add_argument("--reverse", action="store_true", help="take the jobs last first (for a second process)")
+    ap.add_argument("--epochs", nargs="+", default=[], metavar="SPACE=N", help="standalone epochs, e.g. nb201=1")
     args = ap.parse_args()
+    for item in args.epochs:
+        sp, _, n = item.partition("=")
+        if sp not in EPOCHS or not n.isdigit() or int(n) < 1:
+            raise SystemExit(f"--epochs {item!r}: expected SPACE=N with SPACE one of {', '.join(EPOCHS)}")
+        EPOCHS[sp] = int(n)
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.table:
         if not DATA.is_file():
@@ -182,20 +226,19 @@ def main() -> None:
         print("uptime before:", uptime(), flush=True)
         for sp in args.spaces:
             print(f"space {sp}: {SPACES[sp]()}", flush=True)
-            for seed in args.seeds:  # seed-major, so a partial run has both methods for the first seeds
-                for method in args.methods:
-                    s = run_search(sp, method, seed, data, args.out)
-                    print(f"  search {sp} {method} seed {seed}: {s['wall_s']:.0f} s, entropy {s['entropy'][-1]:.4f},"
-                          f" param-free {s['param_free']:.2f}, {s['arch']}", flush=True)
-                    if not args.no_train:
-                        t = run_train(sp, f"{method}_s{seed}", s["arch"], data, args.out)
-                        print(f"  train {sp} {method} seed {seed}: test {t['test_accuracy']:.3f} ({t['wall_s']:.0f} s)",
-                              flush=True)
-            if not args.no_train:
-                space = SPACES[sp]()
-                for i in range(args.random):
-                    t = run_train(sp, f"random{i}", str(space.sample(i)), data, args.out)
-                    print(f"  train {sp} random {i}: test {t['test_accuracy']:.3f} ({t['wall_s']:.0f} s)", flush=True)
+            # seed-major, so a partial run has both methods for the first seeds; random cells last
+            jobs = [] if args.only_random else [(m, seed) for seed in args.seeds for m in args.methods]
+            jobs += [] if args.no_train else [("random", i) for i in range(args.random)]
+            for kind, k in reversed(jobs) if args.reverse else jobs:
+                if kind == "random":
+                    t = run_train(sp, f"random{k}", str(SPACES[sp]().sample(k)), data, args.out)
+                    _show(f"train {sp} random {k}", t, "test_accuracy")
+                    continue
+                s = run_search(sp, kind, k, data, args.out)
+                _show(f"search {sp} {kind} seed {k}", s, "param_free")
+                if s is not None and not args.no_train:
+                    t = run_train(sp, f"{kind}_s{k}", s["arch"], data, args.out)
+                    _show(f"train {sp} {kind} seed {k}", t, "test_accuracy")
         print("uptime after:", uptime(), flush=True)
     table(args.out, args.spaces, args.methods, args.seeds, args.random)
 
