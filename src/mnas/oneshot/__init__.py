@@ -1,7 +1,7 @@
 """Layer 4: weight sharing. Dynamic (entangled) ops and the supernet of a search space
 (`build_supernet`, `Supernet.set_active`, `Supernet.subnet` -> a plain module equal to
 `build_model`'s), warm start from a trained model, supernet training and evaluation, ENAS's alternating search,
-and DARTS/GDAS on the cell spaces.
+DARTS/GDAS on the cell spaces, and FBNet-style latency-aware search on the block spaces.
 
 Names are imported on first use, so `import mnas.oneshot` stays light.
 """
@@ -34,6 +34,9 @@ _LAZY = {
     "DartsConfig": "mnas.oneshot.darts", "DartsResult": "mnas.oneshot.darts", "search_darts": "mnas.oneshot.darts",
     "derive": "mnas.oneshot.darts",
     "MixedOp": "mnas.oneshot.mixed", "NB201SearchNet": "mnas.oneshot.mixed", "DartsSearchNet": "mnas.oneshot.mixed",
+    # latency-aware gradient search on the block supernets (FBNet / ProxylessNAS style)
+    "FBNetConfig": "mnas.oneshot.fbnet", "FBNetResult": "mnas.oneshot.fbnet", "search_fbnet": "mnas.oneshot.fbnet",
+    "expected_latency_model": "mnas.oneshot.fbnet_latency",
 }
 
 __all__ = sorted(_LAZY)
