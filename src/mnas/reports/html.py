@@ -153,9 +153,10 @@ def render_html(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], *
               _image(history_png, "reward per trial"), "</div>"]
     if alphas_png is not None:
         parts += ["<h2>Architecture weights</h2><p class=\"note\">The gradient search's softmax weight of every op"
-                  " (choice) on every edge (decision) after each epoch; the thick line is the op derived at the last"
-                  " epoch. The derived trial's accuracy is the search network's running validation figure, not the"
-                  " architecture trained alone (<code>mnas train</code> gives that).</p>",
+                  " (choice) on every edge (decision) after each epoch; the thick line is the largest weight at the last"
+                  " epoch (a DARTS cell then keeps the two best inputs of each node, never <code>none</code>). The"
+                  " derived trial's accuracy is the search network's running validation figure, not the architecture"
+                  " trained alone (<code>mnas train</code> gives that).</p>",
                   f'<div class="plots">{_image(alphas_png, "architecture weights over epochs")}</div>']
     shown = f"top {len(rows)} of {s['n_complete']} complete trials by reward" if top is not None else "trials"
     parts.append(f"<h2>Best trials</h2><p class=\"note\">{_e(shown)}; click a column to sort. "

@@ -167,9 +167,10 @@ def plot_history(data: HistoryData, path: str | os.PathLike[str], title: str | N
 def plot_alphas(gradient: Mapping[str, Any], path: str | os.PathLike[str], title: str | None = None,
                 cols: int = 7) -> Path:
     """A gradient search's architecture weights over epochs: one small panel per edge (decision),
-    one line per op (choice), the softmax weight after each epoch; the op derived from the last
-    epoch drawn thick. `gradient` is a study's ``meta["gradient_history"]`` ({"strategy", "labels",
-    "epochs": [records with a "softmax" map]}). Each panel scales its own y axis, so small moves
+    one line per op (choice), the softmax weight after each epoch; the op of the largest weight at
+    the last epoch drawn thick (DARTS's derivation then keeps two inputs per node, without ``none``).
+    `gradient` is a study's ``meta["gradient_history"]`` ({"strategy", "labels", "epochs": [records
+    with a "softmax" map]}). Each panel scales its own y axis, so small moves
     show; the title gives the mean entropy against that of uniform weights, so a search that has
     barely moved is not mistaken for a decided one."""
     records = [r for r in gradient.get("epochs") or [] if isinstance(r, Mapping) and isinstance(r.get("softmax"), Mapping)]
@@ -218,8 +219,8 @@ def plot_alphas(gradient: Mapping[str, Any], path: str | os.PathLike[str], title
     sizes = [len(e) for n in names for e in records[-1]["softmax"][n] if e]
     uniform = sum(math.log(n) for n in sizes) / len(sizes) if sizes else float("nan")
     moved = f"; mean entropy {entropy:.4f} of {uniform:.4f} (uniform)" if isinstance(entropy, (int, float)) else ""
-    fig.suptitle(title or f"{strategy}: softmax of the architecture weights per epoch (x: epoch; thick: derived){moved}",
-                 fontsize=11)
+    head = f"{strategy}: softmax of the architecture weights per epoch (x: epoch; thick: largest at the end)"
+    fig.suptitle(title or head + moved, fontsize=11)
     if len(handles) <= 12 and not any(isinstance((labels.get(n) or {}).get("choices_per_row"), list) for n in names):
         from matplotlib.lines import Line2D
 
