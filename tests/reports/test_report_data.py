@@ -117,3 +117,16 @@ def test_empty_and_non_finite_studies():
         storage.complete_trial(storage.create_trial([0], ARCH), 0.5, lat, 0.5)
     data = pareto_data(Study(storage).trials)
     assert len(data.points) == 1 and data.n_skipped == 1
+
+
+def test_a_retrained_trial_is_the_reports_best_as_it_is_study_best():
+    study = make_study()
+    storage = study.storage
+    source = min(study.complete_trials, key=lambda t: t.accuracy)  # a weak search trial under the target
+    number = storage.create_trial([999], source.arch)
+    storage.complete_trial(number, 0.3, source.latency_ms, 0.3, extra={"accuracy_source": "standalone",
+                                                                        "retrained_from": source.number})
+    s = report_summary(study.trials, study.meta)
+    assert study.best().number == number and study.best(40.0).number == number
+    assert s["best"]["number"] == number  # real accuracy over inherited, even when lower
+    assert best_under_target(study.trials, 40.0).number == number

@@ -105,6 +105,7 @@ def best_under_target(trials: Sequence[Trial], target_ms: float | None) -> Trial
     if target_ms is None:
         return None
     under = [t for t in _complete(trials) if _finite(t.accuracy, t.latency_ms) and t.latency_ms <= target_ms]
+    under = [t for t in under if t.accuracy_source == "standalone"] or under  # retrained trials first, as best()
     return max(under, key=lambda t: (t.accuracy, -t.latency_ms, -t.number), default=None)
 
 
@@ -179,6 +180,7 @@ def report_summary(trials: Sequence[Trial], meta: Mapping[str, Any], target_ms: 
     target_ms = target_ms if target_ms is not None else study_target_ms(meta)
     complete = _complete(trials)
     rewarded = [t for t in complete if t.reward is not None and not math.isnan(t.reward)]
+    rewarded = [t for t in rewarded if t.accuracy_source == "standalone"] or rewarded  # as Study.best()
     best = max(rewarded, key=lambda t: (t.reward, -t.number), default=None)
     under = best_under_target(complete, target_ms)
     counts = {s.value: sum(t.state is s for t in trials) for s in TrialState}
