@@ -90,10 +90,10 @@ def _accepts_architecture(obj: Any) -> bool:
     return bool(check(obj)) if callable(check) else False
 
 
-
 def retrained_count(trials: Sequence[Trial]) -> int:
     """How many of `trials` are standalone retrainings of search trials (not the search's own)."""
     return sum(1 for t in trials if t.state == "complete" and t.accuracy_source == "standalone")
+
 
 class Runner:
     """State of one run of the loop (kept out of `optimize` so that the loop reads flat)."""
