@@ -55,13 +55,18 @@ def measuring_backend(args: argparse.Namespace):
     return (OnnxRuntime if args.backend == "onnxruntime" else Torch)(threads=args.latency_threads)
 
 
-def checkpoint_space(args: argparse.Namespace) -> Any:
-    """The space of the --supernet checkpoint (fbnet searches it); space options conflict with it."""
+def check_supernet_file(args: argparse.Namespace) -> None:
+    """--supernet searches the checkpoint's own space: space options conflict, and the file must exist."""
     given = [f"--{name.replace('_', '-')}" for name in _SPACE_OPTIONS if getattr(args, name, None) is not None]
     if given:
         raise UsageError(f"--supernet searches the checkpoint's own space: drop {', '.join(given)}")
     if not Path(args.supernet).is_file():
         raise UsageError(f"--supernet {args.supernet}: file not found (train one with 'mnas supernet train')")
+
+
+def checkpoint_space(args: argparse.Namespace) -> Any:
+    """The space of the --supernet checkpoint (fbnet searches it); space options conflict with it."""
+    check_supernet_file(args)
     from mnas.oneshot.train import load_supernet
 
     try:

@@ -25,7 +25,14 @@ from mnas.cli._common import (
     space_from_args,
     table,
 )
-from mnas.cli._gradient import GRADIENT, check_gradient_args, checkpoint_space, measuring_backend, search_gradient
+from mnas.cli._gradient import (
+    GRADIENT,
+    check_gradient_args,
+    check_supernet_file,
+    checkpoint_space,
+    measuring_backend,
+    search_gradient,
+)
 from mnas.cli.retrain_opts import add_retrain_arguments, check_retrain_arguments, run_retrain
 
 DEFAULT_TRIALS = 30
@@ -178,18 +185,11 @@ def _device_error(args: argparse.Namespace, exc: BaseException) -> UsageError:
                       " (check --url and that 'mnas device serve' runs there; finished trials are saved)")
 
 
-_SPACE_OPTIONS = ("space", "width_mult", "head", "strides", "input_size", "cell_channels", "cells_per_stage", "cell_layers")
-
-
 def _supernet_evaluator(args: argparse.Namespace, data: Any, latency: Any) -> Any:
     """`SupernetEvaluator` on --supernet; the space is the checkpoint's, so space options conflict."""
     from mnas.evaluate import SupernetEvaluator
 
-    given = [f"--{name.replace('_', '-')}" for name in _SPACE_OPTIONS if getattr(args, name, None) is not None]
-    if given:
-        raise UsageError(f"--supernet searches the checkpoint's own space: drop {', '.join(given)}")
-    if not Path(args.supernet).is_file():
-        raise UsageError(f"--supernet {args.supernet}: file not found (train one with 'mnas supernet train')")
+    check_supernet_file(args)
     try:
         evaluator = SupernetEvaluator(args.supernet, data, latency)
         evaluator.check_space(evaluator.space)
