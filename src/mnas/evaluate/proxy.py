@@ -11,7 +11,7 @@ from typing import Any
 
 from mnas.evaluate.base import Evaluator
 from mnas.space import Arch, get_arch, is_zoo_name
-from mnas.space.zoo import adapt_strides
+from mnas.space.zoo import for_space
 
 __all__ = ["ProxyEvaluator", "resolve_reference", "train_candidate"]
 
@@ -76,7 +76,8 @@ class ProxyEvaluator(Evaluator):
         return float(result.median_ms), time.perf_counter() - started, details
 
     def reference_latency(self, name: str, space: Any = None) -> float:
-        return resolve_reference(name, self.latency, self.input_size, self.data.num_classes, self.data.channels)
+        return resolve_reference(name, self.latency, self.input_size, self.data.num_classes, self.data.channels,
+                                 strides=getattr(space, "strides", None))
 
     def job(self, arch: Arch, seed: int | None = None) -> tuple[Callable[..., dict[str, Any]], tuple]:
         return train_candidate, (str(arch), self.data, self.config, seed)
@@ -102,12 +103,14 @@ def _finite_or_none(x: float) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
-def resolve_reference(name: str, latency: Any, input_size: int, num_classes: int, in_chans: int = 3) -> float:
-    """Latency (ms) of a zoo model on `latency`, adapted to `input_size` by the space's stride rule,
-    so that a target such as "mobilenetv2" means "as fast as MobileNetV2 here"."""
+def resolve_reference(name: str, latency: Any, input_size: int, num_classes: int, in_chans: int = 3,
+                      strides: Any = None) -> float:
+    """Latency (ms) of a zoo model on `latency`, laid out as the space's candidates are
+    (`mnas.space.zoo.for_space`: the space's `strides`, else the stride rule for `input_size`), so
+    that a target such as "mobilenetv2" means "as fast as MobileNetV2 here"."""
     if not is_zoo_name(name):
         raise ValueError(f"unknown reference model {name!r} in the target: expected a zoo name (see 'mnas models')")
     if latency is None:
         raise ValueError(f"a target relative to {name!r} needs a latency backend to measure it; give a target in ms")
-    arch = adapt_strides(get_arch(name), input_size)
+    arch = for_space(get_arch(name), input_size, strides)
     return float(latency.measure(arch, input_size, num_classes, in_chans=in_chans).median_ms)

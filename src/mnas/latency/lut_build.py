@@ -252,11 +252,12 @@ def table_space(table: LookupTable) -> SearchSpace:
 
 
 def reference_archs(space: MnasNetSpace, references: Sequence[str]) -> list[Arch]:
-    """Zoo models as a target relative to them measures them: strides adapted to the space's input size
-    (`mnas.evaluate.resolve_reference`'s rule)."""
-    from mnas.space import adapt_strides, get_arch
+    """Zoo models as a target relative to them measures them: with the space's strides, else adapted
+    to its input size (`mnas.space.zoo.for_space`, `mnas.evaluate.resolve_reference`'s rule)."""
+    from mnas.space import get_arch
+    from mnas.space.zoo import for_space
 
-    return [adapt_strides(get_arch(name), space.input_size) for name in references]
+    return [for_space(get_arch(name), space.input_size, getattr(space, "strides", None)) for name in references]
 
 
 def build_lut(space: SearchSpace, backend: LatencyBackend, out: str | os.PathLike, *, fit_archs: int = 20,

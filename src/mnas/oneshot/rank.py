@@ -27,7 +27,7 @@ import numpy as np
 
 from mnas.oneshot.sampling import estimate_macs
 from mnas.space import Arch, SearchSpace, as_arch, get_arch
-from mnas.space.zoo import adapt_strides
+from mnas.space.zoo import for_space
 from mnas.train.checkpoint import atomic_write_json
 
 __all__ = ["REFERENCES", "band_groups", "choose_archs", "rank_stats", "reference_archs", "standalone_accuracy",
@@ -67,11 +67,7 @@ def reference_archs(space: SearchSpace) -> dict[str, Arch]:
     size = int(getattr(space, "input_size", 224))
     found: dict[str, Arch] = {}
     for name in REFERENCES:
-        base = adapt_strides(get_arch(name, width), size)
-        strides = getattr(space, "strides", None)
-        if strides is not None and len(strides) == len(base.blocks) + 1:
-            base = replace(base, stem_stride=strides[0],
-                           blocks=tuple(replace(b, stride=s) for b, s in zip(base.blocks, strides[1:], strict=True)))
+        base = for_space(get_arch(name, width), size, getattr(space, "strides", None))
         label = f"{name}_x{width:g}"
         act = getattr(space, "act", base.act)
         same_act = replace(base, act=act)

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from mnas._util import make_divisible
 from mnas.space.arch import Arch, decode_arch
 
-__all__ = ["ZOO", "ZOO_LISTING", "adapt_strides", "closest_zoo_name", "get_arch", "is_zoo_name", "looks_like_zoo_name",
-           "scale_arch", "unknown_model_message"]
+__all__ = ["ZOO", "ZOO_LISTING", "adapt_strides", "closest_zoo_name", "for_space", "get_arch", "is_zoo_name",
+           "looks_like_zoo_name", "scale_arch", "unknown_model_message"]
 
 _A1 = ("r1_k3_s11_e1_i32_o16_noskip, r2_k3_s22_e6_i16_o24, r3_k5_s22_e3_i24_o40_se0.25,"
        " r4_k3_s22_e6_i40_o80, r2_k3_s11_e6_i80_o112_se0.25, r3_k5_s22_e6_i112_o160_se0.25,"
@@ -130,3 +130,15 @@ def adapt_strides(arch: Arch, input_size: int, min_feature_size: int = 4) -> Arc
             size = -(-size // s)
     blocks = tuple(replace(b, stride=s) for b, s in zip(arch.blocks, strides[1:], strict=True))
     return replace(arch, stem_stride=strides[0], blocks=blocks)
+
+
+def for_space(arch: Arch, input_size: int, strides: Sequence[int] | None = None) -> Arch:
+    """A zoo model laid out as a space's candidates are at `input_size`: the space's stem and block
+    `strides` where it has one per block (a space built with ``strides=`` downsamples where the user
+    said, and "as fast as MobileNetV2" must mean MobileNetV2 downsampling there too), else
+    `adapt_strides`. With a space's default strides both give the same model."""
+    arch = adapt_strides(arch, input_size)
+    if strides is None or len(strides) != len(arch.blocks) + 1:
+        return arch
+    return replace(arch, stem_stride=int(strides[0]),
+                   blocks=tuple(replace(b, stride=int(s)) for b, s in zip(arch.blocks, strides[1:], strict=True)))
