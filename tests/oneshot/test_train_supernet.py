@@ -131,3 +131,37 @@ def test_estimate_macs_counts_the_layerwise_proj_layer():
     assert archs
     for arch in archs[:3]:
         assert estimate_macs(arch, 16, 4) == count_macs(build_model(arch, 4), 16)
+
+
+def test_without_the_sandwich_a_step_trains_only_sampled_subnetworks_on_the_labels(tmp_path):
+    net, data = make_supernet(tiny_space()), tiny_data()
+    trainer = _Trainer(net, data, _config(num_random=2, sandwich=False, warmup_epochs=0))
+    sandwich = _Trainer(net, data, _config(num_random=2, warmup_epochs=0))
+    archs = [str(a) for a in trainer.archs_for(5)]
+    assert len(archs) == 2 and archs == [str(a) for a in sandwich.archs_for(5)[2:]]  # the same draws, no extremes
+    with pytest.raises(ValueError, match="num_random"):
+        _config(num_random=0, sandwich=False)
+    # every sub-network on the labels: distillation is off without a teacher
+    seen = []
+    original = trainer.criterion
+    trainer.criterion = lambda logits, y: seen.append(len(y)) or original(logits, y)
+    trainer.step(torch.arange(16))
+    assert len(seen) == 2
+    result = train_supernet(make_supernet(tiny_space()), data, _config(epochs=2, sandwich=False, num_random=2,
+                                                                       warmup_epochs=0), tmp_path / "sn.pt")
+    assert result["history"][-1]["subnets_per_step"] == 2 and np.isfinite(result["history"][-1]["train_loss"])
+
+
+def test_a_checkpoint_from_before_a_setting_existed_resumes_with_its_default(tmp_path):
+    """Regression: resume compared every setting with the checkpoint's, so a checkpoint written before
+    `sandwich` existed (no such key) could never be resumed."""
+    data, cfg = tiny_data(), _config(epochs=2, num_random=1)
+    part = make_supernet(tiny_space())
+    train_supernet(part, data, cfg, tmp_path / "old.pt", stop_after=1)
+    state = torch.load(tmp_path / "old.pt", map_location="cpu", weights_only=True)
+    del state["train_config"]["sandwich"]
+    torch.save(state, tmp_path / "old.pt")
+    result = train_supernet(make_supernet(tiny_space()), data, cfg, tmp_path / "old.pt", resume=True)
+    assert result["epochs"] == 2
+    with pytest.raises(ValueError, match="sandwich"):
+        train_supernet(make_supernet(tiny_space()), data, cfg.replace(sandwich=False), tmp_path / "old.pt", resume=True)

@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--warmup-epochs", type=float, default=1.0, help="epochs of the largest sub-network alone (default 1)")
     g.add_argument("--num-random", type=nonneg_int, default=2, help="random sub-networks per step (default 2)")
     g.add_argument("--no-distill", action="store_true", help="train the smaller sub-networks on labels, not the largest's output")
+    g.add_argument("--no-sandwich", action="store_true",
+                   help="train only --num-random sampled sub-networks per step, on the labels (single-path one-shot;"
+                        " no largest/smallest, no distillation)")
     g.add_argument("--sampler", choices=("uniform", "stratified"), default="uniform")
     g.add_argument("--bands", type=positive_int, default=5, help="latency bands for --sampler stratified (default 5)")
     g.add_argument("--lut", help="latency lookup table for --sampler stratified (default: MACs)")
@@ -136,6 +139,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mnas.oneshot.train import SupernetTrainConfig, train_supernet
     from mnas.train import recipe
 
+    if args.no_sandwich and args.num_random < 1:
+        raise UsageError("--no-sandwich trains only the sampled sub-networks: give --num-random 1 or more")
     if args.warmup_epochs < 0 or args.warmup_epochs > args.epochs:
         raise UsageError(f"--warmup-epochs {args.warmup_epochs}: expected a number in [0, --epochs={args.epochs}]")
     out = Path(args.out)
@@ -154,7 +159,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                        seed=args.seed, input_size=args.input_size, amp=not args.no_amp,
                        device=device if world > 1 else args.device)
         config = SupernetTrainConfig(train=train, warmup_epochs=args.warmup_epochs, num_random=args.num_random,
-                                     distill=not args.no_distill, sampler=args.sampler, bands=args.bands,
+                                     sandwich=not args.no_sandwich, distill=not args.no_distill,
+                                     sampler=args.sampler, bands=args.bands,
                                      eval_images=args.eval_images)
         progress = _progress(args.quiet or args.json or not is_main())
         try:

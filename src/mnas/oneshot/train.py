@@ -3,7 +3,8 @@ distillation (Yu et al. 2020, BigNAS; REFERENCE.md).
 
 Every step after the warm-up trains, on the same batch, the largest sub-network on the labels, then
 the smallest and `num_random` sampled ones on the largest's softened, detached output; gradients of
-all of them are summed before one optimiser step. The data pipeline, optimiser, schedule,
+all of them are summed before one optimiser step. With ``sandwich=False`` a step trains only the
+sampled sub-networks, on the labels (single-path one-shot). The data pipeline, optimiser, schedule,
 channels_last and mixed precision are those of the proxy trainer (`mnas.train.loop.Loop`).
 
 Reproducibility: data order and augmentation are reseeded per epoch (as in `mnas.train`), and the
@@ -60,10 +61,15 @@ class SupernetTrainConfig:
 
     `warmup_epochs`: epochs of the largest sub-network alone before the sandwich rule starts.
     `num_random`: sampled sub-networks per step besides the largest and the smallest.
+    `sandwich`: False trains only the `num_random` sampled sub-networks each step, all on the labels
+    (single-path one-shot, Guo et al. 2020): no step is spent on the two extremes, so every op family
+    and width is trained as often as the sampler draws it (the sandwich rule's largest and smallest
+    are fixed networks, half the sub-networks of a default step).
     `distill`: the smaller sub-networks learn the largest's output (soft targets at `temperature`)
-    instead of the labels. `sampler`: "uniform" over tokens, or "stratified" in `bands` bands of
-    predicted latency (see sampling.py). `micro_batches`: split each batch to save memory (the
-    gradients are accumulated; with batch norm, the statistics are per micro-batch).
+    instead of the labels (with the sandwich rule only: without it there is no teacher).
+    `sampler`: "uniform" over tokens, or "stratified" in `bands` bands of predicted latency (see
+    sampling.py). `micro_batches`: split each batch to save memory (the gradients are accumulated;
+    with batch norm, the statistics are per micro-batch).
     `eval_images`: BN recalibration images for the per-epoch check of the largest and smallest
     sub-networks (0 skips the check). `reduction`: "mean" divides each sub-network's loss by the
     number trained per step, so the recipe's learning rate keeps its meaning; "sum" is BigNAS's
@@ -74,6 +80,7 @@ class SupernetTrainConfig:
     train: TrainConfig = field(default_factory=_default_train)
     warmup_epochs: float = 1.0
     num_random: int = 2
+    sandwich: bool = True
     distill: bool = True
     temperature: float = 1.0
     sampler: str = "uniform"
@@ -96,6 +103,8 @@ class SupernetTrainConfig:
         for name in ("bands", "tries", "micro_batches"):
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected a positive integer")
+        if not self.sandwich and self.num_random < 1:
+            raise ValueError("sandwich=False trains only the sampled sub-networks: num_random must be at least 1")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler={self.sampler!r}: expected {' or '.join(SAMPLERS)}")
         if self.reduction not in ("mean", "sum"):
@@ -172,7 +181,8 @@ class _Trainer:
         if step < self.warmup_steps:
             return [self.largest]
         rng = np.random.default_rng([self.config.train.seed, step, 0x5a4d])
-        return [self.largest, self.smallest] + [self.sampler.sample(rng) for _ in range(self.config.num_random)]
+        sampled = [self.sampler.sample(rng) for _ in range(self.config.num_random)]
+        return [self.largest, self.smallest] + sampled if self.config.sandwich else sampled
 
     def step(self, idx: torch.Tensor) -> tuple[float, int, int]:
         """One sandwich step on the global batch `idx`: (largest's loss, its correct count, images here)."""
@@ -188,6 +198,7 @@ class _Trainer:
         chunk = share // cfg.micro_batches
         scale = cfg.micro_batches * (len(archs) if cfg.reduction == "mean" else 1)
         first_loss, correct = 0.0, 0
+        distill = cfg.distill and cfg.sandwich  # the teacher is the largest, trained first in a sandwich step
         for m in range(cfg.micro_batches):
             xm, ym = x[m * chunk:(m + 1) * chunk], y[m * chunk:(m + 1) * chunk]
             soft = None
@@ -195,7 +206,7 @@ class _Trainer:
                 self.net.set_active(arch)
                 with loop.autocast():
                     logits = self.model(xm)
-                    if j == 0 or not cfg.distill:
+                    if j == 0 or not distill:
                         loss = self.criterion(logits, ym)
                     else:
                         loss = soft_cross_entropy(logits, soft, cfg.temperature)
@@ -205,7 +216,7 @@ class _Trainer:
                 if j == 0:
                     first_loss += value / cfg.micro_batches
                     correct += int((logits.detach().argmax(1) == ym).sum())
-                    if cfg.distill:
+                    if distill:
                         soft = F.softmax(logits.detach().float() / cfg.temperature, dim=1)
                 loop.scaler.scale(loss / scale).backward()
         loop.scaler.step(loop.optimizer)
@@ -314,6 +325,8 @@ def _check_resumable(state: dict[str, Any], net: nn.Module, data: Dataset, confi
                          " training images): pass the same --data, --val-fraction and --seed to resume")
     saved, now = state["train_config"], config.to_dict()
     saved_train, now_train = saved.pop("train"), now.pop("train")
+    defaults = {f.name: f.default for f in fields(SupernetTrainConfig) if f.name != "train"}
+    saved = {**defaults, **saved}  # a checkpoint from before a setting existed trained with its default
     diff = sorted(k for k in now if saved.get(k) != now[k])
     diff += sorted(k for k in now_train if k not in _RESUME_FREE and saved_train.get(k) != now_train[k])
     if diff:
