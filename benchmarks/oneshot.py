@@ -135,8 +135,8 @@ def phase_supernet(args, data, space, archs) -> None:
         info["largest_standalone"] = {"images_per_second": r["images_per_second"], "seconds": r["seconds"],
                                       "macs": r["macs"], "load": uptime()}
         atomic_write_json(info, info_path)
-    ckpt = out / "supernet.pt"
-    done = False
+    ckpt = Path(args.supernet) if args.supernet else out / "supernet.pt"
+    done = bool(args.supernet)
     if ckpt.is_file():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         done = state["epoch"] >= args.epochs
@@ -160,9 +160,9 @@ def phase_supernet(args, data, space, archs) -> None:
         say(f"  epoch {h['epoch']}: loss {h['train_loss']:.3f} val(largest) {h.get('val_accuracy_largest', float('nan')):.3f}"
             f" val(smallest) {h.get('val_accuracy_smallest', float('nan')):.3f} {h['images_per_second']:.1f} img/s")
 
-    inh_path = out / "inherited.json"
+    inh_path = out / f"inherited{args.tag}.json"
     inherited = json.loads(inh_path.read_text()) if inh_path.is_file() else {}
-    for n_img in CALIBRATION_SIZES:
+    for n_img in args.bn_images:
         key = str(n_img)
         rows = inherited.get(key, [])
         for arch in archs[len(rows):]:
@@ -193,7 +193,7 @@ def phase_report(args, data, space, archs, names) -> dict:
                                   data, standalone_recipe(args), out / "standalone", workers=1, log=lambda _: None)
     standalone = [r["accuracy"] for r in trained[:len(keys)]]
     noise = ([r["accuracy"] for r in trained[:args.noise]], [r["accuracy"] for r in trained[len(keys):]])
-    inherited = json.loads((out / "inherited.json").read_text())
+    inherited = json.loads((out / f"inherited{args.tag}.json").read_text())
     predictors = free_predictors(archs, space, data.channels, None)
     try:
         from mnas.latency import OnnxRuntime
@@ -209,7 +209,7 @@ def phase_report(args, data, space, archs, names) -> dict:
         say(f"no measured latency ({exc}); bands by MACs")
     band_by = predictors.get("latency_ms", predictors["macs"])
     reports = {}
-    for n_img in CALIBRATION_SIZES:
+    for n_img in args.bn_images:
         rows = inherited.get(str(n_img), [])
         if len(rows) < len(keys):
             continue
@@ -233,7 +233,7 @@ def phase_report(args, data, space, archs, names) -> dict:
             say(f"{'seed-to-seed (ceiling)':<22}{nc['tau']:>7.3f}  [{nc['tau_ci'][0]:.2f}, {nc['tau_ci'][1]:.2f}]    "
                 f"{nc['rho']:>7.3f}  [{nc['rho_ci'][0]:.2f}, {nc['rho_ci'][1]:.2f}]  n={nc['n']}")
         say(f"bands: {last['bands']}")
-    atomic_write_json({str(k): v for k, v in reports.items()}, out / "report.json")
+    atomic_write_json({str(k): v for k, v in reports.items()}, out / f"report{args.tag}.json")
     say(f"load {uptime()}")
     return reports
 
@@ -259,6 +259,10 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--sampler", default="stratified", choices=("uniform", "stratified"))
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--supernet", help="evaluate this trained checkpoint instead of training out/supernet.pt")
+    p.add_argument("--tag", default="", help="suffix of the inherited/report files (one per supernet)")
+    p.add_argument("--bn-images", type=int, nargs="+", default=list(CALIBRATION_SIZES),
+                   help="BN recalibration sizes to evaluate (default 250 500 1000 2000)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if not Path(args.data).is_file() and args.data != "digits":

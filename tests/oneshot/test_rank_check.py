@@ -110,3 +110,29 @@ def test_rank_check_end_to_end_and_resumes_from_its_cache(tmp_path, monkeypatch)
     assert again["inherited"]["tau"] == report["inherited"]["tau"]
     with pytest.raises(ValueError, match="at least 2"):
         rank_check(net, data, n=1, out=tmp_path)
+
+
+def test_the_cache_is_keyed_by_the_data_not_the_path_it_was_loaded_from(tmp_path, monkeypatch):
+    """Regression: the cache key held the data's source path as typed, so the same file loaded as
+    `../shared/x.npz` from another folder (or `a/../x.npz`) missed every cached training and
+    rank-check trained them all again (hours on CPU)."""
+    from mnas.data import load
+
+    x, y = tiny_data().x_train, tiny_data().y_train
+    (tmp_path / "d").mkdir()
+    np.savez(tmp_path / "d" / "set.npz", x_train=x, y_train=y, x_test=x[:8], y_test=y[:8])
+    plain = load(str(tmp_path / "d" / "set.npz"), val_fraction=0.25, seed=0)
+    detour = load(str(tmp_path / "d" / ".." / "d" / "set.npz"), val_fraction=0.25, seed=0)
+    assert plain.source != detour.source
+    recipe = TrainConfig(steps=2, batch_size=16)
+    jobs = [(str(tiny_space().sample(0)), 0)]
+    first = standalone_accuracy(jobs, plain, recipe, tmp_path / "cache")
+
+    def fail(*args, **kwargs):
+        raise AssertionError("trained again instead of reading the cache")
+
+    monkeypatch.setattr(rank, "_train_and_cache", fail)
+    assert standalone_accuracy(jobs, detour, recipe, tmp_path / "cache") == first
+    other = load(str(tmp_path / "d" / "set.npz"), val_fraction=0.5, seed=0)  # other split: other entries
+    with pytest.raises(AssertionError, match="trained again"):
+        standalone_accuracy(jobs, other, recipe, tmp_path / "cache")

@@ -89,6 +89,18 @@ def _cache_path(folder: Path, arch: str, recipe: dict[str, Any], seed: int, data
     return folder / f"standalone-{digest}.json"
 
 
+def data_key(data: Any) -> str:
+    """What a cached standalone result depends on in the data: its name, split sizes and a digest of
+    the training and validation arrays — not the path it was loaded from, so the same file reached
+    as ``../shared/x.npz`` or ``/work/shared/x.npz`` (or a copy) finds the same results."""
+    digest = hashlib.sha256()
+    for array in (data.x_train, data.y_train, data.x_val, data.y_val):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(memoryview(array).cast("B"))
+    return f"{getattr(data, 'name', '?')}:{len(data.y_train)}:{len(data.y_val)}:{digest.hexdigest()[:24]}"
+
+
 def train_standalone(arch: str, data: Any, recipe: Any, seed: int) -> dict[str, Any]:
     """Train `arch` from scratch on `data` with `recipe` (a TrainConfig) and `seed`; validation accuracy."""
     import torch
@@ -126,9 +138,8 @@ def standalone_accuracy(jobs: Sequence[tuple[str, int]], data: Any, recipe: Any,
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     recipe_key = {k: v for k, v in recipe.to_dict().items() if k not in ("threads", "device", "eval_batch_size")}
-    source = json.dumps(getattr(data, "source", {}), sort_keys=True, default=str)
-    data_key = f"{getattr(data, 'name', '?')}:{len(data.y_train)}:{len(data.y_val)}:{source}"
-    paths = [_cache_path(folder, a, recipe_key, s, data_key) for a, s in jobs]
+    key = data_key(data)
+    paths = [_cache_path(folder, a, recipe_key, s, key) for a, s in jobs]
     results: list[dict[str, Any] | None] = [json.loads(p.read_text()) if p.is_file() else None for p in paths]
     todo = [i for i, r in enumerate(results) if r is None]
     log(f"standalone: {len(jobs) - len(todo)} cached, {len(todo)} to train")

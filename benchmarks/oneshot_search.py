@@ -1,0 +1,132 @@
+"""The one-hour supernet search of issue 9, and its pick next to the hand-designed networks.
+
+The search itself is two commands (timed by the shell; the hour includes supernet training):
+
+    mnas supernet train --data cifar10_10k.npz --width-mult 0.25 --strides 2,1,1,2,2,1,1,1 \
+        --epochs 15 --sampler stratified --out runs/sn/supernet.pt
+    mnas search --supernet runs/sn/supernet.pt --data cifar10_10k.npz --target 0.964ms \
+        --strategy evolution --hours 0.17 --trials 1000 --storage runs/sn/search.db \
+        --retrain-top 2 --retrain-epochs 8
+
+This script is the comparison that follows: the study's pick (`Study.best()`, the retrained trial),
+MobileNetV2 x0.5 and MnasNet-B1 x0.5 with the space's strides, each trained from scratch with the
+same recipe (`mnas.loop.retrain.default_recipe("scratch", epochs)`, the recipe `--retrain-top`
+used) for every seed in --seeds, then: validation and test accuracy (mean, standard error over the
+seeds, and the binomial standard error of one test figure), latency on ONNX Runtime with one
+thread, MACs and parameters.
+
+    python benchmarks/oneshot_search.py --study runs/sn/search.db --out runs/sn/compare --seeds 0 1
+
+Every training checkpoints each epoch under --out; a rerun skips finished ones and resumes the
+rest. Prints measured figures and the load; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10_10k.npz"
+REFERENCES = ("mobilenetv2_x0.5", "mnasnet_b1_x0.5")
+
+
+def say(*args) -> None:
+    print(*args, flush=True)
+
+
+def uptime() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def restride(arch, strides):
+    """`arch` with the stem and block strides of the searched space."""
+    if strides is None:
+        return arch
+    if len(strides) != len(arch.blocks) + 1:
+        raise ValueError(f"--strides has {len(strides)} entries; {arch} needs {len(arch.blocks) + 1}")
+    return replace(arch, stem_stride=strides[0],
+                   blocks=tuple(replace(b, stride=s) for b, s in zip(arch.blocks, strides[1:], strict=True)))
+
+
+def train(arch, data, config, folder: Path) -> dict:
+    from mnas.train import train_full
+    from mnas.train.full import CHECKPOINT, METRICS
+
+    if (folder / METRICS).is_file():
+        return json.loads((folder / METRICS).read_text())
+    return train_full(arch, data, config, folder, resume=(folder / CHECKPOINT).is_file(), log=say)
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    a = np.asarray(values, dtype=float)
+    return float(a.mean()), float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else math.nan
+
+
+def main(argv=None) -> int:
+    import mnas
+    from mnas.latency import OnnxRuntime
+    from mnas.loop.retrain import default_recipe
+    from mnas.models import build_model, count_params
+    from mnas.oneshot.sampling import estimate_macs
+    from mnas.space import adapt_strides, as_arch, get_arch
+    from mnas.train import load
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--study", required=True, help="the search's study (its best trial is the pick)")
+    p.add_argument("--data", default=str(DEFAULT_DATA))
+    p.add_argument("--out", required=True)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--strides", default="2,1,1,2,2,1,1,1", help="the space's stem + block strides ('' = the zoo's)")
+    p.add_argument("--only", help="train just this one: 'best' or a reference name (for two processes)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    data = load(args.data, val_fraction=0.2, seed=0)
+    strides = [int(s) for s in args.strides.split(",")] if args.strides else None
+    study = mnas.load_study(args.study)
+    best = study.best()
+    if best is None:
+        say(f"{args.study}: no complete trial to compare")
+        return 1
+    models = {f"search pick (trial {best.number})": as_arch(best.arch)}
+    for name in REFERENCES:
+        models[name] = restride(adapt_strides(get_arch(name), data.input_size), strides)
+    config = default_recipe("scratch", args.epochs)
+    say(f"data {data.name}: {len(data.y_train)} train / {len(data.y_val)} val / {len(data.y_test)} test; recipe "
+        f"{json.dumps({k: config.to_dict()[k] for k in ('epochs', 'batch_size', 'lr', 'optimizer', 'schedule')})};"
+        f" seeds {args.seeds}; load {uptime()}")
+    backend = OnnxRuntime(threads=1)
+    rows = []
+    for label, arch in models.items():
+        key = "best" if label.startswith("search") else label
+        if args.only and args.only != key:
+            continue
+        runs = [train(arch, data, config.replace(seed=s), Path(args.out) / f"{key}-seed{s}") for s in args.seeds]
+        lat = backend.measure(arch, data.input_size, data.num_classes).median_ms
+        val = mean_se([r["val_accuracy"] for r in runs])
+        test = mean_se([r["test_accuracy"] for r in runs])
+        binom = math.sqrt(test[0] * (1 - test[0]) / len(data.y_test))
+        rows.append((label, lat, estimate_macs(arch, data.input_size, data.num_classes, 3) / 1e6,
+                     count_params(build_model(arch, data.num_classes)) / 1e6, val, test, binom,
+                     [round(r["test_accuracy"], 4) for r in runs], sum(r["seconds"] for r in runs)))
+    target = study.meta.get("target_ms")
+    say(f"\nlatency target of the study: {target} ms; pick {best.arch}")
+    say(f"{'model':<24}{'latency ms':>11}{'MMACs':>8}{'Mparams':>9}  {'val mean +- se':<18}{'test mean +- se':<18}"
+        f"{'binom se':>9}  test per seed   train s")
+    for label, lat, macs, params, val, test, binom, per, secs in rows:
+        say(f"{label:<24}{lat:>11.3f}{macs:>8.2f}{params:>9.3f}  {val[0]:.4f} +- {val[1]:.4f}   "
+            f"{test[0]:.4f} +- {test[1]:.4f}   {binom:>8.4f}  {per}  {secs:.0f}")
+    say(f"load {uptime()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
