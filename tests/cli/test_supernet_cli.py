@@ -73,3 +73,17 @@ def test_bad_input_exits_2(tmp_path, tiny_npz, capsys):
     code, _, err = _run(capsys, "supernet", "train", "--data", tiny_npz, "--strides", "1,x", "--out",
                         str(tmp_path / "a.pt"))
     assert code == 2 and "--strides" in err
+    code, _, err = _run(capsys, "supernet", "train", "--data", tiny_npz, "--no-sandwich", "--num-random", "0",
+                        "--out", str(tmp_path / "b.pt"))
+    assert code == 2 and "--num-random" in err and not (tmp_path / "b.pt").exists()
+
+
+def test_train_without_the_sandwich(tmp_path, tiny_npz, capsys):
+    code, out, _ = _run(capsys, "supernet", "train", "--data", tiny_npz, *SPACE, "--epochs", "1", "--batch-size", "32",
+                        "--no-sandwich", "--warmup-epochs", "0", "--eval-images", "0", "--out", str(tmp_path / "s.pt"),
+                        "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["history"][0]["subnets_per_step"] == 2  # --num-random's default, no largest or smallest
+    state = torch.load(tmp_path / "s.pt", map_location="cpu", weights_only=True)
+    assert state["train_config"]["sandwich"] is False
