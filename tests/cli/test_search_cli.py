@@ -56,15 +56,24 @@ def test_ctrl_c_stops_cleanly_and_resume_requeues(tmp_path):
 
     db = tmp_path / "c.db"
     common = ("--storage", str(db), "--epochs", "0.5", "--width-mult", "0.25", "--head", "32", "--quiet")
+    # Python leaves SIGINT ignored when it starts with it ignored, as it does under a launcher that runs
+    # the suite in the background of a non-interactive shell (POSIX: `cmd &` ignores SIGINT there):
+    # the child gets the default disposition, so Ctrl-C reaches it as it would from a terminal.
     proc = subprocess.Popen([sys.executable, "-m", "mnas.cli", "search", "--trials", "100", *common],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        if db.exists() and SQLiteStorage(db, read_only=True).count_trials("complete") >= 2:
-            break
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            if db.exists() and SQLiteStorage(db, read_only=True).count_trials("complete") >= 2:
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # never leave a search running behind a failed test
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130 and "Resume with: mnas search --resume" in err
     storage = SQLiteStorage(db, read_only=True)
     done = storage.count_trials("complete")
