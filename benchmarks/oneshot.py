@@ -136,8 +136,8 @@ def phase_supernet(args, data, space, archs) -> None:
                                       "macs": r["macs"], "load": uptime()}
         atomic_write_json(info, info_path)
     ckpt = Path(args.supernet) if args.supernet else out / "supernet.pt"
-    done = bool(args.supernet)
-    if ckpt.is_file():
+    done = bool(args.supernet)  # a given checkpoint is only evaluated, never trained further
+    if not done and ckpt.is_file():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         done = state["epoch"] >= args.epochs
     if not done:
@@ -265,6 +265,9 @@ def main(argv=None) -> int:
                    help="BN recalibration sizes to evaluate (default 250 500 1000 2000)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.supernet and not Path(args.supernet).is_file():
+        print(f"--supernet {args.supernet}: file not found (train one with 'mnas supernet train')", file=sys.stderr)
+        return 2
     if not Path(args.data).is_file() and args.data != "digits":
         print(f"data not found: {args.data}", file=sys.stderr)
         return 2

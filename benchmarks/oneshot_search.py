@@ -28,7 +28,6 @@ import json
 import math
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -44,16 +43,6 @@ def say(*args) -> None:
 
 def uptime() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def restride(arch, strides):
-    """`arch` with the stem and block strides of the searched space."""
-    if strides is None:
-        return arch
-    if len(strides) != len(arch.blocks) + 1:
-        raise ValueError(f"--strides has {len(strides)} entries; {arch} needs {len(arch.blocks) + 1}")
-    return replace(arch, stem_stride=strides[0],
-                   blocks=tuple(replace(b, stride=s) for b, s in zip(arch.blocks, strides[1:], strict=True)))
 
 
 def train(arch, data, config, folder: Path) -> dict:
@@ -76,7 +65,8 @@ def main(argv=None) -> int:
     from mnas.loop.retrain import default_recipe
     from mnas.models import build_model, count_params
     from mnas.oneshot.sampling import estimate_macs
-    from mnas.space import adapt_strides, as_arch, get_arch
+    from mnas.space import as_arch, get_arch
+    from mnas.space.zoo import for_space
     from mnas.train import load
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -98,7 +88,7 @@ def main(argv=None) -> int:
         return 1
     models = {f"search pick (trial {best.number})": as_arch(best.arch)}
     for name in REFERENCES:
-        models[name] = restride(adapt_strides(get_arch(name), data.input_size), strides)
+        models[name] = for_space(get_arch(name), data.input_size, strides)
     config = default_recipe("scratch", args.epochs)
     say(f"data {data.name}: {len(data.y_train)} train / {len(data.y_val)} val / {len(data.y_test)} test; recipe "
         f"{json.dumps({k: config.to_dict()[k] for k in ('epochs', 'batch_size', 'lr', 'optimizer', 'schedule')})};"

@@ -185,7 +185,8 @@ class _Trainer:
         return [self.largest, self.smallest] + sampled if self.config.sandwich else sampled
 
     def step(self, idx: torch.Tensor) -> tuple[float, int, int]:
-        """One sandwich step on the global batch `idx`: (largest's loss, its correct count, images here)."""
+        """One step on the global batch `idx`: (the first sub-network's loss, its correct count, images
+        here); the first is the largest in a sandwich step, the first sampled one without the sandwich."""
         loop, cfg = self.loop, self.config
         idx = idx.to(loop.x_train.device)
         x = loop.transform(loop.x_train[idx], train=True, generator=loop.generator)  # (B, C, S, S), whole batch
