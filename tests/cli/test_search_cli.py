@@ -52,7 +52,17 @@ def test_ctrl_c_stops_cleanly_and_resume_requeues(tmp_path):
     import signal
     import time
 
-    from mnas.study import SQLiteStorage
+    from mnas.study import SQLiteStorage, StudyNotReadyError
+
+    def complete(path):
+        try:
+            reader = SQLiteStorage(path, read_only=True)
+        except StudyNotReadyError:  # polled between the search creating the file and its tables
+            return 0
+        try:
+            return reader.count_trials("complete")
+        finally:
+            reader.close()
 
     db = tmp_path / "c.db"
     common = ("--storage", str(db), "--epochs", "0.5", "--width-mult", "0.25", "--head", "32", "--quiet")
@@ -66,7 +76,7 @@ def test_ctrl_c_stops_cleanly_and_resume_requeues(tmp_path):
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             time.sleep(0.5)
-            if db.exists() and SQLiteStorage(db, read_only=True).count_trials("complete") >= 2:
+            if db.exists() and complete(db) >= 2:
                 break
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)

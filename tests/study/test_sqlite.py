@@ -72,6 +72,24 @@ def test_files_that_are_not_studies(tmp_path):
     assert not (tmp_path / "missing.db").exists()
 
 
+def test_a_file_its_writer_has_not_filled_yet_is_reported_as_empty_not_foreign(tmp_path):
+    # CI once polled a study the instant `mnas search` had created the file but not its tables, and the
+    # reader called it "not an mnas study: use a new file name": wrong advice for a study being created.
+    from mnas.study import StudyNotReadyError
+
+    (tmp_path / "zero.db").touch()
+    wal = sqlite3.connect(tmp_path / "wal.db")
+    wal.execute("PRAGMA journal_mode=WAL")  # what the writer does first, before its schema transaction
+    wal.close()
+    for name in ("zero.db", "wal.db"):
+        with pytest.raises(StudyNotReadyError, match=r"is empty: nothing has been written to it yet.*retry"):
+            SQLiteStorage(tmp_path / name, read_only=True)
+        writer = SQLiteStorage(tmp_path / name)  # a writer makes the empty file a study, as before
+        writer.create_trial([1], "a")
+        writer.close()
+        assert SQLiteStorage(tmp_path / name, read_only=True).count_trials() == 1
+
+
 def test_reader_reads_while_writer_writes(tmp_path):
     writer = SQLiteStorage(tmp_path / "s.db")
     reader = SQLiteStorage(tmp_path / "s.db", read_only=True)

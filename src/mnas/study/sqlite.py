@@ -111,6 +111,11 @@ def _snapshot(path: str) -> sqlite3.Connection | None:
     return conn
 
 
+class StudyNotReadyError(ValueError):
+    """A read-only open found the file but no tables yet: its writer is still creating it. Retrying
+    in a moment succeeds; a `ValueError`, so callers that report bad paths report this too."""
+
+
 class SQLiteStorage(Storage):
     """A study in a SQLite file. `path` is a file path or a 'sqlite:///...' URL; parent directories
     are created. `read_only=True` opens an existing study without ever writing to it."""
@@ -152,7 +157,12 @@ class SQLiteStorage(Storage):
             conn.execute("PRAGMA synchronous=FULL")
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "schema_version" not in tables:
-            if tables or self.read_only:
+            if not tables and self.read_only:  # a writer creates the file a moment before its tables
+                raise StudyNotReadyError(
+                    f"study '{self.path}' is empty: nothing has been written to it yet (a search that is"
+                    " starting creates its tables in a moment: retry; otherwise check the path)"
+                )
+            if tables:
                 raise ValueError(
                     f"'{self.path}' is not an mnas study (no schema_version table): use a new file name"
                 )
