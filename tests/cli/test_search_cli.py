@@ -170,3 +170,23 @@ def test_progress_lines_for_logs():
     lines = out.getvalue().splitlines()
     assert len(lines) == 2 and lines[0].startswith("[  1/5] trial 0 complete") or "trial 0 complete" in lines[0]
     assert "trial 1 failed: simulated out of memory" in lines[1]
+
+
+def test_search_takes_option_lists_and_refuses_them_beside_a_supernet(tmp_path, capsys):
+    import argparse
+
+    from mnas.cli import main
+    from mnas.cli._common import space_from_args
+
+    args = argparse.Namespace(space=None, input_size=None, width_mult=0.25, head=32, strides=None, ops="ds,mbconv6",
+                              kernel_sizes="5", se_ratios=None, skips="identity,none", filter_mults="1", layer_deltas=None)
+    space = space_from_args(args, 10, 32)
+    assert space.options["op"] == ("ds", "mbconv6") and space.options["kernel"] == (5,)
+    assert space.options["skip"] == ("identity", "none") and space.options["filters"] == (1.0,)
+    (tmp_path / "sn.pt").write_bytes(b"x")
+    assert main(["search", "--supernet", str(tmp_path / "sn.pt"), "--ops", "mbconv6", "--storage",
+                 str(tmp_path / "s.db"), "--trials", "1"]) == 2
+    assert "drop --ops" in capsys.readouterr().err
+    assert main(["search", "--space", "nb201", "--skips", "identity", "--target", "5ms", "--storage",
+                 str(tmp_path / "t.db"), "--trials", "1"]) == 2
+    assert "--skips" in capsys.readouterr().err

@@ -87,3 +87,34 @@ def test_train_without_the_sandwich(tmp_path, tiny_npz, capsys):
     assert result["history"][0]["subnets_per_step"] == 2  # --num-random's default, no largest or smallest
     state = torch.load(tmp_path / "s.pt", map_location="cpu", weights_only=True)
     assert state["train_config"]["sandwich"] is False
+
+
+def test_option_lists_make_a_fully_shared_space_and_travel_in_the_checkpoint(tmp_path, tiny_npz, capsys):
+    # --ops mbconv3,mbconv6 --skips identity: every choice shares weights (expansion 3 is a prefix of 6).
+    from mnas.oneshot.train import load_supernet
+
+    out = tmp_path / "ent.pt"
+    code, stdout, err = _run(capsys, "supernet", "train", "--data", tiny_npz, *SPACE, "--ops", "mbconv3,mbconv6",
+                             "--skips", "identity", "--kernel-sizes", "3", "--layer-deltas=-1,0", "--epochs", "1",
+                             "--batch-size", "32", "--warmup-epochs", "0", "--eval-images", "0", "--out", str(out),
+                             "--json")
+    assert code == 0, err
+    space = load_supernet(out)[0].space
+    assert space.options["op"] == ("mbconv3", "mbconv6") and space.options["skip"] == ("identity",)
+    assert space.options["kernel"] == (3,) and space.options["layers"] == (-1, 0)
+    assert space.options["se"] == (0.0, 0.25)  # not given: the default list
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--kernel-sizes", "3,x"], "--kernel-sizes '3,x': expected comma-separated ints"),
+    (["--kernel-sizes", "3,4,5"], "kernel_sizes: choice 4 does not build"),
+    (["--ops", "mbconv3,,mbconv6"], "no empty items"),
+    (["--skips", "identity,identity"], "each choice once"),
+    (["--ops", "mbconv9"], "unknown op 'mbconv9'"),
+    (["--filter-mults=-1,1"], "not a positive number"),
+    (["--space", "layerwise", "--skips", "identity"], "--skips is a --space mnasnet option"),
+])
+def test_bad_option_lists_exit_2_with_one_line(tmp_path, tiny_npz, capsys, argv, needle):
+    code, _, err = _run(capsys, "supernet", "train", "--data", tiny_npz, *SPACE, *argv, "--out", str(tmp_path / "x.pt"))
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x.pt").exists()

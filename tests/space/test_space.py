@@ -32,6 +32,20 @@ def test_strides_setting_and_errors():
         MnasNetSpace(10, 32, ops=("mb9",))
 
 
+@pytest.mark.parametrize(("options", "needle"), [
+    # Only the first and the last choice of each list used to be probed: a bad middle one, a negative
+    # filter multiplier or a repeated choice built a space that failed (or wasted draws) mid-search.
+    ({"kernel_sizes": (3, 4, 5)}, "kernel_sizes: choice 4 does not build"),
+    ({"se_ratios": (0.0, 1.5, 0.25)}, "se_ratios: choice 1.5 does not build"),
+    ({"filter_mults": (0.5, -1.0, 1.0)}, "not a positive number"),
+    ({"skips": ("identity", "identity")}, "each once"),
+    ({"layer_deltas": ()}, "at least one choice"),
+])
+def test_every_choice_of_every_option_list_is_checked(options, needle):
+    with pytest.raises(ValueError, match=needle):
+        MnasNetSpace(10, 32, **options)
+
+
 def test_encode_decode_round_trip_and_mutate():
     space = MnasNetSpace(10, 32)
     rng = np.random.default_rng(1)

@@ -84,10 +84,56 @@ def add_space_options(group: Any) -> None:
                        help="scale every filter count (default 0.35 for images <= 16 px, else 1.0)")
     group.add_argument("--head", type=nonneg_int, help="head conv filters (default 1280; 256 for images <= 16 px)")
     group.add_argument("--strides", help="stem and 7 block strides, e.g. 1,1,1,2,2,1,2,1 (default: adapted to the input size)")
+    add_choice_options(group)
     add_family_space_options(group)
 
 
+# The block spaces' option lists: (option, the space's keyword, parse one item, what it holds).
+CHOICE_OPTIONS = (
+    ("ops", "ops", str, "op choices: mnasnet conv,ds,mbconv3,mbconv6 (default all four); layerwise any kKeE pairs and"
+                        " skip, e.g. k3e3,k5e6,skip (default k3e3,k3e6,k5e3,k5e6,skip)"),
+    ("kernel_sizes", "kernel_sizes", int, "mnasnet: depthwise kernel sizes, e.g. 3,5 (default)"),
+    ("se_ratios", "se_ratios", float, "mnasnet: squeeze-and-excitation ratios, e.g. 0,0.25 (default)"),
+    ("skips", "skips", str, "mnasnet: skip choices among identity,pool,none (default all three)"),
+    ("filter_mults", "filter_mults", float, "mnasnet: filter multipliers per block, e.g. 0.75,1,1.25 (default)"),
+    ("layer_deltas", "layer_deltas", int, "mnasnet: layer-count changes per block; write --layer-deltas=-1,0,1"
+                                          " (default) with '=' because of the leading minus"),
+)
+
+
+def add_choice_options(group: Any) -> None:
+    """--ops, --kernel-sizes, --se-ratios, --skips, --filter-mults, --layer-deltas: a block space with
+    fewer (or other) choices per decision, e.g. `--ops mbconv3,mbconv6 --skips identity` for a space
+    whose choices all share weights in a supernet."""
+    for name, _, _, text in CHOICE_OPTIONS:
+        group.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="LIST", help=text)
+
+
+def choice_kwargs(args: argparse.Namespace, kind: str) -> dict[str, Any]:
+    """The option lists given on the command line, as keyword arguments of the `kind` space."""
+    out: dict[str, Any] = {}
+    for name, keyword, parse, _ in CHOICE_OPTIONS:
+        text = getattr(args, name, None)
+        if text is None:
+            continue
+        flag = f"--{name.replace('_', '-')}"
+        if kind == "layerwise" and name != "ops":
+            raise UsageError(f"{flag} is a --space mnasnet option: the layerwise space takes only --ops")
+        items = [t.strip() for t in text.split(",")]
+        if not all(items):
+            raise UsageError(f"{flag} {text!r}: expected a comma-separated list with no empty items")
+        try:
+            values = [parse(t) for t in items]
+        except ValueError:
+            raise UsageError(f"{flag} {text!r}: expected comma-separated {parse.__name__}s") from None
+        if len(set(values)) != len(values):
+            raise UsageError(f"{flag} {text!r}: each choice once")
+        out[keyword] = tuple(values)
+    return out
+
+
 SPACES = ("mnasnet", "layerwise", "nb201", "darts")
+CHOICE_NAMES = tuple(c[0] for c in CHOICE_OPTIONS)
 
 
 def add_family_space_options(group: Any) -> None:
@@ -111,7 +157,8 @@ def space_from_args(args: argparse.Namespace, num_classes: int, data_size: int) 
     kind = getattr(args, "space", None) or "mnasnet"
     size = args.input_size or data_size
     if kind in ("nb201", "darts"):
-        block_options = [f"--{n.replace('_', '-')}" for n in ("width_mult", "head", "strides") if getattr(args, n, None)]
+        block_options = [f"--{n.replace('_', '-')}" for n in ("width_mult", "head", "strides", *CHOICE_NAMES)
+                         if getattr(args, n, None)]
         if block_options:
             raise UsageError(f"{', '.join(block_options)}: block-space options do not apply to --space {kind}"
                              " (use --cell-channels, --cells-per-stage, --cell-layers)")
@@ -133,6 +180,7 @@ def space_from_args(args: argparse.Namespace, num_classes: int, data_size: int) 
     for name in ("cell_channels", "cells_per_stage", "cell_layers"):
         if getattr(args, name, None):
             raise UsageError(f"--{name.replace('_', '-')} is a cell-space option: add --space nb201 or --space darts")
+    choices = choice_kwargs(args, kind)
 
     strides = None
     if args.strides:
@@ -145,7 +193,7 @@ def space_from_args(args: argparse.Namespace, num_classes: int, data_size: int) 
     head = args.head if args.head is not None else (256 if small else 1280)
     cls = LayerwiseSpace if kind == "layerwise" else MnasNetSpace
     try:
-        return cls(num_classes, size, width_mult=width, head_chs=head, strides=strides)
+        return cls(num_classes, size, width_mult=width, head_chs=head, strides=strides, **choices)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

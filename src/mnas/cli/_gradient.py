@@ -10,13 +10,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mnas.cli._common import UsageError
+from mnas.cli._common import CHOICE_NAMES, UsageError
 
 __all__ = ["GRADIENT", "check_gradient_args", "checkpoint_space", "measuring_backend", "search_gradient"]
 
 GRADIENT = ("darts", "gdas", "fbnet")  # one relaxed network trained, one architecture derived
 # The space options a --supernet checkpoint fixes (as mnas.cli.search_cmd's).
-_SPACE_OPTIONS = ("space", "width_mult", "head", "strides", "input_size", "cell_channels", "cells_per_stage", "cell_layers")
+_SPACE_OPTIONS = ("space", "width_mult", "head", "strides", "input_size", "cell_channels", "cells_per_stage", "cell_layers",
+                  *CHOICE_NAMES)
 
 
 def check_gradient_args(args: argparse.Namespace, resuming: bool) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from mnas.cli._common import (
     UsageError,
+    add_choice_options,
     add_family_space_options,
     emit_json,
     nonneg_int,
@@ -51,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="scale every filter count (default 0.35 for images <= 16 px, else 1.0)")
     g.add_argument("--head", type=nonneg_int, help="head conv filters (default 1280; 256 for images <= 16 px)")
     g.add_argument("--strides", help="stem and 7 block strides, e.g. 1,1,1,2,2,1,2,1 (default: adapted to the input size)")
+    add_choice_options(g)
     add_family_space_options(g)
     g.add_argument("--supernet", metavar="CHECKPOINT",
                    help="score candidates by accuracy inherited from this supernet (mnas supernet train) instead of "

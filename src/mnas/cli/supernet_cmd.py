@@ -19,7 +19,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mnas.cli._common import UsageError, emit_json, nonneg_int, positive_float, positive_int, table
+from mnas.cli._common import (
+    UsageError,
+    add_choice_options,
+    choice_kwargs,
+    emit_json,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    table,
+)
 
 
 def _space_args(p: argparse.ArgumentParser) -> None:
@@ -33,6 +42,7 @@ def _space_args(p: argparse.ArgumentParser) -> None:
                    help="scale every filter count (default 0.35 for images <= 16 px, else 1.0)")
     g.add_argument("--head", type=nonneg_int, help="head conv filters (default 1280; 256 for images <= 16 px)")
     g.add_argument("--strides", help="stem and block strides, e.g. 1,1,1,2,2,1,2,1 (default: adapted to the input size)")
+    add_choice_options(g)
     g.add_argument("--seed", type=nonneg_int, default=0)
 
 
@@ -112,13 +122,17 @@ def build_space(args: argparse.Namespace, data: Any):
     small = size <= 16
     width = args.width_mult or (0.35 if small else 1.0)
     head = args.head if args.head is not None else (256 if small else 1280)
-    if args.space == "layerwise":
-        from mnas.space.layerwise import LayerwiseSpace
+    choices = choice_kwargs(args, args.space)
+    try:
+        if args.space == "layerwise":
+            from mnas.space.layerwise import LayerwiseSpace
 
-        return LayerwiseSpace(data.num_classes, size, width_mult=width, head_chs=head, strides=strides)
-    from mnas.space import MnasNetSpace
+            return LayerwiseSpace(data.num_classes, size, width_mult=width, head_chs=head, strides=strides, **choices)
+        from mnas.space import MnasNetSpace
 
-    return MnasNetSpace(data.num_classes, size, width_mult=width, head_chs=head, strides=strides)
+        return MnasNetSpace(data.num_classes, size, width_mult=width, head_chs=head, strides=strides, **choices)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _lut(path: str | None):

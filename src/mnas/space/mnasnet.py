@@ -21,6 +21,7 @@ Pass ``strides`` (stem then the seven blocks, each 1 or 2) to choose yourself.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -88,10 +89,28 @@ class MnasNetSpace(SearchSpace):
         self.options = {"op": tuple(ops), "kernel": tuple(kernel_sizes), "se": tuple(float(s) for s in se_ratios),
                         "skip": tuple(skips), "filters": tuple(float(f) for f in filter_mults),
                         "layers": tuple(int(d) for d in layer_deltas)}
+        keywords = dict(zip(self.options, ("ops", "kernel_sizes", "se_ratios", "skips", "filter_mults", "layer_deltas"),
+                            strict=True))
+        for key, choices in self.options.items():
+            if not choices or len(set(choices)) != len(choices):
+                raise ValueError(f"{keywords[key]}={choices!r}: expected at least one choice, each once")
+        bad = [f for f in self.options["filters"] if not (math.isfinite(f) and f > 0)]
+        if bad:
+            raise ValueError(f"filter_mults={self.options['filters']!r}: {bad[0]!r} is not a positive number")
         self.decisions = tuple(Decision(f"block{i + 1}_{key}", choices)
                                for i in range(len(self.stages)) for key, choices in self.options.items())
-        # Probe the rules once so that a bad option fails here, not in the middle of a search.
-        self.decode([0] * len(self.decisions))
+        self._check_options(keywords)
+
+    def _check_options(self, keywords: dict[str, str]) -> None:
+        """Every choice of every option list builds: probed once, so that a bad option fails here,
+        not in the middle of a search."""
+        per = len(self.options)
+        for k, key in enumerate(self.options):
+            for j, choice in enumerate(self.options[key]):
+                try:
+                    self.decode([j if i % per == k else 0 for i in range(len(self.decisions))])
+                except ValueError as exc:
+                    raise ValueError(f"{keywords[key]}: choice {choice!r} does not build: {exc}") from None
         self.decode([len(d) - 1 for d in self.decisions])
 
     @property
