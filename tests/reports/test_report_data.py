@@ -130,3 +130,36 @@ def test_a_retrained_trial_is_the_reports_best_as_it_is_study_best():
     assert study.best().number == number and study.best(40.0).number == number
     assert s["best"]["number"] == number  # real accuracy over inherited, even when lower
     assert best_under_target(study.trials, 40.0).number == number
+
+
+def test_the_front_is_on_one_accuracy_scale_the_retrained_trials_when_there_are_any(tmp_path):
+    # Stop 17's supernet search drew inherited scores (0.09-0.18) and retrained accuracies (0.3) on one
+    # front: a fast trial with a 0.15 inherited score sat on the front beside the retrained ones.
+    storage = InMemoryStorage()
+    storage.set_meta("target_ms", 1.0)
+    scores = [(0.15, 0.3), (0.18, 0.6), (0.12, 0.2), (0.17, 0.9)]  # inherited: (accuracy, latency)
+    for i, (acc, lat) in enumerate(scores):
+        storage.complete_trial(storage.create_trial([i], f"{ARCH} #{i}"), acc, lat, acc,
+                               extra={"accuracy_source": "supernet"})
+    retrained = []
+    for i, (acc, lat) in enumerate([(0.34, 0.6), (0.31, 0.9)]):
+        n = storage.create_trial([10 + i], f"{ARCH} #r{i}")
+        storage.complete_trial(n, acc, lat, acc, extra={"accuracy_source": "standalone", "retrained_from": 1 + 2 * i})
+        retrained.append(n)
+    study = Study(storage)
+    assert [t.number for t in study.pareto_front()] == retrained[:1]  # #r1 is slower and worse than #r0
+    data = pareto_data(study.trials, 1.0)
+    assert [p.number for p in data.front] == retrained[:1] and data.front_source == "standalone"
+    assert {p.source for p in data.points} == {"supernet", "standalone"}
+    s = report_summary(study.trials, study.meta)
+    assert s["pareto_front"] == retrained[:1] and s["pareto_front_source"] == "standalone"
+    assert [r["on_front"] for r in top_rows(study.trials) if r["number"] in retrained] == [True, False]
+    from mnas.reports.plots import plot_pareto
+
+    assert plot_pareto(data, tmp_path / "p.png").stat().st_size > 0
+    # A search without retrained trials keeps one front over all of them, as before.
+    plain = InMemoryStorage()
+    for i, (acc, lat) in enumerate(scores):
+        plain.complete_trial(plain.create_trial([i], f"{ARCH} #{i}"), acc, lat, acc, extra={"accuracy_source": "supernet"})
+    assert pareto_data(Study(plain).trials).front_source is None
+    assert [t.number for t in Study(plain).pareto_front()] == [2, 0, 1]

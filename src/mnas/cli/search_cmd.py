@@ -357,7 +357,9 @@ def _report(study, storage: str, seconds: float, as_json: bool) -> int:
         return rc
     rows = [{"n": t.number, "acc": f"{100 * t.accuracy:.1f}%", "lat": f"{t.latency_ms:.3f}", "reward": f"{t.reward:.4f}",
              "params": f"{t.params:,}" if t.params else "", "arch": t.arch} for t in front]
-    print("\nPareto front (accuracy vs latency):")
+    retrained = front and all(t.accuracy_source == "standalone" for t in front) and any(
+        t.accuracy_source != "standalone" for t in study.complete_trials)
+    print(f"\nPareto front (accuracy vs latency{', retrained trials' if retrained else ''}):")
     table(rows, [("trial", "n"), ("accuracy", "acc"), ("latency ms", "lat"), ("reward", "reward"),
                  ("params", "params"), ("arch", "arch")])
     limits = study.limits

@@ -34,12 +34,15 @@ class ParetoPoint:
     reward: float
     arch: str
     on_front: bool = False
+    source: str = ""  # how the accuracy was obtained: "standalone" (retrained), "supernet", "proxy", ...
 
 
 @dataclass(frozen=True)
 class ParetoData:
     """Points of every complete trial with finite figures; `front` is the non-dominated subset,
-    ordered by latency (the step line's order); `best_under` the most accurate point within the target."""
+    ordered by latency (the step line's order); `best_under` the most accurate point within the target.
+    With retrained trials in the study, `front` is among them only (`front_source` "standalone"), as
+    `Study.pareto_front` computes it: the search's own scores are on another scale."""
 
     points: tuple[ParetoPoint, ...]
     front: tuple[ParetoPoint, ...]
@@ -48,6 +51,7 @@ class ParetoData:
     n_failed: int
     n_running: int
     n_skipped: int = 0  # complete trials with a non-finite accuracy or latency (not plottable)
+    front_source: str | None = None  # "standalone" when the front is the retrained trials' alone
 
 
 @dataclass(frozen=True)
@@ -113,15 +117,18 @@ def pareto_data(trials: Sequence[Trial], target_ms: float | None = None) -> Pare
     """The Pareto plot's data: every plottable complete trial, the front, the best under the target."""
     complete = _complete(trials)
     plottable = [t for t in complete if _finite(t.accuracy, t.latency_ms)]
-    front_idx = pareto_front((t.accuracy, t.latency_ms) for t in plottable)
-    on_front = {plottable[i].number for i in front_idx}
+    retrained = [t for t in plottable if t.accuracy_source == "standalone"]
+    ranked = retrained or plottable  # one accuracy scale on the front, as Study.pareto_front
+    front_idx = pareto_front((t.accuracy, t.latency_ms) for t in ranked)
+    on_front = {ranked[i].number for i in front_idx}
     points = tuple(ParetoPoint(t.number, t.accuracy, t.latency_ms, t.reward if t.reward is not None else math.nan,
-                               t.arch, t.number in on_front) for t in plottable)
+                               t.arch, t.number in on_front, t.accuracy_source or "") for t in plottable)
     by_number = {p.number: p for p in points}
     best = best_under_target(plottable, target_ms)
     return ParetoData(
+        front_source="standalone" if retrained and len(retrained) < len(plottable) else None,
         points=points,
-        front=tuple(by_number[plottable[i].number] for i in front_idx),
+        front=tuple(by_number[ranked[i].number] for i in front_idx),
         target_ms=target_ms,
         best_under=by_number[best.number] if best else None,
         n_failed=sum(t.state is TrialState.FAILED for t in trials),
@@ -183,6 +190,7 @@ def report_summary(trials: Sequence[Trial], meta: Mapping[str, Any], target_ms: 
     rewarded = [t for t in rewarded if t.accuracy_source == "standalone"] or rewarded  # as Study.best()
     best = max(rewarded, key=lambda t: (t.reward, -t.number), default=None)
     under = best_under_target(complete, target_ms)
+    front = pareto_data(complete)
     counts = {s.value: sum(t.state is s for t in trials) for s in TrialState}
     return {
         "n_trials": len(trials),
@@ -193,7 +201,8 @@ def report_summary(trials: Sequence[Trial], meta: Mapping[str, Any], target_ms: 
         "target_ms": target_ms,
         "best": _brief(best),
         "best_under_target": _brief(under),
-        "pareto_front": [p.number for p in pareto_data(complete).front],
+        "pareto_front": [p.number for p in front.front],
+        "pareto_front_source": front.front_source,
         "config": meta.get("config"),
     }
 

@@ -143,7 +143,8 @@ def render_html(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], *
         + (f' <br><code>{_e(best["arch"])}</code>' if best else "") + "</li>",
         f"<li>best under the target ({_e(f'{target:g} ms' if target else 'no target')}): {_e(_best_line(under))}"
         + (f' <br><code>{_e(under["arch"])}</code>' if under else "") + "</li>",
-        f"<li>Pareto front: {len(s.get('pareto_front') or [])} trials"
+        f"<li>Pareto front{' of the retrained trials' if s.get('pareto_front_source') else ''}:"
+        f" {len(s.get('pareto_front') or [])} trials"
         + (f" ({_e(', '.join(f'#{n}' for n in s['pareto_front']))})" if s.get("pareto_front") else "") + "</li>",
         "</ul>",
     ]

@@ -81,15 +81,22 @@ def plot_pareto(data: ParetoData, path: str | os.PathLike[str], title: str | Non
         ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
 
-    rest = [p for p in pts if not p.on_front]
+    scored = [p for p in pts if data.front_source and p.source != data.front_source]  # the search's own scores
+    rest = [p for p in pts if not p.on_front and p not in scored]
+    many = len(rest) + len(scored) > 1000  # smaller, lighter dots keep a dense cloud readable
     if rest:
-        many = len(rest) > 1000  # smaller, lighter dots keep a dense cloud readable
         ax.scatter([p.latency_ms for p in rest], [100 * p.accuracy for p in rest], s=10 if many else 26, color=_TRIAL,
-                   alpha=0.4 if many else 0.65, edgecolors="none", label=f"trial ({len(rest)})", zorder=2)
+                   alpha=0.4 if many else 0.65, edgecolors="none",
+                   label=f"{'retrained ' if scored else ''}trial ({len(rest)})", zorder=2)
+    if scored:  # hollow: inherited or proxy accuracy, not on the retrained trials' scale
+        ax.scatter([p.latency_ms for p in scored], [100 * p.accuracy for p in scored], s=10 if many else 26,
+                   facecolors="none", edgecolors=_TRIAL, alpha=0.5, linewidths=0.8,
+                   label=f"search score, not retrained ({len(scored)})", zorder=2)
     front = data.front
     fx, fy = [p.latency_ms for p in front], [100 * p.accuracy for p in front]
     ax.step(fx, fy, where="post", color=_FRONT, lw=1.8, alpha=0.9, zorder=3)
-    ax.scatter(fx, fy, s=46, color=_FRONT, edgecolors="white", linewidths=0.8, label=f"Pareto front ({len(front)})",
+    ax.scatter(fx, fy, s=46, color=_FRONT, edgecolors="white", linewidths=0.8,
+               label=f"Pareto front{' of retrained' if scored else ''} ({len(front)})",
                zorder=4)
     if data.target_ms is not None:
         ax.axvline(data.target_ms, color=_TARGET, ls="--", lw=1.5, label=f"target {data.target_ms:g} ms", zorder=1)

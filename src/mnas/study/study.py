@@ -91,9 +91,12 @@ class Study:
     def pareto_front(self) -> list[Trial]:
         """Complete trials that no other trial beats on both accuracy (higher) and latency
         (lower), ordered by latency. Trials with identical figures are all kept; only trials within
-        the study's limits."""
+        the study's limits. Accuracy is compared on one scale: when the study holds retrained trials
+        (accuracy source "standalone"), the front is theirs, as `best` prefers them; a search's own
+        scores (inherited or proxy accuracy) are not comparable with a full training's."""
         trials = [t for t in self._within_limits(self.complete_trials)
                   if math.isfinite(t.accuracy) and math.isfinite(t.latency_ms)]
+        trials = [t for t in trials if t.accuracy_source == "standalone"] or trials
         return [trials[i] for i in pareto_front((t.accuracy, t.latency_ms) for t in trials)]
 
     def summary(self, target_ms: float | None = None) -> dict[str, Any]:
