@@ -201,11 +201,21 @@ def test_finetune_starts_from_the_inherited_weights(searched, tmp_path):
     src = retrain_candidates(study, 1)[0][0]
     net = load_supernet(searched["checkpoint"])[0].eval()
     config = rt.default_recipe("finetune", 1).replace(batch_size=32)
-    rt._seed_checkpoint(src.arch, tiny_data(), config, net, tmp_path / "seed")
-    state = load_file(tmp_path / "seed" / "checkpoint.pt")
+    from mnas.train import train_full
+    from mnas.train.full import Progress, Stopped
+
+    class StopAtTheFirstStep(Progress):  # a kill in the first epoch: the epoch-0 checkpoint is what is left
+        def step(self, *args):
+            raise Stopped
+
     inherited = net.subnet(src.arch).state_dict()
+    with pytest.raises(Stopped):
+        train_full(src.arch, tiny_data(), config, tmp_path / "seed", init=inherited, progress=StopAtTheFirstStep())
+    state = load_file(tmp_path / "seed" / "checkpoint.pt")
     assert state["epoch"] == 0 and set(state["model"]) == set(inherited)
     assert all(torch.equal(state["model"][k], inherited[k]) for k in inherited)
+    with pytest.raises(ValueError, match="init= starts a training"):
+        train_full(src.arch, tiny_data(), config, tmp_path / "seed", init=inherited, resume=True)
     # through retrain_top: the study names its supernet checkpoint, so supernet= may be left out
     results = retrain_top(study, tiny_data(), 1, mode="finetune", recipe=config, out=tmp_path / "out")
     assert results[0]["mode"] == "finetune" and results[0]["source_trial"] == src.number

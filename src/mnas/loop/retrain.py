@@ -238,36 +238,11 @@ def _train(src: Trial, data: Any, config: Any, folder: Path, net: Any, resume: b
     started = (folder / CHECKPOINT).is_file()
     if started and not resume:
         raise ValueError(f"{folder} already holds a training checkpoint: pass resume=True, or another out=")
-    if net is not None and not started:
-        _seed_checkpoint(src.arch, data, config, net, folder)  # fine-tuning: epoch 0 holds the inherited weights
-        started = True
+    if net is not None and not started:  # fine-tuning: train_full saves the inherited weights as epoch 0
+        from mnas.space import as_arch
+
+        return train_full(src.arch, data, config, folder, log=log, init=net.subnet(as_arch(src.arch)).state_dict())
     return train_full(src.arch, data, config, folder, resume=started, log=log)
-
-
-def _seed_checkpoint(arch: str, data: Any, config: Any, net: Any, folder: Path) -> None:
-    """An epoch-0 training checkpoint holding `arch`'s weights inherited from `net`, written exactly as
-    `train_full` would have (same seed, optimiser, schedule and RNG state), so fine-tuning is
-    `train_full` resuming it: the same loop, checkpoints and crash safety as training from scratch."""
-    import torch
-
-    from mnas._util import seed_everything
-    from mnas.models import build_model
-    from mnas.space import as_arch
-    from mnas.train.checkpoint import atomic_save
-    from mnas.train.full import CHECKPOINT, _checkpoint
-    from mnas.train.loop import Loop, threads
-
-    folder.mkdir(parents=True, exist_ok=True)
-    arch_ = as_arch(arch)
-    inherited = net.subnet(arch_).state_dict()
-    with threads(config.threads), torch.random.fork_rng(devices=[]):
-        seed_everything(config.seed)
-        model = build_model(arch_, num_classes=data.num_classes, in_chans=data.channels)  # as train_full: same RNG use
-        model.load_state_dict(inherited)
-        steps = int(config.epochs) * (len(data.y_train) // min(config.batch_size, len(data.y_train)))
-        loop = Loop(model, data, config, total_steps=steps)
-        state = _checkpoint(loop, arch_, data, config, 0, [], 0.0, config.input_size or data.input_size)
-        atomic_save(state, folder / CHECKPOINT)
 
 
 def _accuracy(final: dict[str, Any]) -> float:

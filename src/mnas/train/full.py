@@ -31,7 +31,7 @@ figures.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +69,18 @@ class Stopped(Exception):
 
 def train_full(arch: Arch | str, data: Dataset, config: TrainConfig, out: str | Path, *, resume: bool = False,
                stop_after: int | None = None, progress: Progress | None = None,
-               log: Callable[[str], None] | None = None) -> dict[str, Any]:
+               log: Callable[[str], None] | None = None,
+               init: Mapping[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """Train `arch` on `data` for `config.epochs` epochs, checkpointing to `out` after every epoch.
 
     With `resume`, continue from ``out/checkpoint.pt`` (same arch and settings; weights end up
     identical to an uninterrupted run on CPU). `stop_after` ends this call after that many epochs
     with a resumable checkpoint and returns ``{"stopped": True, ...}``. Finishes with the test
     accuracy and ``out/model.pt``; returns the final metrics.
+
+    `init`: a state dict of `arch`'s model to start from instead of the random initialisation
+    (fine-tuning, e.g. weights inherited from a supernet). It is saved as an epoch-0 checkpoint
+    before the first step, so a run killed in its first epoch resumes from it; not allowed with `resume`.
     """
     arch, out, progress, log = as_arch(arch), Path(out), progress or Progress(), log or (lambda _: None)
     epochs = config.epochs
@@ -88,12 +93,19 @@ def train_full(arch: Arch | str, data: Dataset, config: TrainConfig, out: str | 
                          " output directory")
     if resume and not ckpt_path.exists():
         raise FileNotFoundError(f"nothing to resume: no {CHECKPOINT} in {out}")
+    if resume and init is not None:
+        raise ValueError("init= starts a training from given weights; a resumed one continues its checkpoint's")
+    input_size = config.input_size or data.input_size
     with threads(config.threads), torch.random.fork_rng(devices=[]):
         seed_everything(config.seed)
         model = build_model(arch, num_classes=data.num_classes, in_chans=data.channels)
+        if init is not None:
+            model.load_state_dict(init)
         loop = Loop(model, data, config, total_steps=epochs * (len(data.y_train) // min(config.batch_size,
                                                                                            len(data.y_train))))
         start, history, seconds = 0, [], 0.0
+        if init is not None:
+            atomic_save(_checkpoint(loop, arch, data, config, 0, history, seconds, input_size), ckpt_path)
         if resume:
             state = load_file(ckpt_path)
             _check_resumable(state, arch, data, config, ckpt_path)
@@ -105,7 +117,6 @@ def train_full(arch: Arch | str, data: Dataset, config: TrainConfig, out: str | 
             loop.step, start, history, seconds = state["step"], state["epoch"], state["history"], state["seconds"]
             set_rng_state(state["rng"])
             log(f"resumed {ckpt_path} after epoch {start} of {epochs}")
-        input_size = config.input_size or data.input_size
         for epoch in range(start, epochs):
             timer, images, correct, loss_sum = Timer(), 0, 0, 0.0
             batches = loop.epoch_batches(epoch)
