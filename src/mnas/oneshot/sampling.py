@@ -3,8 +3,12 @@
 Uniform samples of a factorized space pile up in the middle of its latency range (a sum of many
 independent choices), so the fastest and slowest sub-networks are rarely trained. The stratified
 sampler splits [latency(smallest), latency(largest)] into `bands` bands of equal width, picks a
-band uniformly, then draws uniform architectures until one falls in it — at most `tries` draws,
-after which the draw closest to the band's centre is taken (bounded, never a `while True`).
+band uniformly, then draws uniform architectures until one falls in it — at most `tries` draws.
+Uniform draws almost never reach the outer bands (on the MnasNet space at width 0.25 with 5 MACs
+bands, 4% and 0% of the draws asked for the two largest landed there), so after them the sampler
+walks from the nearest draw, one decision at a time, keeping a change when it brings the prediction
+closer to the band, for at most `walk` changes; the closest architecture found is taken (bounded,
+never a `while True`). `describe()` reports how often each band was hit by a draw and in all.
 
 The predictor is any `arch -> number`: a `mnas.latency.LookupTable` (its `predict`), a latency
 backend, or `estimate_macs` (the default: analytic MACs, free and exact for the block chain).
@@ -64,16 +68,20 @@ class StratifiedSampler:
     """Band uniformly, then an architecture in the band by bounded rejection (see the module doc)."""
 
     def __init__(self, space: SearchSpace, predictor: Callable[[Arch], float], low: float, high: float,
-                 bands: int = 5, tries: int = 30):
+                 bands: int = 5, tries: int = 30, walk: int | None = None):
         if bands < 1 or tries < 1:
             raise ValueError(f"bands={bands}, tries={tries}: expected positive integers")
+        walk = 20 * len(space.decisions) if walk is None else walk
+        if isinstance(walk, bool) or not isinstance(walk, int) or walk < 0:
+            raise ValueError(f"walk={walk!r}: expected a number of single-decision changes >= 0")
         if not high > low:
             raise ValueError(f"latency range [{low}, {high}] is empty: the predictor ranks the largest sub-network"
                              " no slower than the smallest")
         self.space, self.predictor, self.low, self.high = space, predictor, float(low), float(high)
-        self.bands, self.tries = int(bands), int(tries)
+        self.bands, self.tries, self.walk = int(bands), int(tries), walk
         self.edges = np.linspace(self.low, self.high, self.bands + 1)
-        self.hits = np.zeros(self.bands, dtype=np.int64)  # draws that landed in the band asked for
+        self.hits = np.zeros(self.bands, dtype=np.int64)  # samples in the band asked for, drawn or walked
+        self.drawn = np.zeros(self.bands, dtype=np.int64)  # of those, found by a uniform draw
         self.asked = np.zeros(self.bands, dtype=np.int64)
 
     @classmethod
@@ -88,19 +96,36 @@ class StratifiedSampler:
     def sample(self, rng: np.random.Generator) -> Arch:
         band = int(rng.integers(self.bands))
         lo, hi = self.edges[band], self.edges[band + 1]
-        centre = (lo + hi) / 2
         self.asked[band] += 1
-        best, best_gap = None, np.inf
+
+        def gap(value: float) -> float:  # 0 inside the band
+            return max(lo - value, value - hi, 0.0)
+
+        best, best_arch, best_gap = None, None, np.inf
         for _ in range(self.tries):
-            arch = self.space.sample(rng)
-            value = self.predictor(arch)
-            if lo <= value <= hi:
+            tokens = self.space.sample_tokens(rng)
+            arch = self.space.decode(tokens)
+            g = gap(self.predictor(arch))
+            if g == 0:
                 self.hits[band] += 1
+                self.drawn[band] += 1
                 return arch
-            if abs(value - centre) < best_gap:
-                best, best_gap = arch, abs(value - centre)
-        return best
+            if g < best_gap:
+                best, best_arch, best_gap = tokens, arch, g
+        for _ in range(self.walk):
+            tokens = self.space.mutate_tokens(best, rng)
+            arch = self.space.decode(tokens)
+            g = gap(self.predictor(arch))
+            if g < best_gap:
+                best, best_arch, best_gap = tokens, arch, g
+                if g == 0:
+                    self.hits[band] += 1
+                    break
+        return best_arch
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "stratified", "bands": self.bands, "tries": self.tries, "low": self.low, "high": self.high,
-                "hit_rate": [float(h / a) if a else None for h, a in zip(self.hits, self.asked, strict=True)]}
+        def rates(counts: np.ndarray) -> list[float | None]:
+            return [float(h / a) if a else None for h, a in zip(counts, self.asked, strict=True)]
+
+        return {"kind": "stratified", "bands": self.bands, "tries": self.tries, "walk": self.walk, "low": self.low,
+                "high": self.high, "hit_rate": rates(self.hits), "draw_hit_rate": rates(self.drawn)}
