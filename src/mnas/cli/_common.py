@@ -88,16 +88,16 @@ def add_space_options(group: Any) -> None:
     add_family_space_options(group)
 
 
-# The block spaces' option lists: (option, the space's keyword, parse one item, what it holds).
+# The block spaces' option lists: (the space's keyword, which is the option's name; parse one item; help).
 CHOICE_OPTIONS = (
-    ("ops", "ops", str, "op choices: mnasnet conv,ds,mbconv3,mbconv6 (default all four); layerwise any kKeE pairs and"
-                        " skip, e.g. k3e3,k5e6,skip (default k3e3,k3e6,k5e3,k5e6,skip)"),
-    ("kernel_sizes", "kernel_sizes", int, "mnasnet: depthwise kernel sizes, e.g. 3,5 (default)"),
-    ("se_ratios", "se_ratios", float, "mnasnet: squeeze-and-excitation ratios, e.g. 0,0.25 (default)"),
-    ("skips", "skips", str, "mnasnet: skip choices among identity,pool,none (default all three)"),
-    ("filter_mults", "filter_mults", float, "mnasnet: filter multipliers per block, e.g. 0.75,1,1.25 (default)"),
-    ("layer_deltas", "layer_deltas", int, "mnasnet: layer-count changes per block; write --layer-deltas=-1,0,1"
-                                          " (default) with '=' because of the leading minus"),
+    ("ops", str, "op choices: mnasnet conv,ds,mbconv3,mbconv6 (default all four); layerwise any kKeE pairs and"
+                 " skip, e.g. k3e3,k5e6,skip (default k3e3,k3e6,k5e3,k5e6,skip)"),
+    ("kernel_sizes", int, "mnasnet: depthwise kernel sizes, e.g. 3,5 (default)"),
+    ("se_ratios", float, "mnasnet: squeeze-and-excitation ratios, e.g. 0,0.25 (default)"),
+    ("skips", str, "mnasnet: skip choices among identity,pool,none (default all three)"),
+    ("filter_mults", float, "mnasnet: filter multipliers per block, e.g. 0.75,1,1.25 (default)"),
+    ("layer_deltas", int, "mnasnet: layer-count changes per block; write --layer-deltas=-1,0,1 (default)"
+                          " with '=' because of the leading minus"),
 )
 
 
@@ -105,14 +105,14 @@ def add_choice_options(group: Any) -> None:
     """--ops, --kernel-sizes, --se-ratios, --skips, --filter-mults, --layer-deltas: a block space with
     fewer (or other) choices per decision, e.g. `--ops mbconv3,mbconv6 --skips identity` for a space
     whose choices all share weights in a supernet."""
-    for name, _, _, text in CHOICE_OPTIONS:
+    for name, _, text in CHOICE_OPTIONS:
         group.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="LIST", help=text)
 
 
 def choice_kwargs(args: argparse.Namespace, kind: str) -> dict[str, Any]:
     """The option lists given on the command line, as keyword arguments of the `kind` space."""
     out: dict[str, Any] = {}
-    for name, keyword, parse, _ in CHOICE_OPTIONS:
+    for name, parse, _ in CHOICE_OPTIONS:
         text = getattr(args, name, None)
         if text is None:
             continue
@@ -128,7 +128,7 @@ def choice_kwargs(args: argparse.Namespace, kind: str) -> dict[str, Any]:
             raise UsageError(f"{flag} {text!r}: expected comma-separated {parse.__name__}s") from None
         if len(set(values)) != len(values):
             raise UsageError(f"{flag} {text!r}: each choice once")
-        out[keyword] = tuple(values)
+        out[name] = tuple(values)
     return out
 
 
