@@ -104,6 +104,7 @@ def test_rank_check_end_to_end_and_resumes_from_its_cache(tmp_path, monkeypatch)
     assert report["n"] == 5 and len(report["archs"]) == 5
     assert -1 <= report["inherited"]["tau"] <= 1 and set(report["predictors"]) == {"macs", "params"}
     assert report["noise_ceiling"]["n"] == 3 and report["bands_by"] == "macs"
+    assert {"icc", "max_tau", "seed_sd", "arch_sd"} <= set(report["noise_ceiling"])
     assert json.loads((tmp_path / "rank-check.json").read_text())["n"] == 5
     monkeypatch.setattr(rank, "_train_and_cache", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
     again = rank_check(net, data, n=5, recipe=recipe, out=tmp_path, noise_subset=3, num_images=16, n_resamples=50)
@@ -136,3 +137,23 @@ def test_the_cache_is_keyed_by_the_data_not_the_path_it_was_loaded_from(tmp_path
     other = load(str(tmp_path / "d" / "set.npz"), val_fraction=0.5, seed=0)  # other split: other entries
     with pytest.raises(AssertionError, match="trained again"):
         standalone_accuracy(jobs, other, recipe, tmp_path / "cache")
+
+
+def test_reliability_bounds_what_any_predictor_can_reach():
+    from scipy.stats import kendalltau
+
+    from mnas.oneshot.rank import reliability
+
+    same = reliability([0.3, 0.4, 0.5], [0.3, 0.4, 0.5])
+    assert same["icc"] == pytest.approx(1.0) and same["max_tau"] == pytest.approx(1.0) and same["seed_sd"] == 0
+    swapped = reliability([0.3, 0.4, 0.3, 0.4], [0.4, 0.3, 0.4, 0.3])  # every difference is the seed's
+    assert swapped["icc"] < 0 and swapped["max_tau"] == 0.0 and swapped["arch_sd"] == pytest.approx(0.0)
+    # Simulated: architecture spread = seed noise, so ICC = 0.5 and the perfect predictor's tau is 0.5.
+    rng = np.random.default_rng(0)
+    truth = rng.normal(0.4, 0.03, 4000)
+    a, b = truth + rng.normal(0, 0.03, 4000), truth + rng.normal(0, 0.03, 4000)
+    r = reliability(a, b)
+    assert r["icc"] == pytest.approx(0.5, abs=0.03) and r["seed_sd"] == pytest.approx(0.03, rel=0.05)
+    assert kendalltau(truth, a).statistic == pytest.approx(r["max_tau"], abs=0.03)
+    with pytest.raises(ValueError, match="at least 2"):
+        reliability([0.5], [0.4])

@@ -253,6 +253,11 @@ def cmd_rank_check(args: argparse.Namespace) -> int:
           f"{report['num_images']} BN images, bands of +-10% {report['bands_by']}: sizes {report['bands']}")
     table(rows, [("predictor", "name"), ("tau", "tau"), ("95% CI", "tau_ci"), ("rho", "rho"), ("95% CI", "rho_ci"),
                  ("top-5", "top"), ("tau in bands", "bands")])
+    if "noise_ceiling" in report and "icc" in report["noise_ceiling"]:
+        nc = report["noise_ceiling"]
+        print(f"standalone noise: seed sd {nc['seed_sd']:.4f} vs architecture sd {nc['arch_sd']:.4f}, intraclass"
+              f" correlation {nc['icc']:.2f}: even a perfect predictor reaches tau of only about {nc['max_tau']:.2f}"
+              f" against one seed of this recipe (train longer, or on more data, for a sharper ground truth)")
     print(f"report: {out / 'rank-check.json'}")
     return 0
 

@@ -30,7 +30,7 @@ from mnas.space import Arch, SearchSpace, as_arch, get_arch
 from mnas.space.zoo import for_space
 from mnas.train.checkpoint import atomic_write_json
 
-__all__ = ["REFERENCES", "band_groups", "choose_archs", "rank_stats", "reference_archs", "standalone_accuracy",
+__all__ = ["REFERENCES", "band_groups", "choose_archs", "rank_stats", "reference_archs", "reliability", "standalone_accuracy",
            "train_standalone"]
 
 REFERENCES = ("mobilenetv2", "mnasnet_b1", "mnasnet_a1", "mnasnet_small")
@@ -256,6 +256,27 @@ def as_archs(items: Sequence[Arch | str]) -> list[Arch]:
     return [as_arch(a) for a in items]
 
 
+def reliability(seed_a: Sequence[float], seed_b: Sequence[float]) -> dict[str, float]:
+    """How much of the standalone accuracies' spread is the architectures' rather than the seed's, from
+    two seeds of the same sub-networks: the seed-to-seed standard deviation, the standard deviation of
+    the architectures' two-seed means, and the intraclass correlation ICC(1) (one-way, k = 2).
+    `max_tau` bounds the Kendall tau of *any* predictor against one seed of this recipe: for a
+    predictor of the seed-free accuracy, under a normal model, (2/pi) asin(sqrt ICC) (0 when ICC <= 0).
+    A tau goal above it cannot be met with this recipe, however good the supernet."""
+    pairs = np.column_stack([np.asarray(seed_a, dtype=float), np.asarray(seed_b, dtype=float)])
+    n = len(pairs)
+    if n < 2:
+        raise ValueError(f"reliability needs two seeds of at least 2 sub-networks, got {n}")
+    means = pairs.mean(axis=1)
+    ms_between = 2 * float(((means - pairs.mean()) ** 2).sum()) / (n - 1)
+    ms_within = float(((pairs - means[:, None]) ** 2).sum()) / n
+    total = ms_between + ms_within
+    icc = (ms_between - ms_within) / total if total > 0 else float("nan")
+    bound = 2 / math.pi * math.asin(math.sqrt(icc)) if icc > 0 else 0.0
+    return {"seed_sd": math.sqrt(ms_within), "arch_sd": float(means.std(ddof=1)), "icc": icc,
+            "max_tau": bound if math.isfinite(icc) else float("nan")}
+
+
 # -- the check ------------------------------------------------------------------------------------------
 
 def rank_report(inherited: Sequence[float], standalone: Sequence[float], predictors: dict[str, Sequence[float]],
@@ -276,6 +297,7 @@ def rank_report(inherited: Sequence[float], standalone: Sequence[float], predict
     if noise is not None and len(noise[0]) >= 2:
         report["noise_ceiling"] = rank_stats(noise[0], noise[1], top_k=top_k, n_resamples=n_resamples, seed=seed)
         report["noise_ceiling"]["mean_abs_diff"] = float(np.mean(np.abs(np.subtract(noise[0], noise[1]))))
+        report["noise_ceiling"].update(reliability(noise[0], noise[1]))
     return report
 
 
