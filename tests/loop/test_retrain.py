@@ -216,6 +216,8 @@ def test_finetune_starts_from_the_inherited_weights(searched, tmp_path):
     assert all(torch.equal(state["model"][k], inherited[k]) for k in inherited)
     with pytest.raises(ValueError, match="init= starts a training"):
         train_full(src.arch, tiny_data(), config, tmp_path / "seed", init=inherited, resume=True)
+    with pytest.raises(ValueError, match="init= does not fit"):
+        train_full(src.arch, tiny_data(), config, tmp_path / "other", init={"nope": torch.zeros(1)})
     # through retrain_top: the study names its supernet checkpoint, so supernet= may be left out
     results = retrain_top(study, tiny_data(), 1, mode="finetune", recipe=config, out=tmp_path / "out")
     assert results[0]["mode"] == "finetune" and results[0]["source_trial"] == src.number

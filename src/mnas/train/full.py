@@ -100,7 +100,10 @@ def train_full(arch: Arch | str, data: Dataset, config: TrainConfig, out: str | 
         seed_everything(config.seed)
         model = build_model(arch, num_classes=data.num_classes, in_chans=data.channels)
         if init is not None:
-            model.load_state_dict(init)
+            try:
+                model.load_state_dict(init)
+            except RuntimeError as exc:
+                raise ValueError(f"init= does not fit '{arch}': {str(exc).splitlines()[0]}") from None
         loop = Loop(model, data, config, total_steps=epochs * (len(data.y_train) // min(config.batch_size,
                                                                                            len(data.y_train))))
         start, history, seconds = 0, [], 0.0
