@@ -22,11 +22,11 @@ from typing import Any
 from mnas.cli._common import (
     UsageError,
     add_choice_options,
-    choice_kwargs,
     emit_json,
     nonneg_int,
     positive_float,
     positive_int,
+    space_from_args,
     table,
 )
 
@@ -111,28 +111,8 @@ def _data(args: argparse.Namespace):
 
 
 def build_space(args: argparse.Namespace, data: Any):
-    """The space --space and its options describe, for `data` (the same defaults as mnas search)."""
-    strides = None
-    if args.strides:
-        try:
-            strides = [int(s) for s in args.strides.replace(" ", "").split(",")]
-        except ValueError:
-            raise UsageError(f"--strides {args.strides!r}: expected comma-separated 1s and 2s") from None
-    size = args.input_size or data.input_size
-    small = size <= 16
-    width = args.width_mult or (0.35 if small else 1.0)
-    head = args.head if args.head is not None else (256 if small else 1280)
-    choices = choice_kwargs(args, args.space)
-    try:
-        if args.space == "layerwise":
-            from mnas.space.layerwise import LayerwiseSpace
-
-            return LayerwiseSpace(data.num_classes, size, width_mult=width, head_chs=head, strides=strides, **choices)
-        from mnas.space import MnasNetSpace
-
-        return MnasNetSpace(data.num_classes, size, width_mult=width, head_chs=head, strides=strides, **choices)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    """The space --space and its options describe, for `data` (`space_from_args`: mnas search's defaults)."""
+    return space_from_args(args, data.num_classes, data.input_size)
 
 
 def _lut(path: str | None):

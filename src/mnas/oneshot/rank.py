@@ -260,9 +260,9 @@ def reliability(seed_a: Sequence[float], seed_b: Sequence[float]) -> dict[str, f
     """How much of the standalone accuracies' spread is the architectures' rather than the seed's, from
     two seeds of the same sub-networks: the seed-to-seed standard deviation, the standard deviation of
     the architectures' two-seed means, and the intraclass correlation ICC(1) (one-way, k = 2).
-    `max_tau` bounds the Kendall tau of *any* predictor against one seed of this recipe: for a
-    predictor of the seed-free accuracy, under a normal model, (2/pi) asin(sqrt ICC) (0 when ICC <= 0).
-    A tau goal above it cannot be met with this recipe, however good the supernet."""
+    `max_tau` bounds the Kendall tau against one seed of this recipe of any predictor of the seed-free
+    accuracy (a supernet cannot know the seed): (2/pi) asin(sqrt ICC) under a normal model, 0 when
+    ICC <= 0. A tau goal above it cannot be met with this recipe, however good the supernet."""
     pairs = np.column_stack([np.asarray(seed_a, dtype=float), np.asarray(seed_b, dtype=float)])
     n = len(pairs)
     if n < 2:
