@@ -132,7 +132,7 @@ def choice_kwargs(args: argparse.Namespace, kind: str) -> dict[str, Any]:
     return out
 
 
-SPACES = ("mnasnet", "layerwise", "nb201", "darts")
+SPACES = ("mnasnet", "layerwise", "nbmacro", "nb201", "darts")
 CHOICE_NAMES = tuple(c[0] for c in CHOICE_OPTIONS)
 
 
@@ -140,7 +140,8 @@ def add_family_space_options(group: Any) -> None:
     """--space and the cell spaces' macro settings (the block spaces use --width-mult, --head, --strides)."""
     group.add_argument("--space", choices=SPACES, default=None,  # None: not given (--supernet refuses space options)
                        help="mnasnet (default: factorized hierarchical blocks), layerwise (one op per layer),"
-                            " nb201 (NAS-Bench-201 cell), darts (DARTS normal + reduction cell)")
+                            " nbmacro (NAS-Bench-Macro's layer-wise space), nb201 (NAS-Bench-201 cell),"
+                            " darts (DARTS normal + reduction cell)")
     group.add_argument("--cell-channels", type=positive_int,
                        help="nb201/darts: channels of the first stage (default 16)")
     group.add_argument("--cells-per-stage", type=positive_int, help="nb201: cells in each of the 3 stages (default 5)")
@@ -180,6 +181,8 @@ def space_from_args(args: argparse.Namespace, num_classes: int, data_size: int) 
     for name in ("cell_channels", "cells_per_stage", "cell_layers"):
         if getattr(args, name, None):
             raise UsageError(f"--{name.replace('_', '-')} is a cell-space option: add --space nb201 or --space darts")
+    if kind == "nbmacro":
+        return _nbmacro_space(args, num_classes, size)
     choices = choice_kwargs(args, kind)
 
     strides = None
@@ -194,6 +197,20 @@ def space_from_args(args: argparse.Namespace, num_classes: int, data_size: int) 
     cls = LayerwiseSpace if kind == "layerwise" else MnasNetSpace
     try:
         return cls(num_classes, size, width_mult=width, head_chs=head, strides=strides, **choices)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _nbmacro_space(args: argparse.Namespace, num_classes: int, size: int) -> Any:
+    """NAS-Bench-Macro's space (`mnas.space.presets`): only --width-mult and --input-size apply."""
+    from mnas.space.presets import nas_bench_macro_space
+
+    fixed = [f"--{n.replace('_', '-')}" for n in ("head", "strides", *CHOICE_NAMES) if getattr(args, n, None)]
+    if fixed:
+        raise UsageError(f"{', '.join(fixed)}: --space nbmacro is NAS-Bench-Macro's fixed space (only --width-mult"
+                         " and --input-size apply); use --space layerwise for your own")
+    try:
+        return nas_bench_macro_space(num_classes, size, width_mult=args.width_mult or 1.0)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

@@ -36,7 +36,8 @@ def _space_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data", required=True, help="digits, cifar10/cifar100 (with --data-root), a .npz or an image folder")
     g.add_argument("--data-root", help="folder holding the CIFAR batches (for --data cifar10/cifar100)")
     g.add_argument("--val-fraction", type=float, default=0.2, help="training data held out for validation (default 0.2)")
-    g.add_argument("--space", choices=("mnasnet", "layerwise"), default="mnasnet")
+    g.add_argument("--space", choices=("mnasnet", "layerwise", "nbmacro"), default="mnasnet",
+                   help="mnasnet (factorized), layerwise (one op per layer) or nbmacro (NAS-Bench-Macro's space)")
     g.add_argument("--input-size", type=positive_int, help="resolution (default: the data's)")
     g.add_argument("--width-mult", "--width", type=positive_float, dest="width_mult",
                    help="scale every filter count (default 0.35 for images <= 16 px, else 1.0)")
