@@ -77,3 +77,28 @@ def test_the_worker_loads_a_checkpoint_once(checkpoint, monkeypatch):
     a = evaluate_inherited(str(checkpoint), data, arch, settings)
     b = evaluate_inherited(str(checkpoint), data, arch, settings)
     assert len(loads) == 1 and a["accuracy"] == b["accuracy"] and a["params"] > 0 and a["macs"] > 0
+
+
+def test_a_wider_space_of_the_same_decisions_is_scored_by_token_in_the_narrower_supernet():
+    from mnas.models import build_model, count_params
+    from mnas.oneshot import build_supernet
+    from mnas.oneshot.evaluate import evaluate_subnet
+    from mnas.space import LayerwiseSpace
+    from mnas.space.presets import nas_bench_macro_space
+
+    net = build_supernet(nas_bench_macro_space(4, 8, width_mult=0.125))
+    ev = SupernetEvaluator(net, tiny_data(), MacsLatency(), num_images=16)
+    wide = nas_bench_macro_space(4, 8, width_mult=0.25)
+    ev.check_space(wide)
+    assert ev.identity()["width_proxy_for"]["width_mult"] == 0.25
+    tokens = [2, 1, 0, 2, 1, 0, 1, 2]
+    fn, args = ev.job(wide.decode(tokens))
+    result = fn(*args)
+    narrow = net.space.decode(tokens)
+    assert result["proxy_arch"] == str(narrow)
+    assert result["accuracy"] == evaluate_subnet(net, narrow, tiny_data(), num_images=16).accuracy
+    assert result["params"] == count_params(build_model(wide.decode(tokens), 4)) > count_params(build_model(narrow, 4))
+    with pytest.raises(ValueError, match="same decisions"):
+        ev.check_space(LayerwiseSpace(4, 8, ops=("k3e3", "skip")))
+    ev.check_space(net.space)  # back to the supernet's own space: no proxy
+    assert ev.search_space is None and "width_proxy_for" not in ev.identity()

@@ -84,7 +84,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--data-root")
     r.add_argument("--val-fraction", type=float, default=0.2)
     r.add_argument("--seed", type=nonneg_int, default=0)
-    r.add_argument("--n", type=positive_int, default=30, help="random sub-networks (default 30; reference models are added)")
+    r.add_argument("--n", type=positive_int,
+                   help="random sub-networks (default 30, reference models added; with --ground-truth 250 of its networks)")
+    r.add_argument("--ground-truth", metavar="FILE",
+                   help="accuracies measured elsewhere (NAS-Bench-Macro's JSON as published, or a JSON/CSV of arch ->"
+                        " accuracy, optionally per seed): no standalone training")
+    r.add_argument("--bands", type=positive_int, default=5,
+                   help="with --ground-truth: equal-count MACs bands for the within-band tau (default 5)")
+    r.add_argument("--top-k", type=positive_int, help="top-k overlap (default 5; 10 with --ground-truth)")
     r.add_argument("--epochs", type=positive_float, default=5.0, help="standalone epochs ('fast' recipe; default 5)")
     r.add_argument("--batch-size", type=positive_int, default=128)
     r.add_argument("--noise", type=nonneg_int, default=8, help="sub-networks trained with a second seed (default 8)")
@@ -209,18 +216,25 @@ def cmd_rank_check(args: argparse.Namespace) -> int:
 
     if not Path(args.checkpoint).is_file():
         raise UsageError(f"supernet checkpoint not found: {args.checkpoint}")
+    truth = _ground_truth(args.ground_truth) if args.ground_truth else None
     latency = _lut(args.lut)
     torch.set_num_threads(1)
-    net, state = load_supernet(args.checkpoint)
+    try:
+        net, state = load_supernet(args.checkpoint)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise UsageError(f"{args.checkpoint}: not a usable supernet checkpoint ({str(exc).splitlines()[0][:200]})") from None
     data = _data(args)
     if data.num_classes != getattr(net.space, "num_classes", data.num_classes):
         raise UsageError(f"the supernet is for {net.space.num_classes} classes but --data has {data.num_classes}")
+    if truth is not None:
+        return _rank_check_truth(args, net, data, truth, latency)
+    args.n = args.n or 30
     out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix("").parent / (Path(args.checkpoint).stem + "-rank")
     standalone = recipe("fast", epochs=args.epochs, batch_size=args.batch_size, threads=1, seed=args.seed)
     log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
     report = rank_check(net, data, n=args.n, recipe=standalone, out=out, workers=args.workers, latency=latency,
                         noise_subset=args.noise, seed=args.seed, num_images=args.images, n_resamples=args.bootstrap,
-                        log=log)
+                        top_k=args.top_k or 5, log=log)
     if args.json:
         emit_json(report)
         return 0
@@ -243,6 +257,49 @@ def cmd_rank_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ground_truth(path: str):
+    from mnas.space.ground_truth import load_ground_truth
+
+    try:
+        return load_ground_truth(path)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _rank_check_truth(args: argparse.Namespace, net: Any, data: Any, truth: Any, latency: Any) -> int:
+    from mnas.oneshot.rank_truth import rank_check_truth
+
+    out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix("").parent / (Path(args.checkpoint).stem + "-rank")
+    log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    try:
+        report = rank_check_truth(net, data, truth, n=args.n or 250, seed=args.seed, num_images=args.images,
+                                  latency=latency, bands=args.bands, top_k=args.top_k or 10, n_resamples=args.bootstrap,
+                                  workers=args.workers, out=out / "rank-check-truth.json", log=log)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        emit_json(report)
+        return 0
+    rows = [_row("inherited", report["inherited"])]
+    rows += [_row(name, s) for name, s in report["predictors"].items()]
+    if "noise_ceiling" in report:
+        nc = report["noise_ceiling"]
+        rows.append({"name": "seed-to-seed (ground truth)", "tau": f"{nc['tau']:.3f}", "tau_ci": _ci(nc["tau_ci"]),
+                     "rho": f"{nc['rho']:.3f}", "rho_ci": _ci(nc["rho_ci"]),
+                     "top": f"{next(v for k, v in nc.items() if k.startswith('top')):.2f}",
+                     "bands": "", "macs_bands": f"{nc['in_macs_bands']['mean_tau']:.3f}"})
+    k = args.top_k or 10
+    print(f"rank check against {report['ground_truth']}: {report['n']} of {report['ground_truth_size']} networks"
+          f" ({report['mapped']}), {report['num_images']} BN images, {report['num_eval']} evaluation images,"
+          f" {report['subnets_per_minute']:.1f} sub-networks a minute")
+    table(rows, [("predictor", "name"), ("tau", "tau"), ("95% CI", "tau_ci"), ("rho", "rho"), ("95% CI", "rho_ci"),
+                 (f"top-{k}", "top"), (f"tau in +-10% {report['bands_by']} bands", "bands"),
+                 (f"tau in {report['macs_bands']} MACs bands", "macs_bands")])
+    print(report["verdict"])
+    print(f"report: {out / 'rank-check-truth.json'}")
+    return 0
+
+
 def _ci(ci: list[float]) -> str:
     return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
@@ -250,4 +307,5 @@ def _ci(ci: list[float]) -> str:
 def _row(name: str, s: dict[str, Any]) -> dict[str, str]:
     top = next((v for k, v in s.items() if k.startswith("top")), float("nan"))
     return {"name": name, "tau": f"{s['tau']:.3f}", "tau_ci": _ci(s["tau_ci"]), "rho": f"{s['rho']:.3f}",
-            "rho_ci": _ci(s["rho_ci"]), "top": f"{top:.2f}", "bands": f"{s['in_bands']['mean_tau']:.3f}"}
+            "rho_ci": _ci(s["rho_ci"]), "top": f"{top:.2f}", "bands": f"{s['in_bands']['mean_tau']:.3f}",
+            "macs_bands": f"{s['in_macs_bands']['mean_tau']:.3f}" if "in_macs_bands" in s else ""}

@@ -40,8 +40,11 @@ def _load(path: str) -> Any:
     return net
 
 
-def evaluate_inherited(net_or_path: Any, data: Any, arch: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """Worker side: inherited accuracy of `arch` (plain values; crosses process boundaries)."""
+def evaluate_inherited(net_or_path: Any, data: Any, arch: str, settings: dict[str, Any],
+                       searched: str | None = None) -> dict[str, Any]:
+    """Worker side: inherited accuracy of `arch` (plain values; crosses process boundaries). `searched`:
+    the network the search asked for when `arch` is its stand-in in a narrower supernet (its params
+    and MACs are reported)."""
     from mnas.oneshot.evaluate import evaluate_subnet
     from mnas.oneshot.sampling import estimate_macs
     from mnas.space import as_arch
@@ -49,10 +52,17 @@ def evaluate_inherited(net_or_path: Any, data: Any, arch: str, settings: dict[st
     started = time.perf_counter()
     net = _load(net_or_path) if isinstance(net_or_path, (str, Path)) else net_or_path
     result = evaluate_subnet(net, arch, data, **settings)
-    macs = estimate_macs(as_arch(arch), settings.get("input_size") or data.input_size, data.num_classes, data.channels)
-    return {"ok": True, "accuracy": result.accuracy, "params": result.params, "macs": int(macs),
-            "train_seconds": time.perf_counter() - started, "val_loss": result.loss,
-            "calibration_images": result.num_images, "calibrate_seconds": result.calibrate_seconds}
+    size = settings.get("input_size") or data.input_size
+    out = {"ok": True, "accuracy": result.accuracy, "params": result.params,
+           "macs": int(estimate_macs(as_arch(arch), size, data.num_classes, data.channels)),
+           "train_seconds": time.perf_counter() - started, "val_loss": result.loss,
+           "calibration_images": result.num_images, "calibrate_seconds": result.calibrate_seconds}
+    if searched is not None:
+        from mnas.models import build_model, count_params
+
+        out.update(params=count_params(build_model(as_arch(searched), data.num_classes, data.channels)),
+                   macs=int(estimate_macs(as_arch(searched), size, data.num_classes, data.channels)), proxy_arch=arch)
+    return out
 
 
 class SupernetEvaluator(Evaluator):
@@ -61,7 +71,13 @@ class SupernetEvaluator(Evaluator):
 
     `num_images`: BN recalibration images (default `mnas.oneshot.evaluate.DEFAULT_CALIBRATION_IMAGES`),
     `seed`: which ones; `batch_size`, `threads`, `device`: how the evaluation runs (not part of the
-    identity: they do not change the figures beyond float rounding)."""
+    identity: they do not change the figures beyond float rounding).
+
+    Width proxy: a search space of the supernet's class with the same decisions (the same choices in
+    the same order) but other settings — typically a wider network than the supernet was trained at —
+    is accepted by `check_space`: each candidate is then scored by the supernet's sub-network of the
+    same tokens, while latency, parameters and MACs are the searched network's. A supernet at width
+    0.5 thus ranks NAS-Bench-Macro's full-width networks (`benchmarks/nbmacro_search.py`)."""
 
     accuracy_source = "supernet"
     latency_in_driver = True
@@ -86,6 +102,7 @@ class SupernetEvaluator(Evaluator):
             self.path, self.net = None, checkpoint_or_net
             self.digest = None
         self.space = self.net.space
+        self.search_space: Any = None  # set by check_space for a width proxy
         self._proxy = ProxyEvaluator(data, latency)  # latency and reference models exactly as proxy training
 
     @property
@@ -96,9 +113,16 @@ class SupernetEvaluator(Evaluator):
         classes = getattr(space, "num_classes", self.data.num_classes)
         if classes != self.data.num_classes:
             raise ValueError(f"the space is for {classes} classes but the data has {self.data.num_classes}")
-        if space.settings() != self.space.settings() or type(space) is not type(self.space):
+        if type(space) is not type(self.space):
+            raise ValueError(f"the search space is a {type(space).__name__}, the supernet's a {type(self.space).__name__}:"
+                             " search the space the supernet was trained on")
+        if space.settings() == self.space.settings():
+            self.search_space = None
+            return
+        if [tuple(d.choices) for d in space.decisions] != [tuple(d.choices) for d in self.space.decisions]:
             raise ValueError("the search space differs from the supernet's: search the space the supernet was trained"
-                             " on (the same --space, width, strides, head and options)")
+                             " on (the same --space, width, strides, head and options), or one with the same decisions")
+        self.search_space = space  # width proxy: the same tokens in the supernet's space
 
     def measure_latency(self, arch: Any) -> tuple[float, float, dict[str, Any]]:
         return self._proxy.measure_latency(arch)
@@ -113,10 +137,16 @@ class SupernetEvaluator(Evaluator):
     def job(self, arch: Any, seed: int | None = None) -> tuple[Callable[..., dict[str, Any]], tuple]:
         # `seed` (the trial's training seed) does not apply: nothing is trained, and the BN images
         # are the same for every candidate so that their accuracies are comparable.
+        if self.search_space is not None:
+            from mnas.space import as_arch
+
+            stand_in = str(self.space.decode(self.search_space.encode(as_arch(arch))))
+            return evaluate_inherited, (self.path or self.net, self.data, stand_in, self.settings(), str(arch))
         return evaluate_inherited, (self.path or self.net, self.data, str(arch), self.settings())
 
     def identity(self) -> dict[str, Any]:
-        return {"kind": "supernet", "latency": self.latency.key(), "supernet": self.digest or "in-memory",
+        proxy = {} if self.search_space is None else {"width_proxy_for": self.search_space.settings()}
+        return {"kind": "supernet", "latency": self.latency.key(), "supernet": self.digest or "in-memory", **proxy,
                 "space": self.net.config(), "num_images": self.num_images, "seed": self.seed,
                 "data": {"num_classes": self.data.num_classes, "input_size": self.data.input_size,
                          "channels": self.data.channels, "name": getattr(self.data, "name", None)}}

@@ -1,0 +1,132 @@
+"""How well supernets rank NAS-Bench-Macro's networks: inherited accuracy against the benchmark's
+50-epoch, three-seed mean, on 250 sampled networks (no standalone training here).
+
+For each checkpoint: Kendall tau with its 95% bootstrap interval, Spearman rho, top-10 overlap, the
+mean tau inside 5 equal-count MACs bands, the supernet's training time (from the checkpoint), and
+the same for the free predictors (MACs, parameters) and for scores derived from inherited accuracy:
+
+- ``smoothed``: a ridge regression on the one-hot tokens fitted to the 250 inherited accuracies
+  themselves (no ground truth), i.e. the additive part of inherited accuracy, less per-network
+  evaluation noise;
+- ``+macs``: inherited accuracy plus ``w`` times log MACs (standardised), for a few ``w``.
+
+    python benchmarks/nbmacro_rank.py runs/a.pt runs/b.pt --data ../shared/data/cifar10_10k.npz
+    python benchmarks/nbmacro_rank.py runs/a.pt --images 250 500 1000      # BN recalibration size
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_TRUTH = ROOT / ".." / "shared" / "data" / "nas-bench-macro_cifar10.json"
+DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "cifar10_10k.npz"
+
+
+def one_hot(space, archs: list[str]) -> np.ndarray:
+    from mnas.space import as_arch
+
+    rows = []
+    for a in archs:
+        tokens = space.encode(as_arch(a))
+        rows.append(np.concatenate([np.eye(len(d.choices))[t] for d, t in zip(space.decisions, tokens, strict=True)]))
+    return np.array(rows)
+
+
+def ridge_smooth(x: np.ndarray, y: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """In-sample fit of a ridge regression (intercept unpenalised)."""
+    xm, ym = x.mean(0), y.mean()
+    xc = x - xm
+    w = np.linalg.solve(xc.T @ xc + alpha * np.eye(x.shape[1]), xc.T @ (y - ym))
+    return xc @ w + ym
+
+
+def stats(pred, truth, macs, n_resamples: int) -> dict:
+    from mnas.oneshot.rank import band_stats, rank_stats
+    from mnas.oneshot.rank_truth import quantile_groups
+
+    s = rank_stats(pred, truth, top_k=10, n_resamples=n_resamples)
+    s["macs_bands"] = band_stats(pred, truth, quantile_groups(macs, 5))["mean_tau"]
+    return s
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoints", nargs="+")
+    p.add_argument("--data", default=str(DEFAULT_DATA))
+    p.add_argument("--truth", default=str(DEFAULT_TRUTH))
+    p.add_argument("--n", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--images", type=int, nargs="+", default=[500], help="BN recalibration images (one run each)")
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--json", help="also write every report here")
+    args = p.parse_args()
+
+    import torch
+
+    from mnas.oneshot.rank_truth import rank_check_truth
+    from mnas.oneshot.train import load_supernet
+    from mnas.space.ground_truth import load_ground_truth
+    from mnas.train import load
+
+    torch.set_num_threads(1)
+    if not Path(args.truth).is_file() or not Path(args.data).is_file():
+        print(f"needs {args.truth} and {args.data}", file=sys.stderr)
+        return 2
+    truth = load_ground_truth(args.truth)
+    data = load(args.data, val_fraction=0.2, seed=0)
+    print(f"# {truth.name}: {len(truth)} networks; data {len(data.y_train)} train / {len(data.y_val)} val;"
+          f" n={args.n}, seed {args.seed}; load {os.getloadavg()[0]:.2f}")
+    out = []
+    for ckpt in args.checkpoints:
+        net, state = load_supernet(ckpt)
+        hist = state.get("history", [])
+        cfg = state.get("config", {})
+        train_cfg = state.get("train_config", {})
+        ips = np.mean([h["images_per_second"] for h in hist]) if hist else float("nan")
+        print(f"\n## {ckpt}: {state.get('epoch')} epochs, {state.get('seconds', 0) / 60:.1f} min of training"
+              f" ({ips:.0f} img/s), width {net.space.width_mult}; {json.dumps(train_cfg)[:300]}")
+        del cfg
+        for images in args.images:
+            t = time.perf_counter()
+            rep = rank_check_truth(net, data, truth, n=args.n, seed=args.seed, num_images=images, n_resamples=args.bootstrap,
+                                   workers=args.workers, top_k=10)
+            seconds = time.perf_counter() - t
+            archs = rep["archs"]
+            inh = np.array([a["inherited"] for a in archs])
+            acc = np.array([a["truth"] for a in archs])
+            macs = np.array([a["macs"] for a in archs])
+            smooth = ridge_smooth(one_hot(net.space, [a["supernet_arch"] for a in archs]), inh)
+            z = (np.log(macs) - np.log(macs).mean()) / np.log(macs).std()
+            zi = (inh - inh.mean()) / inh.std()
+            rows = {"inherited": inh, "smoothed": smooth, "macs": macs, "params": np.array([a["params"] for a in archs])}
+            for w in (0.25, 0.5, 1.0):
+                rows[f"inherited+{w:g}*macs"] = zi + w * z
+            print(f"### {images} BN images, {rep['num_eval']} eval images: {seconds:.0f} s for {len(archs)} sub-networks"
+                  f" ({seconds / len(archs):.2f} s each); ground truth seed-to-seed tau {rep['noise_ceiling']['tau']:.3f}")
+            print(f"{'score':<22} {'tau':>6} {'95% CI':>14} {'rho':>6} {'top-10':>7} {'tau in 5 MACs bands':>20}")
+            entry = {"checkpoint": ckpt, "images": images, "seconds": seconds, "train_seconds": state.get("seconds"),
+                     "epochs": state.get("epoch"), "scores": {}}
+            for name, pred in rows.items():
+                s = stats(pred, acc, macs, args.bootstrap)
+                entry["scores"][name] = s
+                lo, hi = s["tau_ci"]
+                print(f"{name:<22} {s['tau']:6.3f} [{lo:5.3f}, {hi:5.3f}] {s['rho']:6.3f} {s['top10_overlap'] * 10:5.0f}/10"
+                      f" {s['macs_bands']:20.3f}")
+            print(rep["verdict"])
+            out.append(entry)
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
