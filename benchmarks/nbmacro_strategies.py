@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _nbmacro import load_landscape, mean_se, targets  # noqa: E402
 
-STRATEGIES = ("random", "evolution", "ppo", "replay", "predictor", "tpe", "optuna-tpe")
+STRATEGIES = ("random", "evolution", "ppo", "replay", "predictor", "tpe", "boundary", "optuna-tpe")
 
 
 def run_mnas(name: str, space, land, target_ms: float | None, trials: int, seed: int) -> list[int]:
@@ -36,8 +36,16 @@ def run_mnas(name: str, space, land, target_ms: float | None, trials: int, seed:
     from mnas.strategies import get_strategy
 
     reward = Reward.accuracy() if target_ms is None else Reward.hard(target_ms)
-    options = {"target_ms": target_ms} if name == "predictor" and target_ms is not None else {}
-    strategy = get_strategy(name, space, seed, **options)
+    latency_model = lambda toks: [land.lat[land.row(t)] for t in toks]  # noqa: E731 (the lookup table's figures)
+    if name == "boundary":
+        from mnas.strategies.boundary import BoundarySearch
+
+        if target_ms is None:
+            return run_mnas("predictor", space, land, None, trials, seed)  # no boundary without a target
+        strategy = BoundarySearch(space, seed, target_ms=target_ms, latency_model=latency_model)
+    else:
+        options = {"target_ms": target_ms} if name == "predictor" and target_ms is not None else {}
+        strategy = get_strategy(name, space, seed, **options)
     rows: list[int] = []
     while len(rows) < trials:
         tokens = strategy.ask(min(10, trials - len(rows)))
