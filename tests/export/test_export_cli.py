@@ -126,7 +126,7 @@ def test_bad_sources_exit_2(tmp_path, capsys):
     for args, needle in cases:
         rc, _, err = run(capsys, "export", *args, "--out", str(tmp_path / "x.onnx"))
         assert rc == 2 and needle in err, (args, err)
-    rc, _, err = run(capsys, "export", "--arch", A, "--out", str(tmp_path / "x.tflite"))
+    rc, _, err = run(capsys, "export", "--arch", A, "--out", str(tmp_path / "x.mlmodel"))
     assert rc == 2 and "cannot tell the export format" in err
     with SQLiteStorage(tmp_path / "nt.db") as s:
         s.complete_trial(s.create_trial([0], A), 0.5, 1.0, 0.5)

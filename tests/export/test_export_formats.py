@@ -92,7 +92,7 @@ def test_zoo_name_and_string_and_format_from_suffix(tmp_path):
     with pytest.raises(ValueError, match="cannot tell the export format"):
         format_from_path("model.bin")
     with pytest.raises(ValueError, match="unknown export format"):
-        export(ARCH, tmp_path / "x.onnx", "tflite")
+        export(ARCH, tmp_path / "x.onnx", "coreml")
     doc = json.loads(export(ARCH, tmp_path / "a.json").path and (tmp_path / "a.json").read_text())
     assert doc["model"]["num_classes"] == 1000 and doc["model"]["input_size"] == 224 and doc["model"]["in_chans"] == 3
     doc = json.loads(export("mnasnet_small", tmp_path / "z.json", input_size=32).path and (tmp_path / "z.json").read_text())

@@ -1,4 +1,5 @@
-"""`mnas export`: a study's chosen trial, an ARCH, or a trained model file to ONNX, TorchScript or JSON."""
+"""`mnas export`: a study's chosen trial, an ARCH, or a trained model file to ONNX, TorchScript, JSON,
+LiteRT (.tflite) or ExecuTorch (.pte), in fp32 or int8."""
 
 from __future__ import annotations
 
@@ -31,8 +32,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--untrained", action="store_true",
                    help="export ONNX/TorchScript with random weights (e.g. to measure latency elsewhere); without"
                         " --weights or --untrained only --format json (the architecture) is written")
-    p.add_argument("--format", choices=("onnx", "torchscript", "json"), help="default: from --out's suffix"
-                                                                             " (.onnx, .pt, .json)")
+    p.add_argument("--format", choices=("onnx", "torchscript", "json", "tflite", "pte"),
+                   help="default: from --out's suffix (.onnx, .pt, .json, .tflite, .pte); tflite needs the litert"
+                        " extra, pte the executorch extra")
+    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                   help="int8 (onnx, tflite, pte): static post-training quantization with the runtime's own quantizer,"
+                        " per-channel weights, activations calibrated on --calibration training images")
+    p.add_argument("--calibration", type=positive_int, metavar="N", default=None,
+                   help="int8: calibration images (default 100 from --data, or 8 random inputs without data)")
+    p.add_argument("--data", metavar="DATA",
+                   help="int8: the training data to calibrate on (default: the data --weights was trained on, when"
+                        " it can be found): digits, cifar10/cifar100 (with --data-root), a .npz or an image folder")
+    p.add_argument("--data-root", help="folder holding the CIFAR batches (for --data cifar10/cifar100)")
     p.add_argument("--out", required=True, metavar="FILE", help="the file to write")
     p.add_argument("--input-size", type=positive_int, metavar="S",
                    help="input resolution (default: the weights', else the study's search space's, else 224)")
@@ -123,6 +134,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if args.untrained and args.weights:
         raise UsageError("--untrained and --weights contradict each other: pass one")
+    if args.precision == "int8" and fmt not in ("onnx", "tflite", "pte"):
+        raise UsageError(f"--precision int8 is written as onnx, tflite or pte, not {fmt}: choose one of those formats")
+    if args.precision != "int8" and (args.calibration or args.data):
+        raise UsageError("--calibration and --data calibrate an int8 export: add --precision int8")
 
     trial, arch, defaults, source = None, None, {}, None
     if args.study:
@@ -150,7 +165,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings():  # the CLI says it below, on stdout, after --untrained was asked for
             warnings.simplefilter("ignore", UserWarning)
-            result = export(arch, args.out, fmt, weights=args.weights, trial=trial, check=args.check, **sizes)
+            calibration = _calibration(args, sizes) if args.precision == "int8" else None
+            result = export(arch, args.out, fmt, weights=args.weights, trial=trial, check=args.check,
+                            precision=args.precision, calibration=calibration, **sizes)
     except ValueError as exc:
         if args.weights and "different architecture" in str(exc) and trial is not None:
             raise UsageError(f"trial {trial.number}: {exc}") from None
@@ -158,13 +175,48 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(result.to_dict())
         return 0
-    checked = f", logits match PyTorch (max diff {result.max_abs_diff:.2g})" if result.max_abs_diff is not None else ""
+    checked = ""
+    if result.max_abs_diff is not None:
+        checked = (f", logits match PyTorch (max diff {result.max_abs_diff:.2g})" if result.precision == "fp32" else
+                   f", int8 logits differ from PyTorch's fp32 by up to {result.max_abs_diff:.2g}")
+    if result.precision == "int8":
+        checked += (f", int8 calibrated on {result.calibration} "
+                    + ("training images" if result.calibration_source == "data" else "RANDOM inputs (pass --data for"
+                       " a deployable model)"))
     print(f"wrote {result.path}: {result.format}, {result.bytes / 1024:.0f} kB, input {result.in_chans}x"
           f"{result.input_size}x{result.input_size} -> {result.num_classes} classes{checked}")
     if fmt != "json":
         print(result.input_note())
     print(f"from {source}", file=sys.stderr)
     return 0
+
+
+def _calibration(args: argparse.Namespace, sizes: dict[str, Any]) -> Any:
+    """Calibration inputs for an int8 export: N training images normalised as in training, or a
+    number of random inputs when no data is given or recorded."""
+    from mnas.latency.quantize import DEFAULT_CALIBRATION, calibration_from_data
+
+    source, norm = args.data, None
+    if args.weights:
+        from mnas.train.checkpoint import load_file
+
+        info = load_file(args.weights)
+        norm = info.get("normalization")
+        recorded = ((info.get("data") or {}).get("source") or {}).get("data")
+        if source is None and isinstance(recorded, str) and (recorded == "digits" or Path(recorded).exists()):
+            source = recorded
+    if source is None:
+        return args.calibration or DEFAULT_CALIBRATION
+    from mnas.cli._common import check_data_args
+    from mnas.train import load
+
+    check_data_args(source, args.data_root)
+    data = load(source, root=args.data_root, image_size=sizes.get("input_size") or 32)
+    mean, std = (norm["mean"], norm["std"]) if isinstance(norm, dict) else (data.mean, data.std)
+    if data.x_train.shape[1] != (sizes.get("input_size") or data.x_train.shape[1]):
+        raise UsageError(f"--data {source} has {data.x_train.shape[1]}x{data.x_train.shape[2]} images, the export is"
+                         f" for {sizes.get('input_size')}: calibrate on data of the model's input size")
+    return calibration_from_data(data.x_train, args.calibration or 100, mean, std)
 
 
 def _saved_input_size(weights: str) -> int:

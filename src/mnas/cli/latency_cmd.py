@@ -20,13 +20,20 @@ from mnas.cli._common import (
     space_from_args,
 )
 
-BACKEND_CHOICES = ("onnxruntime", "torch", "remote", "lut")
+BACKEND_CHOICES = ("onnxruntime", "torch", "remote", "lut", "litert", "executorch")
+QUANTIZING = ("onnxruntime", "litert", "executorch")  # backends that take --precision int8
 
 
 def _backend_options(p: argparse.ArgumentParser, lut: bool = True) -> None:
-    choices = BACKEND_CHOICES if lut else BACKEND_CHOICES[:3]
+    choices = BACKEND_CHOICES if lut else tuple(c for c in BACKEND_CHOICES if c != "lut")
     p.add_argument("--backend", choices=choices, default=None,
-                   help="where to measure (default onnxruntime: ONNX Runtime on this CPU)")
+                   help="where to measure (default onnxruntime: ONNX Runtime on this CPU; litert: .tflite in LiteRT +"
+                        " XNNPACK, extra [litert]; executorch: .pte lowered to XNNPACK, extra [executorch])")
+    p.add_argument("--precision", choices=("fp32", "int8"), default=None,
+                   help="fp32 (default) or int8: static post-training quantization (per-channel weights) with the"
+                        " runtime's own quantizer (QDQ for onnxruntime, XNNPACK's for litert and executorch)")
+    p.add_argument("--calibration", type=positive_int, default=None, metavar="N",
+                   help="int8: calibration inputs (default 8; latency does not depend on their values)")
     p.add_argument("--threads", type=positive_int, default=1, help="intra-op threads (default 1, one big core)")
     p.add_argument("--device", default="cpu", help="torch backend: cpu or cuda (default cpu)")
     p.add_argument("--clock", choices=("auto", "wall", "thread"), default="auto",
@@ -97,21 +104,30 @@ def make_backend(args: argparse.Namespace, default: str = "onnxruntime") -> Any:
     protocol = None
     if getattr(args, "repeats", None):
         protocol = Protocol(min_repeats=min(10, args.repeats), max_repeats=args.repeats)
+    if name == "remote" and getattr(args, "precision", None) == "int8":
+        raise UsageError("--precision int8 is not measured on a device server yet: use --backend onnxruntime, litert or"
+                         " executorch on the device itself")
     if name == "remote":
         if not args.url:
             raise UsageError("--backend remote needs --url http://HOST:PORT (and --token or MNAS_DEVICE_TOKEN)")
         return get_backend("remote", url=args.url, token=args.token, repeats=args.repeats)
     if args.url:
         raise UsageError(f"--url is for --backend remote, not {name}")
+    precision = getattr(args, "precision", None)
     if name == "lut":
         if not getattr(args, "lut", None):
             raise UsageError("--backend lut needs --lut FILE (a table from 'mnas latency build-lut')")
-        return get_backend("lut", path=args.lut)
+        return get_backend("lut", path=args.lut, precision=precision)
+    quantize = {}
+    if precision == "int8" or getattr(args, "calibration", None):
+        if name not in QUANTIZING:
+            raise UsageError(f"--precision int8 and --calibration are for --backend {', '.join(QUANTIZING)}, not {name}")
+        quantize = {"precision": precision or "fp32", "calibration": args.calibration or 8}
     if name == "torch":
         return get_backend("torch", threads=args.threads, device=args.device, clock=args.clock, protocol=protocol)
     if args.device != "cpu":
-        raise UsageError(f"--device {args.device} is for --backend torch; onnxruntime runs on the CPU")
-    return get_backend(name, threads=args.threads, clock=args.clock, protocol=protocol)
+        raise UsageError(f"--device {args.device} is for --backend torch; {name} runs on the CPU")
+    return get_backend(name, threads=args.threads, clock=args.clock, protocol=protocol, **quantize)
 
 
 @contextmanager
@@ -141,7 +157,9 @@ def cmd_measure(args: argparse.Namespace) -> int:
     print(f"{result.median_ms:.3f} ms  ({spread})")
     wall = "" if math.isnan(result.wall_median_ms) else f", wall median {result.wall_median_ms:.3f} ms"
     shape = "x".join(str(d) for d in result.input_shape)
-    print(f"backend {result.backend}, clock {result.clock}{wall}, input {shape}, cpu {result.device.get('cpu', '?')}")
+    precision = result.settings.get("precision", "fp32")
+    print(f"backend {result.backend} {precision}, clock {result.clock}{wall}, input {shape},"
+          f" cpu {result.device.get('cpu', '?')}")
     return 0
 
 
@@ -237,7 +255,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 raise UsageError("the table was built on a device server: pass --backend remote --url ... to validate")
             args.backend, args.threads = name, settings.get("threads", args.threads)
             args.clock = settings.get("clock", args.clock)
+            if args.precision is None:  # and in the precision it was measured in
+                args.precision = table.deployment[1]
+                args.calibration = args.calibration or settings.get("calibration")
         backend = make_backend(args)
+        table.check_deployment(*backend.deployment)  # before the progress bar: one line, nothing measured
         with _progress("validate") as progress:
             report = validate_lut(table, backend, args.n, args.seed, progress=progress,
                                   recalibrate_with=args.recalibrate)

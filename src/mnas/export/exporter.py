@@ -1,5 +1,6 @@
 """`export(arch_or_model, path, format=...)`: an architecture, a built model or a trained model file
-to ONNX, TorchScript or JSON.
+to ONNX, TorchScript, JSON, LiteRT (.tflite) or ExecuTorch (.pte); ONNX, .tflite and .pte also in
+int8 (`precision='int8'`, static PTQ with each runtime's quantizer, see `mnas.latency.quantize`).
 
 ONNX: opset 17, input ``input`` (N, C, H, W) with a dynamic batch, output ``output`` (N, classes),
 batch norm folded; the file's metadata holds ``mnas.arch`` (canonical string), ``mnas.num_classes``,
@@ -32,9 +33,10 @@ from mnas.study import Trial
 
 __all__ = ["FORMATS", "ExportResult", "export", "format_from_path"]
 
-FORMATS = ("onnx", "torchscript", "json")
+FORMATS = ("onnx", "torchscript", "json", "tflite", "pte")
 _SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript",
-             ".torchscript": "torchscript", ".json": "json"}
+             ".torchscript": "torchscript", ".json": "json", ".tflite": "tflite", ".pte": "pte"}
+QUANTIZABLE = ("onnx", "tflite", "pte")  # formats written in int8 too (each runtime's own quantizer)
 # A written file must reproduce PyTorch's logits within this (float32, folded batch norm).
 CHECK_ATOL, CHECK_RTOL = 1e-4, 1e-3
 
@@ -55,13 +57,18 @@ class ExportResult:
     max_abs_diff: float | None = None  # set by check=True
     trained: bool | None = None  # False: random weights built here; None: a module given by the caller
     normalization: dict[str, Any] | None = None  # the input normalisation the weights were trained with
+    precision: str = "fp32"
+    calibration: int | None = None  # int8: how many inputs calibrated the activation ranges
+    calibration_source: str | None = None  # int8: 'data' (training images) or 'random' (seeded N(0, 1))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def input_note(self) -> str:
         """One line on what the model expects as input (and whether its weights are trained)."""
-        shape = f"input float32 NCHW 1x{self.in_chans}x{self.input_size}x{self.input_size}"
+        dtype = "int8 (scale and zero point in the file)" if self.format == "tflite" and self.precision == "int8" \
+            else "float32"
+        shape = f"input {dtype} NCHW 1x{self.in_chans}x{self.input_size}x{self.input_size}"
         if self.normalization:
             return (f"{shape}, pixels scaled to [0, 1] then (x - mean) / std with mean {self.normalization.get('mean')}"
                     f" std {self.normalization.get('std')}")
@@ -74,8 +81,8 @@ def format_from_path(path: str | os.PathLike[str]) -> str:
     """The export format a file name implies (.onnx, .pt/.pth/.ts, .json); ValueError otherwise."""
     suffix = Path(path).suffix.lower()
     if suffix not in _SUFFIXES:
-        raise ValueError(f"cannot tell the export format from '{Path(path).name}': name the file .onnx, .pt or"
-                         f" .json, or give the format ({', '.join(FORMATS)})")
+        raise ValueError(f"cannot tell the export format from '{Path(path).name}': name the file .onnx, .pt, .json,"
+                         f" .tflite or .pte, or give the format ({', '.join(FORMATS)})")
     return _SUFFIXES[suffix]
 
 
@@ -103,7 +110,7 @@ def _agree(name: str, given: int | None, saved: int, weights: str) -> int:
 def export(arch_or_model: Arch | str | Trial | nn.Module | None, path: str | os.PathLike[str], format: str | None = None,
            *, input_size: int | None = None, num_classes: int | None = None, in_chans: int | None = None,
            weights: str | os.PathLike[str] | None = None, trial: Trial | None = None, check: bool = False,
-           opset: int | None = None) -> ExportResult:
+           opset: int | None = None, precision: str = "fp32", calibration: Any = None) -> ExportResult:
     """Write `arch_or_model` to `path` as ONNX, TorchScript or JSON (`format` defaults to the suffix's).
 
     `arch_or_model`: an `Arch`, its canonical string, a zoo name, a study `Trial`, or a built module
@@ -112,12 +119,24 @@ def export(arch_or_model: Arch | str | Trial | nn.Module | None, path: str | os.
     `weights`: a ``model.pt`` from `mnas train`; its weights are loaded, its architecture must equal
     the given one (or pass None to export the file as it is), and classes, channels and input size
     come from it (`input_size` may still override the resolution). Defaults otherwise: 224, 1000, 3.
-    `check=True` reloads the written file (onnxruntime / `torch.jit.load`) and compares its logits
-    with PyTorch's, raising RuntimeError past tolerance; the largest difference is returned.
+    `check=True` reloads the written file (onnxruntime / `torch.jit.load` / LiteRT / ExecuTorch) and
+    compares its logits with PyTorch's, raising RuntimeError past tolerance (fp32); the largest
+    difference is returned (for int8 it is reported, not enforced).
+    `format='tflite'` (extra litert) or ``'pte'`` (extra executorch): the network as LiteRT or
+    ExecuTorch runs it, XNNPACK-delegated. `precision='int8'` (onnx, tflite, pte): static
+    post-training quantization with the runtime's own quantizer, per-channel weights, activation
+    ranges from `calibration` — a list of float32 (1, C, H, W) inputs normalised as in training
+    (`mnas.latency.quantize.calibration_from_data`), or a number of seeded random inputs (default 8).
     """
+    from mnas.latency.quantize import DEFAULT_CALIBRATION, check_precision
+
     fmt = (format or format_from_path(path)).lower()
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {format!r}: expected one of {', '.join(FORMATS)}")
+    precision = check_precision(precision)
+    if precision == "int8" and fmt not in QUANTIZABLE:
+        raise ValueError(f"precision int8 is written as {', '.join(QUANTIZABLE)}, not {fmt}: choose one of those formats")
+    calibration = DEFAULT_CALIBRATION if calibration is None else calibration
     if isinstance(arch_or_model, Trial):
         trial = trial or arch_or_model
     model: nn.Module | None = arch_or_model if isinstance(arch_or_model, nn.Module) else None
@@ -154,14 +173,19 @@ def export(arch_or_model: Arch | str | Trial | nn.Module | None, path: str | os.
                           UserWarning, stacklevel=2)
     try:
         result = _write(model.eval(), arch, Path(path), fmt, input_size, num_classes, in_chans, info, trial, weights,
-                        check, opset)
-        return replace(result, trained=trained, normalization=info.get("normalization"))
+                        check, opset, precision, calibration)
+        quant = {}
+        if precision == "int8":
+            quant = {"calibration": calibration if isinstance(calibration, int) else len(calibration),
+                     "calibration_source": "random" if isinstance(calibration, int) else "data"}
+        return replace(result, trained=trained, normalization=info.get("normalization"), precision=precision, **quant)
     finally:
         model.train(was_training)
 
 
 def _write(model: nn.Module, arch: Arch | None, path: Path, fmt: str, input_size: int, num_classes: int, in_chans: int,
-           info: Mapping[str, Any], trial: Trial | None, weights: Any, check: bool, opset: int | None) -> ExportResult:
+           info: Mapping[str, Any], trial: Trial | None, weights: Any, check: bool, opset: int | None,
+           precision: str = "fp32", calibration: Any = 8) -> ExportResult:
 
     meta = {"arch": str(arch) if arch is not None else None, "num_classes": num_classes, "in_chans": in_chans,
             "input_size": input_size}
@@ -175,11 +199,24 @@ def _write(model: nn.Module, arch: Arch | None, path: Path, fmt: str, input_size
         data = _json_doc(arch, model, meta, trial, weights, info)
         payload = (json.dumps(data, indent=2) + "\n").encode()
     elif fmt == "onnx":
-        payload = _onnx(model, shape, meta, opset)
+        payload = _onnx(model, shape, {**meta, **({"precision": precision} if precision != "fp32" else {})}, opset)
+        if precision == "int8":
+            from mnas.latency.quantize import ort_quantize, random_calibration
+
+            inputs = random_calibration(shape, calibration) if isinstance(calibration, int) else calibration
+            payload = ort_quantize(payload, inputs)
+    elif fmt == "tflite":
+        from mnas.latency.litert import tflite_bytes
+
+        payload = tflite_bytes(model, shape, precision, calibration)
+    elif fmt == "pte":
+        from mnas.latency.executorch_backend import pte_bytes
+
+        payload = pte_bytes(model, shape, precision, calibration)
     else:
         payload = _torchscript(model, shape, meta)
     _atomic_write(path, payload)
-    diff = _check(model, path, fmt, shape) if check and fmt != "json" else None
+    diff = _check(model, path, fmt, shape, enforce=precision == "fp32") if check and fmt != "json" else None
     return ExportResult(str(path), fmt, meta["arch"] or "", input_size, num_classes, in_chans, len(payload),
                         trial.number if trial is not None else None, str(weights) if weights else None, diff)
 
@@ -268,12 +305,21 @@ def _atomic_write(path: Path, payload: bytes) -> None:
         raise
 
 
-def _check(model: nn.Module, path: Path, fmt: str, shape: tuple[int, ...]) -> float:
-    """Largest |difference| between the written file's logits and PyTorch's on a seeded batch of 2."""
+def _check(model: nn.Module, path: Path, fmt: str, shape: tuple[int, ...], enforce: bool = True) -> float:
+    """Largest |difference| between the written file's logits and PyTorch's on a seeded batch of 2
+    (RuntimeError past tolerance when `enforce`; an int8 file is reported, not judged)."""
     x = torch.randn((2,) + shape[1:], generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = model(x)
-        if fmt == "onnx":
+        if fmt == "tflite":
+            from mnas.latency.litert import run_tflite
+
+            got = torch.from_numpy(run_tflite(path.read_bytes(), x.numpy()))
+        elif fmt == "pte":
+            from mnas.latency.executorch_backend import run_pte
+
+            got = torch.from_numpy(run_pte(path.read_bytes(), x.numpy()))
+        elif fmt == "onnx":
             from mnas._util import require
 
             ort = require("onnxruntime", "checking an ONNX export")
@@ -284,6 +330,6 @@ def _check(model: nn.Module, path: Path, fmt: str, shape: tuple[int, ...]) -> fl
                 warnings.simplefilter("ignore")
                 got = torch.jit.load(str(path))(x)
     diff = float((got - expected).abs().max())
-    if not torch.allclose(got, expected, atol=CHECK_ATOL, rtol=CHECK_RTOL):
+    if enforce and not torch.allclose(got, expected, atol=CHECK_ATOL, rtol=CHECK_RTOL):
         raise RuntimeError(f"the exported {fmt} file's logits differ from PyTorch's by up to {diff:.3g}")
     return diff

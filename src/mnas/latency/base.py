@@ -37,6 +37,7 @@ from mnas.space import Arch, as_arch
 __all__ = ["CLOCKS", "LatencyBackend", "LatencyResult", "Protocol", "Timing", "time_callable"]
 
 CLOCKS = ("auto", "wall", "thread")
+RUNTIME_OF = {"remote": "onnxruntime"}  # backend name -> the runtime it measures (default: the name)
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,13 @@ class LatencyBackend:
 
     name = "base"
     cache_size = 4096
+    precision = "fp32"  # backends that quantize set it per instance ('fp32' or 'int8')
+
+    @property
+    def deployment(self) -> tuple[str, str]:
+        """(runtime, precision) that this backend's figures stand for: a lookup table built on it
+        is valid for that pair only. A device server runs ONNX Runtime."""
+        return RUNTIME_OF.get(self.name, self.name), self.precision
 
     def __init__(self) -> None:
         self._cache: OrderedDict[tuple, LatencyResult] = OrderedDict()
@@ -269,17 +277,27 @@ class OnnxBackend(LatencyBackend):
                 arch: str | None) -> LatencyResult:
         raise NotImplementedError
 
-    def measure_model(self, model: Any, input_shape: tuple[int, ...]) -> LatencyResult:
+    def to_onnx(self, model: Any, input_shape: tuple[int, ...]) -> bytes:
+        """The ONNX bytes this backend times for `model`: float, or QDQ int8 (static, per-channel,
+        calibrated on `self.calibration` seeded random inputs) when `precision` is 'int8'."""
         from mnas.latency.export import onnx_bytes
 
-        stats = self.measure_onnx(onnx_bytes(model, input_shape), input_shape)
+        raw = onnx_bytes(model, tuple(input_shape))
+        if self.precision != "int8":
+            return raw
+        from mnas.latency.quantize import ort_quantize, random_calibration
+
+        return ort_quantize(raw, random_calibration(input_shape, getattr(self, "calibration", 8)))
+
+    def measure_model(self, model: Any, input_shape: tuple[int, ...]) -> LatencyResult:
+        stats = self.measure_onnx(self.to_onnx(model, tuple(input_shape)), input_shape)
         return self._result(stats, tuple(input_shape), 0, None)
 
     def _measure(self, arch: Arch, input_size: int, num_classes: int, batch_size: int,
                  in_chans: int = 3) -> LatencyResult:
-        from mnas.latency.export import onnx_bytes, timing_model
+        from mnas.latency.export import timing_model
 
         shape = (batch_size, in_chans, input_size, input_size)
         model = timing_model(arch, input_size, num_classes, batch_size, in_chans)
-        stats = self.measure_onnx(onnx_bytes(model, shape), shape)
+        stats = self.measure_onnx(self.to_onnx(model, shape), shape)
         return self._result(stats, shape, num_classes, str(arch))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnas.latency.base import LatencyBackend, LatencyResult
+from mnas.latency.base import RUNTIME_OF, LatencyBackend, LatencyResult
 from mnas.space import Arch, BlockSpec, as_arch, is_architecture
 from mnas.space.blocks import format_float
 
@@ -156,10 +156,12 @@ class LookupTable(LatencyBackend):
         if not data.get("complete"):
             raise ValueError(f"{where} is an unfinished build: run 'mnas latency build-lut' with the same"
                              " --out and settings to resume it")
-        for key, kind in (("space", dict), ("backend", dict), ("fit", dict), ("fit_points", list), ("references", list)):
+        for key, kind in (("space", dict), ("backend", dict), ("fit", dict), ("fit_points", list), ("references", list),
+                          ("runtime", str), ("precision", str)):
             if key in data and not isinstance(data[key], kind):
+                expected = {dict: "JSON object", list: "list", str: "string"}[kind]
                 raise ValueError(f"{where} is a damaged lookup table ('{key}' is a {type(data[key]).__name__},"
-                                 f" expected a {'JSON object' if kind is dict else 'list'})")
+                                 f" expected a {expected})")
         try:
             entries = {k: float(v["ms"]) for k, v in data["entries"].items()}
             fit = data.get("fit", {})
@@ -169,6 +171,33 @@ class LookupTable(LatencyBackend):
                        meta=data, path=path)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"{where} is a damaged lookup table ({type(exc).__name__}: {exc})") from None
+
+    # -- what the table stands for ----------------------------------------------------------
+    @property
+    def deployment(self) -> tuple[str, str]:
+        """(runtime, precision) the table was measured in; tables from before precision existed are
+        the runtime of the backend that built them (ONNX Runtime for a device server), fp32."""
+        source = self.meta.get("backend") if isinstance(self.meta.get("backend"), dict) else {}
+        settings = source.get("settings") if isinstance(source.get("settings"), dict) else {}
+        name = str(source.get("backend") or "onnxruntime")
+        runtime = self.meta.get("runtime") or RUNTIME_OF.get(name, name)
+        precision = self.meta.get("precision") or settings.get("precision") or "fp32"
+        return str(runtime), str(precision)
+
+    @property
+    def precision(self) -> str:  # type: ignore[override]
+        return self.deployment[1]
+
+    def check_deployment(self, runtime: str | None = None, precision: str | None = None) -> None:
+        """ValueError (one line) unless the table was measured in `runtime` and `precision` (None: any)."""
+        built_rt, built_prec = self.deployment
+        runtime = RUNTIME_OF.get(runtime, runtime) if runtime else None
+        if (runtime is None or runtime == built_rt) and (precision is None or precision == built_prec):
+            return
+        want_rt, want_prec = runtime or built_rt, precision or built_prec
+        raise ValueError(f"{self.path or 'the lookup table'} was measured in {built_rt} {built_prec}, not {want_rt}"
+                         f" {want_prec}: build a table with 'mnas latency build-lut --backend {want_rt} --precision"
+                         f" {want_prec}', or use --backend {built_rt} --precision {built_prec}")
 
     # -- prediction -------------------------------------------------------------------------
     def _lookup(self, unit: Any) -> float:
@@ -229,8 +258,10 @@ class LookupTable(LatencyBackend):
 
     # -- LatencyBackend ---------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
+        runtime, precision = self.deployment
         return {"table": self.path, "input_size": self.input_size, "num_classes": self.num_classes,
-                "batch_size": self.batch_size, "source": self.meta.get("backend_key")}
+                "batch_size": self.batch_size, "source": self.meta.get("backend_key"), "runtime": runtime,
+                "precision": precision}
 
     def describe(self) -> dict[str, Any]:
         source = self.meta.get("backend", {})

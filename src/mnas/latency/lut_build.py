@@ -215,7 +215,8 @@ def _atomic_write(path: Path, data: dict[str, Any]) -> None:
 def _fresh(space: SearchSpace, backend: LatencyBackend, batch_size: int, in_chans: int) -> dict[str, Any]:
     return {"format": FORMAT, "complete": False, "input_size": space.input_size, "num_classes": space.num_classes,
             "batch_size": batch_size, "in_chans": in_chans, "space_type": type(space).__name__,
-            "space": space.settings(), "backend": backend.describe(),
+            "space": space.settings(), "runtime": backend.deployment[0], "precision": backend.deployment[1],
+            "backend": backend.describe(),
             "backend_key": backend.key(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "build_seconds": 0.0,
             "empty_ms": None, "entries": {}, "fit_points": [], "fit": {}}
 
@@ -349,6 +350,7 @@ def recalibrate(table: LookupTable, backend: LatencyBackend, n: int = 10, seed: 
     one noisy measurement, unlike refitting both numbers on a few points)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n={n!r}: expected a positive integer")
+    table.check_deployment(*backend.deployment)
     space = space or table_space(table)
     seen = set(exclude) | {p["arch"] for p in table.meta.get("fit_points", [])}
     points = []
@@ -379,6 +381,7 @@ def validate_lut(table: LookupTable, backend: LatencyBackend, n: int = 50, seed:
     stats = require("scipy.stats", "LUT validation (Spearman correlation)")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n={n!r}: expected a positive integer")
+    table.check_deployment(*backend.deployment)  # a table measured in one runtime/precision says nothing of another
     if space is None:
         space = table_space(table)
     fitted = {p["arch"] for p in table.meta.get("fit_points", [])}

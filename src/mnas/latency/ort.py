@@ -15,6 +15,7 @@ import numpy as np
 from mnas._util import require
 from mnas.latency.base import LatencyResult, OnnxBackend, Protocol, time_callable
 from mnas.latency.device import device_info, device_lock, runtime_versions
+from mnas.latency.quantize import DEFAULT_CALIBRATION, check_calibration, check_precision
 
 __all__ = ["MAX_INPUT_ELEMENTS", "OnnxRuntime", "check_shape", "measure_onnx", "ort_session"]
 
@@ -112,18 +113,21 @@ class OnnxRuntime(OnnxBackend):
     name = "onnxruntime"
 
     def __init__(self, threads: int = 1, inter_threads: int = 1, clock: str = "auto",
-                 protocol: Protocol | None = None):
+                 protocol: Protocol | None = None, precision: str = "fp32", calibration: int = DEFAULT_CALIBRATION):
         super().__init__()
         for label, value in (("threads", threads), ("inter_threads", inter_threads)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{label}={value!r}: expected a positive integer")
+        self.precision, self.calibration = check_precision(precision), check_calibration(calibration)
         require("onnxruntime", "the onnxruntime latency backend")
         self.threads, self.inter_threads, self.clock = threads, inter_threads, clock
         self.protocol = protocol or Protocol()
 
     def settings(self) -> dict[str, Any]:
+        # fp32 keys stay as they were before precision existed (caches and tables built then still match)
+        extra = {} if self.precision == "fp32" else {"precision": self.precision, "calibration": self.calibration}
         return {"threads": self.threads, "inter_threads": self.inter_threads, "clock": self.clock,
-                "protocol": self.protocol.to_dict()}
+                "protocol": self.protocol.to_dict(), **extra}
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "settings": self.settings(), "device": device_info(), "runtime": ort_runtime()}
