@@ -39,3 +39,32 @@ def test_old_format_controller_state_is_rebuilt_from_the_trials(tmp_path, caplog
     assert resumed.last_run.stop != "error" and len(resumed.get_trials(("complete", "failed"))) == 5
     state, _ = resumed.storage.load_strategy_state()
     assert "tokens" in state and state["num_told"] >= 5  # saved again in the new format, with the replayed results
+
+
+def test_a_study_made_otherwise_is_refused_with_the_setting_that_differs_not_the_whole_config(tmp_path):
+    """Issue 21: the refusal names where the stored and the given settings differ (no dict dump)."""
+    from mnas.loop import create_study
+    from mnas.space import MnasNetSpace
+
+    db = str(tmp_path / "s.db")
+    create_study(db, space=MnasNetSpace(10, 32, width_mult=0.25), reward=Reward.soft(2.0))
+    with pytest.raises(ValueError) as info:
+        create_study(db, space=MnasNetSpace(10, 32, width_mult=0.5), reward=Reward.soft(2.0), load_if_exists=True)
+    message = str(info.value)
+    assert "different space (settings.width_mult: 0.25, given 0.5)" in message and "{" not in message
+    assert len(message) < 200
+    with pytest.raises(ValueError) as info:
+        create_study(db, space=MnasNetSpace(10, 32, width_mult=0.25), reward=Reward.soft(3.0), load_if_exists=True)
+    assert "different reward (target_ms: 2.0, given 3.0)" in str(info.value) and "{" not in str(info.value)
+
+    space, db = TinySpace(), str(tmp_path / "t.db")
+    search(space, evaluate=tiny_eval, reward=Reward.soft(2.0), strategy="random", budget=Budget(trials=1), storage=db)
+
+    def another_eval(arch):
+        return tiny_eval(arch)
+
+    with pytest.raises(ValueError) as info:
+        search(space, evaluate=another_eval, reward=Reward.soft(2.0), strategy="random", budget=Budget(trials=2),
+               storage=db)
+    message = str(info.value)
+    assert "different evaluator (callable: 'tiny_eval', given " in message and "{" not in message

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mnas.cli._common import CHOICE_NAMES, UsageError
+from mnas.cli._resume import resume_command
 
 __all__ = ["GRADIENT", "check_gradient_args", "checkpoint_space", "measuring_backend", "search_gradient"]
 
@@ -103,7 +104,7 @@ def search_gradient(args: argparse.Namespace, space: Any, data: Any, latency: An
                                seed=args.seed, supernet=args.supernet, table=table, progress=progress)
     except KeyboardInterrupt:
         print(f"\nmnas: interrupted; the search is checkpointed in {checkpoint_dir(storage, args.strategy)} after its last"
-              f" finished epoch. Resume with the same command and --resume --storage {storage}", file=sys.stderr)
+              f" finished epoch. Resume with: {resume_command('search', '--storage', storage)}", file=sys.stderr)
         return 130
     except ValueError as exc:
         raise UsageError(str(exc).splitlines()[0]) from None

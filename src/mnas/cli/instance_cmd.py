@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from mnas.cli._common import UsageError, emit_json, nonneg_int, positive_float, positive_int
+from mnas.cli._resume import instance_resume, keep_source, resume_command, track_given
 
 __all__ = ["register"]
 
@@ -56,7 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     " ONNX Runtime, 1 thread, batch 1) and DIR/instance.pt at the end.")
     _data_args(t)
     t.add_argument("--out", required=True, metavar="DIR")
-    t.add_argument("--resume", action="store_true", help="continue the run checkpointed in --out")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run checkpointed in --out with the settings it was trained with (--threads and"
+                        " --stop-after may change; other options must agree)")
     t.add_argument("--width", type=positive_float, help="filter multiplier of the meta-graph (default 0.5)")
     t.add_argument("--stem-stride", type=positive_int, help="stride of the stem (default 2; InstaNAS's CIFAR graph: 1)")
     t.add_argument("--strides", type=_strides, help="the 7 stages' strides, e.g. 1,1,2,2,1,2,1 (the default)")
@@ -73,6 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--quiet", action="store_true")
     t.add_argument("--json", action="store_true", help="print the final figures as one JSON document")
     t.set_defaults(handler=cmd_train)
+    track_given(t)
 
     e = cmds.add_parser("eval", help="accuracy, latency and routes on a split under a QoS knob",
                         description="Scores DIR/instance.pt on a split; --measure times the controller and every"
@@ -131,8 +135,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         ckpt = Path(args.out) / CHECKPOINT
         if not ckpt.is_file():
             raise UsageError(f"nothing to resume: no {CHECKPOINT} in {args.out}")
-        saved = load_file(ckpt)
+        try:
+            saved = load_file(ckpt)
+        except ValueError as exc:
+            raise UsageError(str(exc).splitlines()[0]) from None
+        if saved.get("format") != "mnas.instance.checkpoint/1":
+            raise UsageError(f"{ckpt}: not a mnas instance checkpoint")
+        instance_resume(args, saved, args.out)  # the data options restored, every given option checked
     data = _load_data(args, saved["data"]["source"] if saved else None)
+    if saved:
+        keep_source(data, saved["data"]["source"])
     overrides = {k: v for k, v in {
         "width": args.width, "stem_stride": args.stem_stride, "stage_strides": args.strides,
         "pretrain_epochs": args.pretrain_epochs, "search_epochs": args.search_epochs,
@@ -156,7 +168,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     final = train_instance(data, config, args.out, resume=args.resume, table=table, stop_after=args.stop_after,
                            log=lambda s: _log(args, s))
     if final.get("stopped"):
-        _log(args, f"stopped after epoch {final['epoch']} of {final['epochs']}: continue with --resume")
+        _log(args, f"stopped after epoch {final['epoch']} of {final['epochs']}: resume with:"
+                   f" {resume_command('instance train', '--out', args.out)}")
     elif not args.json:
         print(f"test accuracy {final['accuracy']:.4f} ± {final['accuracy_se']:.4f}  mean latency (table)"
               f" {final['mean_latency_ms']:.3f} ms  {final['distinct_routes']} routes  {final['seconds']:.0f}s"

@@ -34,9 +34,15 @@ from mnas.cli._gradient import (
     measuring_backend,
     search_gradient,
 )
+from mnas.cli._resume import SearchResume, new_study_record, resume_command, search_resume, track_given
 from mnas.cli.retrain_opts import add_retrain_arguments, check_retrain_arguments, run_retrain
 
 DEFAULT_TRIALS = 30
+ASK_TELL = ("ppo", "reinforce", "replay", "evolution", "predictor", "random", "tpe", "nsga2", "gp")
+STRATEGY_CHOICES = (*ASK_TELL, "enas", *GRADIENT)
+# Strategies that need an optional package: (module, what to install).
+_EXTRA_NEEDS = {"tpe": (("optuna", "mnas[optuna]"),), "nsga2": (("optuna", "mnas[optuna]"),),
+                "gp": (("optuna", "mnas[optuna]"), ("scipy", "mnas[latency]"))}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,9 +76,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-peak-memory", metavar="BYTES",
                    help="hard limit on peak activation memory at batch 1, e.g. 256KB (checked before training)")
     g = p.add_argument_group("strategy and budget")
-    g.add_argument("--strategy", default="ppo", choices=("ppo", "reinforce", "evolution", "random", "enas", *GRADIENT),
+    g.add_argument("--strategy", default="ppo", choices=STRATEGY_CHOICES,
                    help="ppo (default): MnasNet's RNN controller trained with PPO; reinforce: the same with "
-                   "REINFORCE; evolution: regularized evolution; random: random search; enas: ENAS on a supernet (--supernet, "
+                   "REINFORCE; replay: the same controller fitted to the best of the whole history; evolution: "
+                   "regularized evolution; predictor: an MLP ensemble picks which candidates to train; random: random "
+                   "search; tpe, gp: Optuna's TPE and Gaussian-process samplers; nsga2: Optuna's NSGA-II over accuracy "
+                   "and latency (tpe, nsga2, gp need pip install 'mnas[optuna]'); enas: ENAS on a supernet (--supernet, "
                    "or one trained from scratch; --strategy-opt rounds=10 ...); darts, gdas: differentiable cell search "
                    "on --space nb201/darts (--strategy-opt epochs=5, order=2, recipe=paper ...); fbnet: latency-aware "
                    "gradient search on --space mnasnet/layerwise toward --target, the device's --lut table in its "
@@ -80,8 +89,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--strategy-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy hyperparameter, e.g. --strategy-opt batch_size=5 (repeatable)")
     g.add_argument("--trials", type=positive_int,
-                   help=f"trials in the study (default {DEFAULT_TRIALS}; a resumed study keeps its own)")
-    g.add_argument("--hours", type=positive_float, help="wall-clock budget of this run")
+                   help=f"trials in the study (default {DEFAULT_TRIALS}; a resumed study keeps its own unless given)")
+    g.add_argument("--hours", type=positive_float,
+                   help="wall-clock budget of this run (a resumed study keeps its own unless given)")
     g.add_argument("--seed", type=nonneg_int, default=0,
                    help="seeds the strategy, the validation split and every candidate's training (default 0)")
     g = p.add_argument_group("proxy training")
@@ -99,7 +109,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--lut", help="predict latency from a lookup table (mnas latency build-lut)")
     g = p.add_argument_group("storage and execution")
     g.add_argument("--storage", help="study file or sqlite:/// URL (default: a new runs/search-<time>.db)")
-    g.add_argument("--resume", action="store_true", help="continue --storage (default: the newest runs/search-*.db)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue --storage (default: the newest runs/search-*.db) with the settings it was made with;"
+                   " --trials, --hours, --executor, --workers and --threads may change, other options must agree")
     g.add_argument("--executor", default="local", choices=("local", "process", "ray"),
                    help="where candidates train: local (default, in this process), process (a pool of --workers "
                    "local processes), ray (Ray tasks; --ray-address)")
@@ -109,6 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no live display")
     add_retrain_arguments(p)
     p.set_defaults(handler=cmd_search)
+    track_given(p)
 
 
 def _storage_path(args: argparse.Namespace) -> str:
@@ -138,7 +151,7 @@ def _strategy_options(items: list[str]) -> dict[str, Any]:
     return options
 
 
-def _latency_backend(args: argparse.Namespace):
+def _latency_backend(args: argparse.Namespace, resume: SearchResume | None = None):
     from mnas.latency import LookupTable, OnnxRuntime, Remote, Torch
 
     if sum(x is not None for x in (args.url, args.lut)) > 1:
@@ -150,7 +163,11 @@ def _latency_backend(args: argparse.Namespace):
     if args.lut:
         if not Path(args.lut).is_file():
             raise UsageError(f"lookup table not found: {args.lut}")
-        return LookupTable.load(args.lut)
+        table = LookupTable.load(args.lut)
+        stored = resume.settings.get("lut") if resume is not None else None
+        if isinstance(stored, str) and stored != args.lut:
+            table.path = stored  # the same table reached from elsewhere: its identity is the path the study recorded
+        return table
     return (OnnxRuntime if args.backend == "onnxruntime" else Torch)(threads=args.latency_threads)
 
 
@@ -229,18 +246,58 @@ def _search_enas(args: argparse.Namespace, space: Any, data: Any, latency: Any, 
     return _report(study, storage, time.monotonic() - started, args.json)
 
 
+def _check_extras(strategy: str) -> None:
+    """A strategy whose optional package is missing: one line saying what to install (exit 2)."""
+    import importlib
+
+    for module, extra in _EXTRA_NEEDS.get(strategy, ()):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise UsageError(f"--strategy {strategy} needs the optional package '{module}': pip install '{extra}'") from None
+
+
+def _search_space(args: argparse.Namespace, data: Any, resume: SearchResume | None) -> Any:
+    """The space the options describe; resuming, the study's own unless space options are given
+    (then they must describe it)."""
+    if resume is not None and resume.space is not None and not resume.space_given:
+        return resume.space
+    space = space_from_args(args, data.num_classes, data.input_size)  # --space, default the MnasNet space
+    if resume is not None:
+        resume.check_space(args, space)
+    return space
+
+
+def _budget(args: argparse.Namespace, resume: SearchResume | None) -> Any:
+    """The run's budget: --trials/--hours, or (resuming) the study's stored budget with those given applied."""
+    from mnas.loop import Budget
+
+    if resume is None:
+        return Budget(trials=args.trials or (None if args.hours else DEFAULT_TRIALS), hours=args.hours)
+    if not (args.trials or args.hours):
+        return None  # the study's stored budget
+    stored = resume.budget
+    return Budget(trials=args.trials or stored.get("trials"), hours=args.hours or stored.get("hours"),
+                  max_repeats=int(stored.get("max_repeats") or Budget().max_repeats))
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from mnas.evaluate import ProxyEvaluator
-    from mnas.loop import Budget, search
     from mnas.objectives import Target
     from mnas.train import ProxyConfig, load
 
+    storage = _storage_path(args)
+    resuming = _holds_study(storage)
+    if args.resume and not resuming:
+        raise UsageError(f"--resume: {storage} holds no study to resume")
+    resume = search_resume(args, storage) if resuming else None  # the study's settings, given options checked
     if (args.alpha is None) != (args.beta is None):
         raise UsageError("--alpha and --beta go together (a custom reward needs both)")
     if args.alpha is not None and args.reward in ("absolute", "accuracy"):
         raise UsageError(f"--alpha/--beta are MnasNet's exponents: they do not go with --reward {args.reward}")
     if args.reward == "accuracy" and args.target:
         raise UsageError("--reward accuracy has no latency target: drop --target (or use --reward soft/hard)")
+    _check_extras(args.strategy)
     options = _strategy_options(args.strategy_opt)  # validate everything cheap before loading data
     constraints = _constraints(args)
     check_retrain_arguments(args)
@@ -252,10 +309,6 @@ def cmd_search(args: argparse.Namespace) -> int:
             raise UsageError(f"--target {args.target!r}: {target_parsed.reference!r} is not a zoo model (see 'mnas models')")
     if args.url and not args.token:
         raise UsageError("--url needs --token (the device server's token)")
-    storage = _storage_path(args)
-    resuming = _holds_study(storage)
-    if args.resume and not resuming:
-        raise UsageError(f"--resume: {storage} holds no study to resume")
     if args.strategy in GRADIENT:
         check_gradient_args(args, resuming)
     if args.space in ("nb201", "darts") and not (args.target or resuming or args.reward == "accuracy"
@@ -263,7 +316,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError(f"--space {args.space} needs --target (a latency such as 5ms): the default target,"
                          " MobileNetV2 at the space's width, is a block chain")
     data = load(args.data, root=args.data_root, val_fraction=args.val_fraction, seed=args.seed)
-    latency = measuring_backend(args) if args.strategy == "fbnet" else _latency_backend(args)
+    latency = measuring_backend(args) if args.strategy == "fbnet" else _latency_backend(args, resume)
     if args.supernet and args.strategy not in GRADIENT:
         evaluator = _supernet_evaluator(args, data, latency)
         space = evaluator.space
@@ -271,7 +324,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         if args.supernet:  # fbnet fine-tunes the checkpoint: the space is its own
             space = checkpoint_space(args)
         else:
-            space = space_from_args(args, data.num_classes, data.input_size)  # --space, default the MnasNet space
+            space = _search_space(args, data, resume)
         proxy = ProxyConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, threads=args.threads,
                             max_seconds=args.max_train_seconds, seed=args.seed, input_size=args.input_size)
         evaluator = ProxyEvaluator(data, latency, proxy)
@@ -279,17 +332,27 @@ def cmd_search(args: argparse.Namespace) -> int:
     target_text = args.target or (None if resuming else f"mobilenetv2_x{width:g}" if width != 1 else "mobilenetv2")
     if args.strategy in ("darts", "gdas") and not args.target and not resuming:
         args.reward = "accuracy"  # the cell search itself ignores latency; a --target only scores the derived cell
-    try:
-        reward = _reward(args, target_text, lambda name: evaluator.reference_latency(name, space))
-    except ConnectionError as exc:
-        raise _device_error(args, exc) from None
-    if args.strategy == "enas":
-        return _search_enas(args, space, data, latency, reward, storage, options, resuming)
-    if args.strategy in GRADIENT:
-        return search_gradient(args, space, data, latency, reward, storage, options, resuming)
-    budget = None  # resuming without --trials/--hours: the study's stored budget
-    if args.trials or args.hours or not resuming:
-        budget = Budget(trials=args.trials or (None if args.hours else DEFAULT_TRIALS), hours=args.hours)
+    if resuming:
+        reward = None  # the study's own reward and target (a zoo target is not measured again)
+    else:
+        try:
+            reward = _reward(args, target_text, lambda name: evaluator.reference_latency(name, space))
+        except ConnectionError as exc:
+            raise _device_error(args, exc) from None
+        args.target = target_text if args.reward != "accuracy" else None  # recorded as resolved
+    with contextlib.nullcontext() if resuming else new_study_record(storage, args):
+        if args.strategy == "enas":
+            return _search_enas(args, space, data, latency, reward, storage, options, resuming)
+        if args.strategy in GRADIENT:
+            return search_gradient(args, space, data, latency, reward, storage, options, resuming)
+        return _search(args, space, evaluator, reward, options, storage, constraints, data, resume)
+
+
+def _search(args: argparse.Namespace, space: Any, evaluator: Any, reward: Any, options: dict[str, Any], storage: str,
+            constraints: Any, data: Any, resume: SearchResume | None) -> int:
+    from mnas.loop import search
+
+    budget = _budget(args, resume)
     workers = args.workers or (2 if args.executor == "process" else None)
 
     import torch
@@ -307,7 +370,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                            constraints=constraints)
     except KeyboardInterrupt:
         print(f"\nmnas: interrupted; finished trials are saved in {storage}. "
-              f"Resume with: mnas search --resume --storage {storage}", file=sys.stderr)
+              f"Resume with: {resume_command('search', '--storage', storage)}", file=sys.stderr)
         return 130
     except ConnectionError as exc:
         raise _device_error(args, exc) from None

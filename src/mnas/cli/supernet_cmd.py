@@ -29,11 +29,22 @@ from mnas.cli._common import (
     space_from_args,
     table,
 )
+from mnas.cli._resume import (
+    SUPERNET_SPACE,
+    check_supernet_space,
+    given_options,
+    keep_source,
+    resume_command,
+    supernet_resume,
+    track_given,
+    write_supernet_sidecar,
+)
 
 
 def _space_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data and space (as for mnas search)")
-    g.add_argument("--data", required=True, help="digits, cifar10/cifar100 (with --data-root), a .npz or an image folder")
+    g.add_argument("--data", help="digits, cifar10/cifar100 (with --data-root), a .npz or an image folder (required;"
+                                  " with --resume: the checkpoint's)")
     g.add_argument("--data-root", help="folder holding the CIFAR batches (for --data cifar10/cifar100)")
     g.add_argument("--val-fraction", type=float, default=0.2, help="training data held out for validation (default 0.2)")
     g.add_argument("--space", choices=("mnasnet", "layerwise", "nbmacro"), default="mnasnet",
@@ -57,7 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = t.add_argument_group("training")
     g.add_argument("--epochs", type=positive_int, default=10, help="epochs (default 10)")
     g.add_argument("--out", required=True, help="checkpoint file (written after every epoch)")
-    g.add_argument("--resume", action="store_true", help="continue --out where it stopped")
+    g.add_argument("--resume", action="store_true",
+                   help="continue --out where it stopped, with the settings it was trained with (--threads and"
+                        " --device may change; other options must agree)")
     g.add_argument("--batch-size", type=positive_int, default=128, help="global batch (default 128)")
     g.add_argument("--lr", type=positive_float, help="learning rate (default 0.2 per 256 images)")
     g.add_argument("--warmup-epochs", type=float, default=1.0, help="epochs of the largest sub-network alone (default 1)")
@@ -77,6 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--json", action="store_true", help="print one JSON document at the end")
     t.add_argument("--quiet", action="store_true", help="no progress display")
     t.set_defaults(handler=cmd_train)
+    track_given(t)
 
     r = cmds.add_parser("rank-check", help="inherited against standalone accuracy: tau, rho, bands, noise ceiling")
     r.add_argument("checkpoint", help="a supernet checkpoint from 'mnas supernet train'")
@@ -137,26 +151,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from mnas.oneshot.ddp import init_from_env, is_main, shutdown
-    from mnas.oneshot.supernet import build_supernet
+    from mnas.oneshot.supernet import Supernet, build_supernet
     from mnas.oneshot.train import SupernetTrainConfig, train_supernet
     from mnas.train import recipe
 
-    if args.no_sandwich and args.num_random < 1:
-        raise UsageError("--no-sandwich trains only the sampled sub-networks: give --num-random 1 or more")
-    if args.warmup_epochs < 0 or args.warmup_epochs > args.epochs:
-        raise UsageError(f"--warmup-epochs {args.warmup_epochs}: expected a number in [0, --epochs={args.epochs}]")
     out = Path(args.out)
     if out.exists() and not args.resume:
         raise UsageError(f"{out} exists: add --resume to continue it, or choose another --out")
     if args.resume and not out.exists():
         raise UsageError(f"--resume: {out} does not exist")
+    state = supernet_resume(args, out) if args.resume else None  # the checkpoint's settings, given options checked
+    if args.data is None:
+        raise UsageError("--data is required (the data to train the supernet on)")
+    if args.no_sandwich and args.num_random < 1:
+        raise UsageError("--no-sandwich trains only the sampled sub-networks: give --num-random 1 or more")
+    if args.warmup_epochs < 0 or args.warmup_epochs > args.epochs:
+        raise UsageError(f"--warmup-epochs {args.warmup_epochs}: expected a number in [0, --epochs={args.epochs}]")
     latency = _lut(args.lut)
     rank, world, device = init_from_env()
     try:
         data = _data(args)
-        space = build_space(args, data)
-        torch.manual_seed(args.seed)
-        net = build_supernet(space, in_chans=data.channels)
+        if state is not None:
+            keep_source(data, (state.get("data") or {}).get("source") or {})
+        if state is not None and not given_options(args) & {*SUPERNET_SPACE, "input_size"}:
+            net = Supernet.from_config(state["config"])  # the checkpoint's space; its weights are loaded below
+            space = net.space
+        else:
+            space = build_space(args, data)
+            torch.manual_seed(args.seed)
+            net = build_supernet(space, in_chans=data.channels)
+            if state is not None:
+                check_supernet_space(args, state, net.config(), out)
         train = recipe("fast", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, threads=args.threads,
                        seed=args.seed, input_size=args.input_size, amp=not args.no_amp,
                        device=device if world > 1 else args.device)
@@ -164,13 +189,18 @@ def cmd_train(args: argparse.Namespace) -> int:
                                      sandwich=not args.no_sandwich, distill=not args.no_distill,
                                      sampler=args.sampler, bands=args.bands,
                                      eval_images=args.eval_images)
+        if state is not None:  # every stored setting (the CLI's and any other), with this run's threads and device
+            stored = SupernetTrainConfig.from_dict({**SupernetTrainConfig().to_dict(), **state["train_config"]})
+            config = stored.replace(train=stored.train.replace(threads=train.threads, device=train.device))
+        elif is_main():
+            write_supernet_sidecar(out, args)
         progress = _progress(args.quiet or args.json or not is_main())
         try:
             result = train_supernet(net, data, config, out, resume=args.resume, latency=latency, progress=progress,
                                     log=lambda m: print(m, file=sys.stderr) if is_main() else None)
         except KeyboardInterrupt:
-            print(f"\nmnas: interrupted; the last finished epoch is saved in {out}. Continue with --resume",
-                  file=sys.stderr)
+            print(f"\nmnas: interrupted; the last finished epoch is saved in {out}. Resume with:"
+                  f" {resume_command('supernet train', '--out', str(out))}", file=sys.stderr)
             return 130
         finally:
             close = getattr(progress, "close", None)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from mnas.cli._common import UsageError, check_data_args, emit_json, nonneg_int, positive_float, positive_int, resolve_arch
+from mnas.cli._resume import keep_source, resume_command, track_given, train_resume
 
 
 def _fraction(text: str) -> float:
@@ -30,12 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Train ARCH on a data set. Full training writes DIR/checkpoint.pt every epoch"
                                    " and DIR/model.pt at the end. --recipe proxy runs the search's proxy training"
                                    " instead and reproduces the accuracy 'mnas search --seed S' recorded for ARCH.")
-    p.add_argument("arch", metavar="ARCH", help="zoo name, canonical string or JSON file")
+    p.add_argument("arch", metavar="ARCH", nargs="?",
+                   help="zoo name, canonical string or JSON file (with --resume: the checkpoint's)")
     p.add_argument("--data", help="'digits' (default), 'cifar10', 'cifar100', a .npz file or an image folder")
     p.add_argument("--data-root", help="folder of the official CIFAR batches (with --data cifar10/cifar100)")
     p.add_argument("--download", action="store_true", help="download and verify CIFAR into --data-root if missing")
     p.add_argument("--out", help="output directory (checkpoint.pt, model.pt, metrics.json)")
-    p.add_argument("--resume", action="store_true", help="continue the run checkpointed in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run checkpointed in --out with the settings it was trained with (--threads and"
+                        " --stop-after may change; other options must agree)")
     p.add_argument("--recipe", choices=("fast", "paper", "proxy"),
                    help="fast (default): 30 epochs for small data on a CPU; paper: MnasNet's 350-epoch recipe;"
                         " proxy: one run of the search's candidate training (same split, seed and settings as"
@@ -72,6 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--json", action="store_true", help="print the final figures as one JSON document")
     p.set_defaults(handler=cmd_train)
+    track_given(p)
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -96,8 +101,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mnas.train.config import PROXY_VAL_FRACTION, TrainConfig, auto_threads, recipe
     from mnas.train.full import CHECKPOINT
 
-    arch = resolve_arch(args.arch)
-    overrides = _overrides(args)
+    if args.arch is None and not args.resume:
+        raise UsageError("give ARCH, the architecture to train (a zoo name, a block string or a JSON file)")
     if args.proxy and args.recipe not in (None, "proxy"):
         raise UsageError(f"--proxy is --recipe proxy: it cannot be combined with --recipe {args.recipe}")
     args.proxy = args.proxy or args.recipe == "proxy"
@@ -112,14 +117,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         ckpt = Path(args.out) / CHECKPOINT
         if not ckpt.is_file():
             raise UsageError(f"nothing to resume: no {CHECKPOINT} in {args.out}")
-        saved = load_file(ckpt)
+        try:
+            saved = load_file(ckpt)
+        except ValueError as exc:
+            raise UsageError(str(exc).splitlines()[0]) from None
         if saved.get("format") != "mnas.checkpoint/1":
             raise UsageError(f"{ckpt}: not a mnas training checkpoint")
+        train_resume(args, saved, args.out)  # the data options restored, every given option checked
     elif not args.proxy and not args.out:
         raise UsageError("full training needs --out DIR (or pass --proxy for one proxy run)")
+    arch = resolve_arch(args.arch) if args.arch is not None else None
+    overrides = _overrides(args)
 
-    source = saved["data"]["source"] if saved and args.data is None else {}
-    if not source:
+    source = saved["data"]["source"] if saved else {}
+    if not saved:
         check_data_args(args.data, args.data_root, has_download=True)
     default_val = PROXY_VAL_FRACTION if args.proxy else 0.1
     data = datamod.load(
@@ -127,6 +138,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction if args.val_fraction is not None else source.get("val_fraction", default_val),
         seed=args.seed if args.seed is not None else source.get("seed", 0), download=args.download,
         image_size=args.input_size or source.get("image_size", 32))
+    if saved:
+        keep_source(data, source)
     _log(args, f"data: {data!r}")
 
     if saved:
@@ -137,13 +150,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = config.replace(threads=auto_threads())
 
     input_size = config.input_size or data.input_size
-    if is_zoo_name(args.arch.strip()) and not args.no_adapt_strides:
+    if arch is None:  # resuming without ARCH: the checkpoint's, already laid out for its input size
+        from mnas.space import as_arch
+
+        arch = as_arch(saved["arch"])
+    elif is_zoo_name(args.arch.strip()) and not args.no_adapt_strides:
         arch = adapt_strides(arch, input_size)
+    if saved is not None and str(arch) != saved["arch"]:
+        raise UsageError(f"ARCH {args.arch[:60]}: {args.out} was trained with a different architecture"
+                         f" ({saved['arch'][:80]}); drop ARCH to resume it, or give another --out for a new run")
     strides = [arch.stem_stride] + [b.stride for b in arch.blocks] if hasattr(arch, "blocks") else None
     if strides is not None:  # only a block chain has per-block strides (the zoo's adaptation); cells fix theirs
         _log(args, f"strides: stem {strides[0]}, blocks {' '.join(map(str, strides[1:]))} at {input_size}x{input_size}"
                + (" (adapted from the zoo's 224x224 strides; --no-adapt-strides keeps them)"
-                  if is_zoo_name(args.arch.strip()) and not args.no_adapt_strides else ""))
+                  if args.arch and is_zoo_name(args.arch.strip()) and not args.no_adapt_strides else ""))
 
     if args.proxy:
         return _proxy(args, arch, data, config)
@@ -192,7 +212,8 @@ def _full(args: argparse.Namespace, arch, data, config) -> int:
     finally:
         progress.close()
     if final.get("stopped"):
-        _log(args, f"stopped after epoch {final['epoch']} of {final['epochs']}: continue with --resume")
+        _log(args, f"stopped after epoch {final['epoch']} of {final['epochs']}: resume with:"
+                   f" {resume_command('train', '--out', args.out)}")
         if args.json:
             emit_json(final)
         return 0

@@ -81,7 +81,8 @@ class SearchStudy(Study):
                   "accuracy_source": evaluator.accuracy_source}
         for key in _RUN_KEYS:
             if key in stored and stored[key] != config[key]:
-                raise ValueError(f"the storage holds a study made with a different {key} ({stored[key]!r}):"
+                raise ValueError(f"the storage holds a study made with a different {key}"
+                                 f" ({difference(stored[key], config[key])}):"
                                  " use the same settings to resume it, or another storage for a new study")
         with WriterLease(self.storage) as lease:
             used = self.storage.count_trials(("running", "complete", "failed"))
@@ -171,6 +172,28 @@ def _make_strategy(strategy: str | Strategy, options: dict[str, Any] | None, spa
     return get_strategy(strategy, space, seed, **(options or {})), strategy
 
 
+def difference(stored: Any, given: Any, path: str = "") -> str:
+    """Where two stored settings differ, in one short phrase: 'settings.width_mult: 0.25, given 0.5'
+    (the first difference, not the whole dict)."""
+    if isinstance(stored, dict) and isinstance(given, dict):
+        for key in [*stored, *(k for k in given if k not in stored)]:  # stored order: a space's settings first
+            if stored.get(key) != given.get(key):
+                return difference(stored.get(key), given.get(key), f"{path}.{key}" if path else str(key))
+    if isinstance(stored, str) and isinstance(given, str) and stored.startswith("{") and given.startswith("{"):
+        import json
+
+        try:  # a JSON key (a latency backend's): compare its fields
+            return difference(json.loads(stored), json.loads(given), path)
+        except json.JSONDecodeError:
+            pass
+
+    def short(value: Any) -> str:
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    return f"{path + ': ' if path else ''}{short(stored)}, given {short(given)}"
+
+
 def space_identity(space: SearchSpace) -> dict[str, Any]:
     return {"class": f"{type(space).__module__}.{type(space).__qualname__}", "settings": space.settings(),
             "num_choices": space.num_choices}
@@ -239,13 +262,15 @@ def create_study(storage: Storage | str | os.PathLike[str] | None = None, *, spa
                                  "or pass load_if_exists=True")
             for key, value in identity.items():
                 if config.get(key) != value:
-                    raise ValueError(f"the storage holds a study made with a different {key} ({config.get(key)!r}):"
+                    raise ValueError(f"the storage holds a study made with a different {key}"
+                                     f" ({difference(config.get(key), value)}):"
                                      " use the same settings to resume it, or another storage for a new study")
             if (config.get("constraints") or {}) != limits:
                 raise ValueError(f"the storage holds a study made with other constraints ({config.get('constraints') or {}}"
                                  f", given {limits}): use the same limits to resume it, or another storage for a new study")
             if not _same_reward(config.get("reward"), reward):
-                raise ValueError(f"the storage holds a study made with a different reward ({config.get('reward')!r}):"
+                raise ValueError("the storage holds a study made with a different reward"
+                                 f" ({difference(config.get('reward'), reward.to_dict())}):"
                                  " use the same settings to resume it, or another storage for a new study")
             return SearchStudy(store, space, reward, seed)
         store.set_meta("config", {**identity, "reward": reward.to_dict(), "target_ms": reward.target_ms,
