@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mnas.cli._common import CHOICE_NAMES, UsageError
+from mnas.cli._report import device_error, report_study
 from mnas.cli._resume import resume_command
 
 __all__ = ["GRADIENT", "check_gradient_args", "checkpoint_space", "measuring_backend", "search_gradient"]
@@ -82,7 +83,6 @@ def search_gradient(args: argparse.Namespace, space: Any, data: Any, latency: An
     """--strategy darts/gdas/fbnet: one gradient search whose derived architecture becomes the study's trial."""
     import torch
 
-    from mnas.cli.search_cmd import _device_error, _report
     from mnas.loop.gradient_study import GradientProgress, checkpoint_dir, gradient_study
 
     if reward is None:  # resuming without --target: the study's own reward
@@ -109,5 +109,5 @@ def search_gradient(args: argparse.Namespace, space: Any, data: Any, latency: An
     except ValueError as exc:
         raise UsageError(str(exc).splitlines()[0]) from None
     except ConnectionError as exc:
-        raise _device_error(args, exc) from None
-    return _report(study, storage, time.monotonic() - started, args.json)
+        raise device_error(args, exc) from None
+    return report_study(study, storage, time.monotonic() - started, args.json)

@@ -1,0 +1,94 @@
+"""What `mnas search` prints when a search ends (every strategy: ask/tell, ENAS, DARTS/GDAS/FBNet),
+and its one line for an unreachable device; shared by `search_cmd` and `_gradient` so that neither
+imports the other."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mnas.cli._common import UsageError, emit_json, table
+
+__all__ = ["device_error", "distinct_decimals", "format_states", "report_study"]
+
+
+def device_error(args: argparse.Namespace, exc: BaseException) -> UsageError:
+    where = f"the device server at {args.url}" if args.url else "the latency device"
+    return UsageError(f"cannot reach {where}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
+                      " (check --url and that 'mnas device serve' runs there; finished trials are saved)")
+
+
+def distinct_decimals(values: list[float], least: int = 1, most: int = 6) -> int:
+    """The fewest decimals (at least `least`, at most `most`) at which values that differ print differently:
+    a front's two accuracies 22.875% and 22.92% are '22.88%' and '22.92%', not both '22.9%'."""
+    distinct = sorted(set(values))
+    for digits in range(least, most + 1):
+        if len({f"{v:.{digits}f}" for v in distinct}) == len(distinct):
+            return digits
+    return most
+
+
+def format_states(states: dict[str, int]) -> str:
+    """'4 complete, 1 failed' (states with no trials left out)."""
+    return ", ".join(f"{n} {state}" for state, n in states.items() if n) or "none"
+
+
+def report_study(study, storage: str, seconds: float, as_json: bool) -> int:
+    target = study.meta.get("target_ms")
+    best, under = study.best(), study.best(target_ms=target) if target else None
+    front = study.pareto_front()
+    summary = study.summary(target_ms=target)
+    run = study.last_run
+    failed = summary["states"].get("failed", 0)
+    rc = 0
+    if not summary["states"].get("complete", 0):
+        rc = 1  # every trial failed (or none ran): not a successful search
+    if as_json:
+        emit_json({"storage": storage, "wall_seconds": seconds, "target_ms": target,
+                   "trials": summary["n_trials"], "states": summary["states"],
+                   "stop": run.to_dict() if run else None,
+                   "best": best.to_dict() if best else None, "best_under_target": under.to_dict() if under else None,
+                   "best_is_feasible_only": summary["best_is_feasible_only"], "constraints": study.limits.to_dict(),
+                   "pareto_front": [t.to_dict() for t in front]})
+        if rc:
+            print(f"mnas: error: no trial completed ({failed} failed)", file=sys.stderr)
+        return rc
+    target_text = f"{target:.3f} ms" if isinstance(target, (int, float)) else "none (accuracy only)"
+    print(f"study: {storage}   trials: {summary['n_trials']} ({format_states(summary['states'])})   "
+          f"wall: {seconds:.0f} s   target: {target_text}")
+    if run is not None and (run.early or run.stop == "complete"):
+        print(f"note: {run}")
+    if rc:
+        reasons = [t.failure for t in study.get_trials("failed") if t.failure]
+        common = max(set(reasons), key=reasons.count) if reasons else "unknown"
+        if study.limits and reasons and all(r.startswith("infeasible") for r in reasons):
+            print(f"mnas: error: no trial meets the limits ({study.limits}): {failed} infeasible, none trained; "
+                  f"e.g. {common.splitlines()[0][:200]}", file=sys.stderr)
+            return rc
+        print(f"mnas: error: no trial completed ({failed} failed); most common failure: {common.splitlines()[0][:300]}",
+              file=sys.stderr)
+        return rc
+    acc_digits = distinct_decimals([100 * t.accuracy for t in front], least=1)
+    lat_digits = distinct_decimals([t.latency_ms for t in front], least=3)
+    rows = [{"n": t.number, "acc": f"{100 * t.accuracy:.{acc_digits}f}%", "lat": f"{t.latency_ms:.{lat_digits}f}",
+             "reward": f"{t.reward:.4f}",
+             "params": f"{t.params:,}" if t.params else "", "arch": t.arch} for t in front]
+    retrained = front and all(t.accuracy_source == "standalone" for t in front) and any(
+        t.accuracy_source != "standalone" for t in study.complete_trials)
+    print(f"\nPareto front (accuracy vs latency{', retrained trials' if retrained else ''}):")
+    table(rows, [("trial", "n"), ("accuracy", "acc"), ("latency ms", "lat"), ("reward", "reward"),
+                 ("params", "params"), ("arch", "arch")])
+    limits = study.limits
+    if limits and best is None:
+        print(f"\nno trial meets the limits ({limits}) yet")
+    elif summary["best_is_feasible_only"] and best is None:
+        print("\nno complete trial meets the hard target yet")
+    elif target is None and best is not None:
+        print(f"\nbest: trial {best.number}, {100 * best.accuracy:.1f}% at {best.latency_ms:.3f} ms")
+        print(f"  {best.arch}")
+    elif under:
+        print(f"\nbest under the target: trial {under.number}, {100 * under.accuracy:.1f}% at {under.latency_ms:.3f} ms")
+        print(f"  {under.arch}")
+    else:
+        print("\nno complete trial is under the target yet")
+    return 0
