@@ -14,7 +14,6 @@ pickled per trial by a process pool: pass a checkpoint path there).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -85,6 +84,7 @@ class SupernetEvaluator(Evaluator):
     def __init__(self, checkpoint_or_net: Any, data: Any, latency: Any, *, num_images: int | None = None,
                  seed: int = 0, batch_size: int = 250, threads: int | None = 1, device: str = "cpu") -> None:
         from mnas.oneshot.evaluate import DEFAULT_CALIBRATION_IMAGES
+        from mnas.train.checkpoint import file_digest
 
         if data is None or latency is None:
             raise ValueError("supernet evaluation needs data= (a mnas.data Dataset) and latency= (a latency backend)")
@@ -97,7 +97,7 @@ class SupernetEvaluator(Evaluator):
                 raise FileNotFoundError(f"supernet checkpoint not found: {path}")
             self.path: str | None = str(path)
             self.net = _load(self.path)  # validates the file now, not in the first trial
-            self.digest = _sha256(path)
+            self.digest = file_digest(path)
         else:
             self.path, self.net = None, checkpoint_or_net
             self.digest = None
@@ -157,11 +157,3 @@ class SupernetEvaluator(Evaluator):
 
     def __repr__(self) -> str:
         return f"SupernetEvaluator({self.path or type(self.net).__name__!r}, latency={self.latency!r})"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]

@@ -195,11 +195,11 @@ def _supernet(study: Study, supernet: Any) -> Any:
                          "supernet checkpoint it could name)")
     if not Path(path).is_file():
         raise FileNotFoundError(f"supernet checkpoint not found: {path}")
-    from mnas.evaluate.supernet import _sha256
     from mnas.oneshot.train import load_supernet
+    from mnas.train.checkpoint import file_digest
 
     digest = (config.get("evaluator") or {}).get("supernet")
-    if digest not in (None, "in-memory") and _sha256(Path(path)) != digest:
+    if digest not in (None, "in-memory") and file_digest(path) != digest:
         raise ValueError(f"{path} is not the supernet this study was searched with (its contents changed): "
                          "fine-tune from that checkpoint, or retrain from scratch")
     return load_supernet(path)[0].eval()

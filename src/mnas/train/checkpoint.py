@@ -3,6 +3,7 @@ renamed over the old one, so a kill mid-write never corrupts the last good file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["atomic_save", "atomic_write_text", "get_rng_state", "load_file", "set_rng_state"]
+__all__ = ["atomic_save", "atomic_write_text", "file_digest", "get_rng_state", "load_file", "set_rng_state"]
 
 
 def _atomic(path: Path, write: Any) -> None:
@@ -29,6 +30,16 @@ def _atomic(path: Path, write: Any) -> None:
     except BaseException:
         with_suppressed(os.unlink, tmp)
         raise
+
+
+def file_digest(path: str | Path) -> str:
+    """A file's identity by content: the first 16 hex digits of its SHA-256 (a supernet checkpoint's, so
+    that a study can tell later whether the file it was searched with has changed)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
 
 
 def with_suppressed(fn: Any, *args: Any) -> None:

@@ -46,7 +46,7 @@ from mnas.train.config import TrainConfig
 from mnas.train.datasets import Dataset
 from mnas.train.loop import Loop, Timer, threads
 
-__all__ = ["CHECKPOINT", "MODEL", "Progress", "Stopped", "load_model", "train_full"]
+__all__ = ["CHECKPOINT", "METRICS", "MODEL", "Progress", "Stopped", "data_identity", "load_model", "train_full"]
 
 CHECKPOINT, MODEL, METRICS = "checkpoint.pt", "model.pt", "metrics.json"
 # Settings that may differ between a run and its resumption without changing the result.
