@@ -16,13 +16,18 @@ from mnas.space.zoo import for_space
 __all__ = ["ProxyEvaluator", "resolve_reference", "train_candidate"]
 
 
-def train_candidate(arch: str, data: Any, config: Any, seed: int | None = None) -> dict[str, Any]:
+def train_candidate(arch: str, data: Any, config: Any, seed: int | None = None,
+                    quant: dict[str, Any] | None = None) -> dict[str, Any]:
     """Worker side: build `arch` for `data`, count params and MACs, train it on the proxy task.
 
     With `seed`, weights, data order, augmentation and dropout are all seeded from it (it replaces
     `config.seed`), so the same architecture and seed give the same accuracy on CPU. Returns plain
     values (it crosses process boundaries). A model that fails to train (NaN loss) comes back with
     ``ok=False`` and the reason; an exception propagates to the driver, which fails the trial.
+
+    `quant` ({"runtime", "calibration", "score"}): after training, the network is quantized to int8
+    for that runtime and scored there too (`mnas.evaluate.quantized`); ``accuracy_fp32`` and
+    ``accuracy_int8`` are returned (the trial keeps them) and ``accuracy`` is the one `score` names.
     """
     from mnas._util import seed_everything
     from mnas.models import build_model, count_macs, count_params
@@ -35,29 +40,69 @@ def train_candidate(arch: str, data: Any, config: Any, seed: int | None = None) 
     model = build_model(arch, num_classes=data.num_classes, in_chans=data.channels)
     params, macs = count_params(model), count_macs(model, data.input_size, data.channels)
     result = train_proxy(model, data, config)
-    return {
+    out = {
         "ok": result.ok, "accuracy": result.accuracy, "failure": result.failure, "params": params, "macs": macs,
         "train_seconds": time.perf_counter() - started, "val_loss": result.loss,
         "images_per_second": result.images_per_second, "truncated": result.truncated,
     }
+    if quant and result.ok:
+        out.update(_int8_scores(model, data, config, quant, result.accuracy))
+        out["train_seconds"] = time.perf_counter() - started
+    return out
+
+
+def _int8_scores(model: Any, data: Any, config: Any, quant: dict[str, Any], fp32: float) -> dict[str, Any]:
+    from mnas.evaluate.quantized import quantized_accuracy
+
+    t0 = time.perf_counter()
+    try:
+        int8 = quantized_accuracy(model, data, quant["runtime"], int(quant.get("calibration", 100)),
+                                  input_size=config.input_size or data.input_size)
+    except (RuntimeError, ValueError) as exc:  # a network the quantizer or the runtime cannot take
+        reason = f"int8 quantization for {quant['runtime']} failed: {str(exc).strip().splitlines()[0][:200]}"
+        if quant.get("score") == "int8":
+            return {"ok": False, "accuracy": None, "failure": reason, "accuracy_fp32": fp32}
+        return {"accuracy_fp32": fp32, "accuracy_int8": None, "int8_failure": reason}
+    scores = {"accuracy_fp32": fp32, "accuracy_int8": int8, "int8_runtime": quant["runtime"],
+              "int8_seconds": time.perf_counter() - t0}
+    if quant.get("score") == "int8":
+        scores["accuracy"] = int8
+    return scores
 
 
 class ProxyEvaluator(Evaluator):
     """Latency of each candidate on `latency` (a `mnas.latency` backend: ONNX Runtime, PyTorch, a
     device server or a lookup table), measured in the driver; accuracy from proxy training on `data`
-    (a `mnas.data` Dataset) with `proxy` (a `TrainConfig`; default `mnas.train.ProxyConfig()`)."""
+    (a `mnas.data` Dataset) with `proxy` (a `TrainConfig`; default `mnas.train.ProxyConfig()`).
+
+    `score="int8"`: after training, each candidate is quantized to int8 (static, per-channel, calibrated
+    on `calibration` training images) for the latency backend's runtime (`int8_runtime` overrides it)
+    and scored there; the reward uses that accuracy and the trial also keeps the float one.
+    `record_int8=True` with ``score="fp32"`` records both and rewards the float one."""
 
     accuracy_source = "proxy"
     latency_in_driver = True
 
-    def __init__(self, data: Any, latency: Any, proxy: Any = None) -> None:
+    def __init__(self, data: Any, latency: Any, proxy: Any = None, *, score: str = "fp32", record_int8: bool = False,
+                 int8_runtime: str | None = None, calibration: int = 100) -> None:
         if data is None or latency is None:
             raise ValueError("proxy evaluation needs data= (a mnas.data Dataset) and latency= (a latency backend)")
+        from mnas.evaluate.quantized import QUANTIZED_RUNTIMES, SCORES, quantized_runtime
+        from mnas.latency.quantize import check_calibration
+
+        if score not in SCORES:
+            raise ValueError(f"score={score!r}: expected one of {', '.join(SCORES)}")
+        if int8_runtime is not None and int8_runtime not in QUANTIZED_RUNTIMES:
+            raise ValueError(f"int8_runtime={int8_runtime!r}: expected one of {', '.join(QUANTIZED_RUNTIMES)}")
         if proxy is None:
             from mnas.train import ProxyConfig
 
             proxy = ProxyConfig()
         self.data, self.latency, self.config = data, latency, proxy
+        self.quant = None
+        if score == "int8" or record_int8:
+            self.quant = {"runtime": int8_runtime or quantized_runtime(latency),
+                          "calibration": check_calibration(calibration), "score": score}
 
     @property
     def input_size(self) -> int:
@@ -80,6 +125,8 @@ class ProxyEvaluator(Evaluator):
                                  strides=getattr(space, "strides", None))
 
     def job(self, arch: Arch, seed: int | None = None) -> tuple[Callable[..., dict[str, Any]], tuple]:
+        if self.quant:
+            return train_candidate, (str(arch), self.data, self.config, seed, dict(self.quant))
         return train_candidate, (str(arch), self.data, self.config, seed)
 
     def describe(self) -> dict[str, Any]:
@@ -91,9 +138,12 @@ class ProxyEvaluator(Evaluator):
         versions are recorded by `describe` but not compared. (Unchanged since the first studies, so
         they still resume.)"""
         proxy = {k: v for k, v in self.config.to_dict().items() if k not in ("threads", "device", "eval_batch_size")}
-        return {"kind": "builtin", "latency": self.latency.key(), "proxy": proxy,
-                "data": {"num_classes": self.data.num_classes, "input_size": self.data.input_size,
-                         "channels": self.data.channels, "name": getattr(self.data, "name", None)}}
+        ident = {"kind": "builtin", "latency": self.latency.key(), "proxy": proxy,
+                 "data": {"num_classes": self.data.num_classes, "input_size": self.data.input_size,
+                          "channels": self.data.channels, "name": getattr(self.data, "name", None)}}
+        if self.quant and self.quant["score"] == "int8":  # only then do scores differ (fp32 studies resume as before)
+            ident["score"] = dict(self.quant)
+        return ident
 
     def __repr__(self) -> str:
         return f"ProxyEvaluator(data={getattr(self.data, 'name', '?')!r}, latency={self.latency!r})"

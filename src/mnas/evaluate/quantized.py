@@ -1,0 +1,88 @@
+"""Accuracy after int8 quantization, in the runtime that will run the network (issue 20 item 3).
+
+`quantized_accuracy(model, data, runtime)`: calibrate on N training images (preprocessed exactly as
+the trainer's evaluation does: normalised, resized to the input size, no augmentation), quantize with
+the runtime's own quantizer (`mnas.latency.quantize`: QDQ for ONNX Runtime, PT2E for LiteRT and
+ExecuTorch), run the quantized file in that runtime on a split, and count top-1 hits.
+
+`ProxyEvaluator(..., score="int8")` calls it in the worker after proxy training: the trial records
+``accuracy_fp32`` and ``accuracy_int8`` (in its extra) and the reward uses the one chosen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["QUANTIZED_RUNTIMES", "SCORES", "quantized_accuracy", "quantized_runtime"]
+
+QUANTIZED_RUNTIMES = ("onnxruntime", "litert", "executorch")
+SCORES = ("fp32", "int8")
+_EVAL_BATCH = 256
+
+
+def quantized_runtime(latency: Any) -> str:
+    """The runtime whose int8 accuracy goes with a latency backend: the one it measures (a lookup
+    table: the one it was measured in); ONNX Runtime for PyTorch eager."""
+    runtime = getattr(latency, "deployment", ("onnxruntime", "fp32"))[0]
+    return runtime if runtime in QUANTIZED_RUNTIMES else "onnxruntime"
+
+
+def _preprocess(data: Any, images: np.ndarray, input_size: int) -> np.ndarray:
+    import torch
+
+    from mnas.train.augment import BatchTransform
+    from mnas.train.datasets import NO_AUGMENT
+
+    transform = BatchTransform(data.mean, data.std, NO_AUGMENT, input_size, "cpu", False)
+    with torch.no_grad():
+        return transform(torch.from_numpy(np.ascontiguousarray(images)), train=False).numpy().astype(np.float32)
+
+
+def quantized_accuracy(model: Any, data: Any, runtime: str = "onnxruntime", calibration: int = 100,
+                       split: str = "val", input_size: int | None = None, seed: int = 0) -> float:
+    """Top-1 accuracy in [0, 1] of `model` quantized to int8 for `runtime` and run there on `data`'s
+    `split`; calibrated on `calibration` training images drawn with `seed`."""
+
+    from mnas.latency.export import torch_threads
+    from mnas.latency.quantize import check_calibration
+
+    if runtime not in QUANTIZED_RUNTIMES:
+        raise ValueError(f"runtime {runtime!r}: int8 accuracy is measured in {', '.join(QUANTIZED_RUNTIMES)}")
+    n = min(check_calibration(calibration), len(data.y_train))
+    size = int(input_size or data.input_size)
+    pick = np.sort(np.random.default_rng([seed, 9]).choice(len(data.y_train), size=n, replace=False))
+    calib = [x[None] for x in _preprocess(data, data.x_train[pick], size)]
+    x_all, y_all = data.split(split)
+    if not len(y_all):
+        raise ValueError(f"{getattr(data, 'name', 'the data')}: the {split} split is empty")
+    shape = (1, int(data.channels), size, size)
+    model = model.eval()
+    correct = 0
+    with torch_threads(1):
+        if runtime == "onnxruntime":
+            import onnxruntime as ort
+
+            from mnas.latency.export import onnx_bytes
+            from mnas.latency.quantize import ort_quantize
+
+            raw = onnx_bytes(model, shape, dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = 1, 1, 3
+            session = ort.InferenceSession(ort_quantize(raw, calib), opts, providers=["CPUExecutionProvider"])
+            run = lambda x: session.run(None, {"input": x})[0]  # noqa: E731
+        elif runtime == "litert":
+            from mnas.latency.litert import run_tflite, tflite_bytes, tflite_interpreter
+
+            interpreter = tflite_interpreter(tflite_bytes(model, shape, "int8", calib))
+            run = lambda x: run_tflite(interpreter, x)  # noqa: E731
+        else:
+            from mnas.latency.executorch_backend import pte_bytes, pte_method, run_pte
+
+            method = pte_method(pte_bytes(model, shape, "int8", calib))
+            run = lambda x: run_pte(method, x)  # noqa: E731
+        for i in range(0, len(y_all), _EVAL_BATCH):
+            logits = run(_preprocess(data, x_all[i:i + _EVAL_BATCH], size))
+            correct += int((np.asarray(logits).argmax(1) == np.asarray(y_all[i:i + _EVAL_BATCH])).sum())
+    return correct / len(y_all)
