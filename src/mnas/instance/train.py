@@ -37,6 +37,7 @@ from mnas.train.config import recipe
 from mnas.train.datasets import Dataset
 from mnas.train.full import data_identity
 from mnas.train.loop import Loop, Timer, epoch_seed, threads
+from mnas.train.resumable import EpochRun, check_same_run, checkpoint_path, loop_state, restore_loop
 
 __all__ = ["CHECKPOINT", "MODEL", "InstanceConfig", "load_instance", "train_instance"]
 
@@ -171,11 +172,7 @@ def train_instance(data: Dataset, config: InstanceConfig, out: str | Path, *, re
     `stop_after` ends this call after that many epochs (of either phase) with a resumable checkpoint.
     Returns the final metrics (or ``{"stopped": True, ...}``)."""
     out, log = Path(out), log or _log_default
-    ckpt_path = out / CHECKPOINT
-    if ckpt_path.exists() and not resume:
-        raise ValueError(f"{out} already holds an instance checkpoint: resume it (--resume) or choose another directory")
-    if resume and not ckpt_path.exists():
-        raise FileNotFoundError(f"nothing to resume: no {CHECKPOINT} in {out}")
+    ckpt_path = checkpoint_path(out, resume, name=CHECKPOINT, what="an instance checkpoint")
     if len(data.y_val) == 0:
         raise ValueError(f"{data.name}: the validation split is empty (load the data with val_fraction > 0)")
     with threads(config.threads), torch.random.fork_rng(devices=[]):
@@ -195,45 +192,44 @@ def train_instance(data: Dataset, config: InstanceConfig, out: str | Path, *, re
                   total_steps=max(1, config.search_epochs * ft_steps))
         controller.to(memory_format=torch.channels_last if ft.channels_last else torch.contiguous_format)
         optimizer = torch.optim.Adam(controller.parameters(), lr=config.controller_lr)
-        done, history, seconds = 0, [], 0.0
+        total = config.pretrain_epochs + config.search_epochs
+        run = EpochRun(ckpt_path, total, stop_after)
         if resume:
             state = load_file(ckpt_path)
-            _check_resumable(state, data, config, ckpt_path)
+            check_same_run(state, ckpt_path, format="mnas.instance.checkpoint/1", what="instance",
+                           data=data_identity(data), config=config.to_dict(), free=_RESUME_FREE)
             meta.load_state_dict(state["meta"])
             controller.load_state_dict(state["controller"])
             optimizer.load_state_dict(state["controller_optimizer"])
             for loop, key in ((pre, "pretrain"), (ft, "finetune")):
-                loop.optimizer.load_state_dict(state[key]["optimizer"])
-                loop.schedule.load_state_dict(state[key]["schedule"])
-                loop.step = state[key]["step"]
-            done, history, seconds = state["epochs_done"], state["history"], state["seconds"]
+                restore_loop(loop, state[key])
+            run.resume(state["epochs_done"], state)
             table = LatencyTable.from_dict(state["table"])
             set_rng_state(state["rng"])
-            log(f"resumed {ckpt_path} after {done} of {config.pretrain_epochs + config.search_epochs} epochs")
+            log(f"resumed {ckpt_path} after {run.start} of {total} epochs")
         elif table is None:
             timer = Timer()
             table = build_table(meta, controller, log=log)
             log(f"latency table measured in {timer():.0f}s")
         out.mkdir(parents=True, exist_ok=True)
         table.save(out / TABLE)
-        total = config.pretrain_epochs + config.search_epochs
-        eta = _Eta(config, history)
-        for epoch in range(done, total):
+        eta = _Eta(config, run.history)
+
+        def checkpoint(done: int) -> dict[str, Any]:
+            return _checkpoint(meta, controller, optimizer, pre, ft, data, config, done, run.history, run.seconds, table)
+
+        for epoch in run.epochs():
             timer = Timer()
             if epoch < config.pretrain_epochs:
                 metrics = _pretrain_epoch(pre, config, epoch, log, eta)
             else:
                 metrics = _search_epoch(ft, meta, controller, optimizer, table, config, epoch - config.pretrain_epochs,
                                         ft_steps, log, eta)
-            seconds += timer()
-            metrics["seconds"] = seconds
-            history.append(metrics)
-            atomic_save(_checkpoint(meta, controller, optimizer, pre, ft, data, config, epoch + 1, history, seconds,
-                                    table), ckpt_path)
+            run.end_epoch(epoch, metrics, timer(), checkpoint)
             log(_format(metrics, total) + f"  eta {_hms(eta.left(epoch + 1))}")
-            if stop_after is not None and epoch + 1 - done >= stop_after and epoch + 1 < total:
-                return {"stopped": True, "epoch": epoch + 1, "epochs": total, "checkpoint": str(ckpt_path),
-                        "history": history}
+            if (stopped := run.stopped(epoch)) is not None:
+                return stopped
+        history, seconds = run.history, run.seconds
         final = evaluate_instance(meta, controller, data, "test", table, ft.transform) if len(data.y_test) else {}
         final = {k: v for k, v in final.items() if k not in ("routes", "correct", "labels", "latency_ms")}
         final.update({"seconds": seconds, "epochs": total, "history": history, "model": str(out / MODEL),
@@ -376,23 +372,8 @@ def _checkpoint(meta: MetaGraph, controller: Controller, optimizer: torch.optim.
     return {"format": "mnas.instance.checkpoint/1", "config": config.to_dict(), "data": data_identity(data),
             "epochs_done": epochs_done, "meta": meta.state_dict(), "controller": controller.state_dict(),
             "controller_optimizer": optimizer.state_dict(),
-            **{key: {"optimizer": loop.optimizer.state_dict(), "schedule": loop.schedule.state_dict(), "step": loop.step}
-               for key, loop in (("pretrain", pre), ("finetune", ft))},
+            **{key: loop_state(loop) for key, loop in (("pretrain", pre), ("finetune", ft))},
             "rng": get_rng_state(), "history": history, "seconds": seconds, "table": table.to_dict()}
-
-
-def _check_resumable(state: dict[str, Any], data: Dataset, config: InstanceConfig, path: Path) -> None:
-    if state.get("format") != "mnas.instance.checkpoint/1":
-        raise ValueError(f"{path}: not a mnas instance checkpoint")
-    if state["data"] != data_identity(data):
-        raise ValueError(f"{path} was trained on different data ({state['data']['name']}, {state['data']['train']}"
-                         " training images): pass the same --data, --val-fraction and --seed to resume")
-    saved, now = state["config"], config.to_dict()
-    diff = sorted(k for k in now if k not in _RESUME_FREE and saved.get(k) != now[k])
-    if diff:
-        k = diff[0]
-        raise ValueError(f"{path} was trained with {k}={saved.get(k)!r}, now {k}={now[k]!r}: resume with the"
-                         " checkpoint's settings, or start a new run in another directory")
 
 
 def load_instance(path: str | Path) -> tuple[MetaGraph, Controller, dict[str, Any]]:

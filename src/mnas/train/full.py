@@ -45,6 +45,7 @@ from mnas.train.checkpoint import atomic_save, atomic_write_json, get_rng_state,
 from mnas.train.config import TrainConfig
 from mnas.train.datasets import Dataset
 from mnas.train.loop import Loop, Timer, threads
+from mnas.train.resumable import EpochRun, check_same_run, checkpoint_path, loop_state, restore_loop
 
 __all__ = ["CHECKPOINT", "METRICS", "MODEL", "Progress", "Stopped", "data_identity", "load_model", "train_full"]
 
@@ -87,12 +88,7 @@ def train_full(arch: Arch | str, data: Dataset, config: TrainConfig, out: str | 
     if epochs != int(epochs) or config.steps is not None:
         raise ValueError(f"full training runs whole epochs: epochs={epochs!r}, steps={config.steps!r}")
     epochs = int(epochs)
-    ckpt_path = out / CHECKPOINT
-    if ckpt_path.exists() and not resume:
-        raise ValueError(f"{out} already holds a training checkpoint: resume it (--resume) or choose another"
-                         " output directory")
-    if resume and not ckpt_path.exists():
-        raise FileNotFoundError(f"nothing to resume: no {CHECKPOINT} in {out}")
+    ckpt_path = checkpoint_path(out, resume, name=CHECKPOINT, what="a training checkpoint")
     if resume and init is not None:
         raise ValueError("init= starts a training from given weights; a resumed one continues its checkpoint's")
     input_size = config.input_size or data.input_size
@@ -106,21 +102,23 @@ def train_full(arch: Arch | str, data: Dataset, config: TrainConfig, out: str | 
                 raise ValueError(f"init= does not fit '{arch}': {str(exc).splitlines()[0]}") from None
         loop = Loop(model, data, config, total_steps=epochs * (len(data.y_train) // min(config.batch_size,
                                                                                            len(data.y_train))))
-        start, history, seconds = 0, [], 0.0
+        run = EpochRun(ckpt_path, epochs, stop_after)
+
+        def state(done: int) -> dict[str, Any]:
+            return _checkpoint(loop, arch, data, config, done, run.history, run.seconds, input_size)
+
         if init is not None:
-            atomic_save(_checkpoint(loop, arch, data, config, 0, history, seconds, input_size), ckpt_path)
+            atomic_save(state(0), ckpt_path)
         if resume:
-            state = load_file(ckpt_path)
-            _check_resumable(state, arch, data, config, ckpt_path)
-            loop.model.load_state_dict(state["model"])
-            loop.optimizer.load_state_dict(state["optimizer"])
-            loop.schedule.load_state_dict(state["schedule"])
-            if loop.ema is not None:
-                loop.ema.load_state_dict(state["ema"])
-            loop.step, start, history, seconds = state["step"], state["epoch"], state["history"], state["seconds"]
-            set_rng_state(state["rng"])
-            log(f"resumed {ckpt_path} after epoch {start} of {epochs}")
-        for epoch in range(start, epochs):
+            saved = load_file(ckpt_path)
+            check_same_run(saved, ckpt_path, format="mnas.checkpoint/1", what="training", arch=str(arch),
+                           data=data_identity(data), config=config.to_dict(), free=_RESUME_FREE)
+            loop.model.load_state_dict(saved["model"])
+            restore_loop(loop, saved)
+            run.resume(saved["epoch"], saved)
+            set_rng_state(saved["rng"])
+            log(f"resumed {ckpt_path} after epoch {run.start} of {epochs}")
+        for epoch in run.epochs():
             timer, images, correct, loss_sum = Timer(), 0, 0, 0.0
             batches = loop.epoch_batches(epoch)
             progress.start_epoch(epoch, epochs, len(batches))
@@ -134,15 +132,12 @@ def train_full(arch: Arch | str, data: Dataset, config: TrainConfig, out: str | 
                        "images_per_second": images / train_seconds, "lr": loop.schedule.lr_at(loop.step - 1)}
             if len(data.y_val):
                 metrics["val_accuracy"], metrics["val_loss"] = loop.evaluate("val")
-            seconds += timer()
-            metrics["seconds"] = seconds
-            history.append(metrics)
-            atomic_save(_checkpoint(loop, arch, data, config, epoch + 1, history, seconds, input_size), ckpt_path)
+            run.end_epoch(epoch, metrics, timer(), state)
             progress.end_epoch(metrics)
-            if stop_after is not None and epoch + 1 - start >= stop_after and epoch + 1 < epochs:
-                return {"stopped": True, "epoch": epoch + 1, "epochs": epochs, "checkpoint": str(ckpt_path),
-                        "history": history}
+            if (stopped := run.stopped(epoch)) is not None:
+                return stopped
         test_accuracy, test_loss = loop.evaluate("test") if len(data.y_test) else (math.nan, math.nan)
+        history, seconds = run.history, run.seconds
         final = {
             "arch": str(arch), "data": data.name, "epochs": epochs, "steps": loop.step,
             "test_accuracy": test_accuracy, "test_loss": test_loss,
@@ -171,8 +166,7 @@ def _checkpoint(loop: Loop, arch: Arch, data: Dataset, config: TrainConfig, epoc
     return {
         "format": "mnas.checkpoint/1", "arch": str(arch), "num_classes": data.num_classes, "in_chans": data.channels,
         "input_size": input_size, "config": config.to_dict(), "data": data_identity(data),
-        "epoch": epoch, "step": loop.step, "model": loop.model.state_dict(),
-        "optimizer": loop.optimizer.state_dict(), "schedule": loop.schedule.state_dict(),
+        "epoch": epoch, **loop_state(loop), "model": loop.model.state_dict(),
         "ema": loop.ema.state_dict() if loop.ema is not None else None, "rng": get_rng_state(),
         "history": history, "seconds": seconds,
     }
@@ -182,23 +176,6 @@ def data_identity(data: Dataset) -> dict[str, Any]:
     """What must match for a resumed run to see the same data."""
     return {"name": data.name, "source": dict(data.source), "train": len(data.y_train), "val": len(data.y_val),
             "test": len(data.y_test), "image_shape": list(data.image_shape), "class_names": list(data.class_names)}
-
-
-def _check_resumable(state: dict[str, Any], arch: Arch, data: Dataset, config: TrainConfig, path: Path) -> None:
-    if state.get("format") != "mnas.checkpoint/1":
-        raise ValueError(f"{path}: not a mnas training checkpoint")
-    if state["arch"] != str(arch):
-        raise ValueError(f"{path} was trained with a different architecture ({state['arch'][:80]}...): pass the same"
-                         " ARCH (and stride adaptation) to resume")
-    if state["data"] != data_identity(data):
-        raise ValueError(f"{path} was trained on different data ({state['data']['name']}, {state['data']['train']}"
-                         " training images): pass the same --data, --val-fraction and --seed to resume")
-    saved, now = state["config"], config.to_dict()
-    diff = sorted(k for k in now if k not in _RESUME_FREE and saved.get(k) != now[k])
-    if diff:
-        k = diff[0]
-        raise ValueError(f"{path} was trained with {k}={saved.get(k)!r}, now {k}={now[k]!r}: resume with the"
-                         " checkpoint's settings, or start a new run in another directory")
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
