@@ -19,8 +19,31 @@ __all__ = ["main"]
 _COMMAND_MODULES = ("models", "latency", "device", "train", "search", "report", "export", "instance", "supernet")
 
 
+class _DefaultsShown(argparse.HelpFormatter):
+    """An option's help says its default when its own text does not (a default that is not None/False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or not text or "default" in text.lower() or "%(default)" in text
+                or default is None or isinstance(default, bool) or default is argparse.SUPPRESS or default == []):
+            return text
+        return f"{text} (default %(default)s)"
+
+
+class _RawDescriptionDefaultsShown(_DefaultsShown, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+_FORMATTERS = {argparse.HelpFormatter: _DefaultsShown, argparse.RawDescriptionHelpFormatter: _RawDescriptionDefaultsShown}
+
+
 class _Parser(argparse.ArgumentParser):
-    """Bad arguments: one line naming what was wrong, exit 2 (no usage dump)."""
+    """Bad arguments: one line naming what was wrong, exit 2 (no usage dump). Sub-command parsers are
+    `_Parser`s too, and every one's help shows the defaults its text leaves out."""
+
+    def __init__(self, *args, formatter_class: type = argparse.HelpFormatter, **kwargs) -> None:
+        super().__init__(*args, formatter_class=_FORMATTERS.get(formatter_class, formatter_class), **kwargs)
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")

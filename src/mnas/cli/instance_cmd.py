@@ -32,12 +32,19 @@ def _strides(text: str) -> tuple[int, ...]:
     return values
 
 
-def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", help="'digits', 'cifar10', 'cifar100', a .npz file or an image folder (default: the"
-                                  " data the model was trained on)")
+def _data_args(p: argparse.ArgumentParser, train: bool = False) -> None:
+    kinds = "'digits', 'cifar10', 'cifar100', a .npz file or an image folder"
+    if train:
+        p.add_argument("--data", help=f"{kinds} (default digits; with --resume: the run's own)")
+        p.add_argument("--val-fraction", type=float, help="training data held out for validation (default 0.1)")
+        p.add_argument("--seed", type=nonneg_int,
+                       help="seeds the validation split, the meta-graph and the controller's training (default 0)")
+    else:
+        p.add_argument("--data", help=f"{kinds} (default: the data the model was trained on)")
+        p.add_argument("--val-fraction", type=float,
+                       help="training data held out for validation (default: the training run's)")
+        p.add_argument("--seed", type=nonneg_int, help="seed of the validation split (default: the training run's)")
     p.add_argument("--data-root", help="folder of the official CIFAR batches (with --data cifar10/cifar100)")
-    p.add_argument("--val-fraction", type=float, help="training data held out for validation (default 0.1)")
-    p.add_argument("--seed", type=nonneg_int)
 
 
 def _qos_args(p: argparse.ArgumentParser) -> None:
@@ -55,25 +62,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = cmds.add_parser("train", help="pre-train the meta-graph, then train controller and meta-graph in turn",
                         description="Writes DIR/checkpoint.pt after every epoch, DIR/latency_table.json (measured on"
                                     " ONNX Runtime, 1 thread, batch 1) and DIR/instance.pt at the end.")
-    _data_args(t)
-    t.add_argument("--out", required=True, metavar="DIR")
+    _data_args(t, train=True)
+    t.add_argument("--out", required=True, metavar="DIR",
+                   help="the run's directory: checkpoint.pt, latency_table.json, instance.pt")
     t.add_argument("--resume", action="store_true",
                    help="continue the run checkpointed in --out with the settings it was trained with (--threads and"
                         " --stop-after may change; other options must agree)")
     t.add_argument("--width", type=positive_float, help="filter multiplier of the meta-graph (default 0.5)")
     t.add_argument("--stem-stride", type=positive_int, help="stride of the stem (default 2; InstaNAS's CIFAR graph: 1)")
     t.add_argument("--strides", type=_strides, help="the 7 stages' strides, e.g. 1,1,2,2,1,2,1 (the default)")
-    t.add_argument("--pretrain-epochs", type=nonneg_int)
-    t.add_argument("--search-epochs", type=positive_int)
+    t.add_argument("--pretrain-epochs", type=nonneg_int, help="epochs of the meta-graph alone, modules dropped at"
+                                                              " random (default 3)")
+    t.add_argument("--search-epochs", type=positive_int, help="epochs of controller, then meta-graph (default 3)")
     t.add_argument("--finetune-epochs", type=float, help="meta-graph epochs per search epoch (default 1; 0: none)")
-    t.add_argument("--batch-size", type=positive_int)
+    t.add_argument("--batch-size", type=positive_int, help="images per step (default 128)")
     t.add_argument("--window-end", type=positive_float, help="final upper bound of the latency window as a"
                                                              " multiple of MobileNetV2's route (paper: 0.5)")
     t.add_argument("--latency", choices=("onnxruntime", "macs"), default="onnxruntime",
                    help="per-module latency table: measured on ONNX Runtime (default) or a MACs stand-in (dry runs)")
     t.add_argument("--threads", type=positive_int, help="torch threads (default: torch's)")
     t.add_argument("--stop-after", type=positive_int, metavar="N", help="stop after N epochs, leaving a checkpoint")
-    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--quiet", action="store_true", help="no progress lines")
     t.add_argument("--json", action="store_true", help="print the final figures as one JSON document")
     t.set_defaults(handler=cmd_train)
     track_given(t)
@@ -83,23 +92,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     " route used (or a sample of the images) on ONNX Runtime, 1 thread, batch 1.")
     e.add_argument("model", metavar="DIR", help="the training output directory (or its instance.pt)")
     _data_args(e)
-    e.add_argument("--split", choices=("val", "test"), default="test")
+    e.add_argument("--split", choices=("val", "test"), default="test", help="the split to score (default test)")
     _qos_args(e)
-    e.add_argument("--measure", type=nonneg_int, default=0, metavar="N",
-                   help="measure the routes of N images drawn uniformly from the split (0: table only)")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--measure", type=nonneg_int, nargs="?", const=60, default=0, metavar="N",
+                   help="time the routes of N images drawn uniformly from the split (--measure alone: 60;"
+                        " default 0: the table's figures only)")
+    e.add_argument("--json", action="store_true", help="print one JSON document")
     e.set_defaults(handler=cmd_eval)
 
     x = cmds.add_parser("export", help="ONNX for the controller and each route, with a manifest for the runner",
                         description="Writes OUT/manifest.json, OUT/controller.onnx and OUT/routes/<route>.onnx for"
                                     " the routes the controller picks on a split (see mnas.instance.runner).")
-    x.add_argument("model", metavar="DIR")
-    x.add_argument("--out", required=True, metavar="OUT")
+    x.add_argument("model", metavar="DIR", help="the training output directory (or its instance.pt)")
+    x.add_argument("--out", required=True, metavar="OUT", help="the folder to write (manifest, controller, routes)")
     _data_args(x)
-    x.add_argument("--split", choices=("val", "test"), default="val")
+    x.add_argument("--split", choices=("val", "test"), default="val",
+                   help="the split whose routes are exported (default val)")
     _qos_args(x)
     x.add_argument("--max-routes", type=positive_int, help="export only the N most frequent routes")
-    x.add_argument("--json", action="store_true")
+    x.add_argument("--json", action="store_true", help="print one JSON document")
     x.set_defaults(handler=cmd_export)
     p.set_defaults(handler=lambda args: _missing(p))
 

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the summary and the written paths as one JSON document")
     g = p.add_argument_group("instance-aware run (RUN_DIR)")
     g.add_argument("--data", help="data to evaluate on (default: the data the model was trained on)")
-    g.add_argument("--split", choices=("val", "test"), default="test")
+    g.add_argument("--split", choices=("val", "test"), default="test", help="the split to evaluate on (default test)")
     g.add_argument("--budget-ms", type=positive_float, nargs="+", metavar="MS",
                    help="latency budgets (table ms, controller included; default 1.0, 0.8, 0.6 x the k3e6 route)")
     g.add_argument("--measure", type=nonneg_int, default=60, metavar="N",

@@ -55,7 +55,8 @@ def _space_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--head", type=nonneg_int, help="head conv filters (default 1280; 256 for images <= 16 px)")
     g.add_argument("--strides", help="stem and block strides, e.g. 1,1,1,2,2,1,2,1 (default: adapted to the input size)")
     add_choice_options(g)
-    g.add_argument("--seed", type=nonneg_int, default=0)
+    g.add_argument("--seed", type=nonneg_int, default=0,
+                   help="seeds the validation split, the sampled sub-networks and the training (default 0)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -79,7 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--no-sandwich", action="store_true",
                    help="train only --num-random sampled sub-networks per step, on the labels (single-path one-shot;"
                         " no largest/smallest, no distillation)")
-    g.add_argument("--sampler", choices=("uniform", "stratified"), default="uniform")
+    g.add_argument("--sampler", choices=("uniform", "stratified"), default="uniform",
+                   help="how random sub-networks are drawn: uniform (default) or stratified by latency band")
     g.add_argument("--bands", type=positive_int, default=5, help="latency bands for --sampler stratified (default 5)")
     g.add_argument("--lut", help="latency lookup table for --sampler stratified (default: MACs)")
     g.add_argument("--eval-images", type=nonneg_int, default=500,
@@ -95,9 +97,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = cmds.add_parser("rank-check", help="inherited against standalone accuracy: tau, rho, bands, noise ceiling")
     r.add_argument("checkpoint", help="a supernet checkpoint from 'mnas supernet train'")
     r.add_argument("--data", required=True, help="the data the supernet was trained on")
-    r.add_argument("--data-root")
-    r.add_argument("--val-fraction", type=float, default=0.2)
-    r.add_argument("--seed", type=nonneg_int, default=0)
+    r.add_argument("--data-root", help="folder holding the CIFAR batches (for --data cifar10/cifar100)")
+    r.add_argument("--val-fraction", type=float, default=0.2,
+                   help="training data held out for validation, as the supernet was trained (default 0.2)")
+    r.add_argument("--seed", type=nonneg_int, default=0,
+                   help="seeds the validation split, the sub-networks drawn and their training (default 0)")
     r.add_argument("--n", type=positive_int,
                    help="random sub-networks (default 30, reference models added; with --ground-truth 250 of its networks)")
     r.add_argument("--ground-truth", metavar="FILE",
@@ -107,7 +111,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --ground-truth: equal-count MACs bands for the within-band tau (default 5)")
     r.add_argument("--top-k", type=positive_int, help="top-k overlap (default 5; 10 with --ground-truth)")
     r.add_argument("--epochs", type=positive_float, default=5.0, help="standalone epochs ('fast' recipe; default 5)")
-    r.add_argument("--batch-size", type=positive_int, default=128)
+    r.add_argument("--batch-size", type=positive_int, default=128, help="standalone training batch (default 128)")
     r.add_argument("--noise", type=nonneg_int, default=8, help="sub-networks trained with a second seed (default 8)")
     r.add_argument("--images", type=positive_int, help="BN recalibration images (default: the evaluator's)")
     r.add_argument("--workers", type=positive_int, default=1, help="processes for the trainings (default 1)")

@@ -47,11 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--proxy", action="store_true", help="the same as --recipe proxy")
     p.add_argument("--epochs", type=positive_float, help="epochs (default: the recipe's, 30 fast / 350 paper / 3 proxy)")
     p.add_argument("--steps", type=positive_int, help="a --proxy run's budget in steps instead of epochs")
-    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int,
+                   help="images per step (default: the recipe's, 128 fast and paper / 32 proxy)")
     p.add_argument("--lr", type=positive_float, help="learning rate at the batch size (default: the recipe's per"
                                                      " 256 images, scaled)")
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--weight-decay", type=float, help="L2 weight decay (default: the recipe's, 5e-5 fast / 1e-5 paper)")
+    p.add_argument("--label-smoothing", type=float, help="label smoothing (default: the recipe's, 0.1)")
     p.add_argument("--ema-decay", type=float, help="keep an EMA of the weights (paper: 0.9999)")
     p.add_argument("--input-size", type=positive_int, help="resize images to this size (default: the data's)")
     p.add_argument("--no-adapt-strides", action="store_true",
