@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = dev_sub.add_parser("info", help="ask a device server what it is")
     p.add_argument("--url", required=True, help="http://HOST:PORT")
     p.add_argument("--token", help=f"the server's token (or set {TOKEN_ENV})")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=cmd_info)
 
 

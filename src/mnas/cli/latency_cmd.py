@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-size", type=positive_int, default=None,
                    help="input resolution (default 224, or the table's with --lut)")
     p.add_argument("--num-classes", type=positive_int, default=None, help="classes (default 1000, or the table's)")
-    p.add_argument("--batch-size", type=positive_int, default=1)
+    p.add_argument("--batch-size", type=positive_int, default=1, help="images per run (default 1)")
     p.add_argument("--in-chans", type=positive_int, default=None, help="input channels (default 3, or the table's)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=cmd_measure)
@@ -81,18 +81,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                         " search's default target mobilenetv2 at the space's width, mobilenetv2, mnasnet_a1, mnasnet_b1)")
     p.add_argument("--fit-archs", type=nonneg_int, default=20,
                    help="whole networks measured to fit the table's scale and overhead (default 20)")
-    p.add_argument("--seed", type=nonneg_int, default=0)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the networks measured for the fit (default 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=cmd_build_lut)
 
     p = lat_sub.add_parser("validate", help="compare a lookup table with real measurements")
     p.add_argument("--lut", required=True, help="the table file")
     p.add_argument("--n", type=positive_int, default=50, help="random architectures to measure (default 50)")
-    p.add_argument("--seed", type=nonneg_int, default=12345)
+    p.add_argument("--seed", type=nonneg_int, default=12345,
+                   help="seed of the architectures drawn (default 12345, apart from build-lut's fit networks)")
     p.add_argument("--recalibrate", type=nonneg_int, default=0, metavar="K",
                    help="first refit the table's scale and overhead on K other networks measured now (default 0)")
     _backend_options(p, lut=False)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=cmd_validate)
 
 

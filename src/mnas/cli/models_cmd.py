@@ -19,20 +19,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     arch = sub.add_parser("arch", help="inspect an architecture").add_subparsers(dest="arch_command", metavar="ACTION")
     p = arch.add_parser("show", help="params, MACs and canonical string of an architecture")
     p.add_argument("arch", metavar="ARCH", help="zoo name, canonical string (blocks separated by commas or spaces) or JSON file")
-    p.add_argument("--num-classes", type=positive_int, default=1000)
-    p.add_argument("--input-size", type=positive_int, default=DEFAULT_INPUT)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--num-classes", type=positive_int, default=1000,
+                   help="classifier outputs, for the parameter count (default 1000)")
+    p.add_argument("--input-size", type=positive_int, default=DEFAULT_INPUT,
+                   help="input resolution, for MACs and peak memory (default 224)")
+    p.add_argument("--json", action="store_true", help="print one JSON document (with the block list)")
     p.set_defaults(handler=cmd_arch_show)
 
     space = sub.add_parser("space", help="the search space").add_subparsers(dest="space_command", metavar="ACTION")
     p = space.add_parser("sample", help="random architectures from the factorized MnasNet space")
     p.add_argument("--n", type=positive_int, default=5, help="how many (default 5)")
-    p.add_argument("--seed", type=nonneg_int, default=0)
-    p.add_argument("--num-classes", type=positive_int, default=1000)
-    p.add_argument("--input-size", type=positive_int, default=DEFAULT_INPUT)
+    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed of the samples (default 0)")
+    p.add_argument("--num-classes", type=positive_int, default=1000, help="classifier outputs (default 1000)")
+    p.add_argument("--input-size", type=positive_int, default=DEFAULT_INPUT,
+                   help="input resolution; the space adapts its strides to it (default 224)")
     p.add_argument("--width-mult", type=float, default=1.0, help="scale every filter count (default 1.0)")
     p.add_argument("--profile", action="store_true", help="also count params, MACs and peak activation memory")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=cmd_space_sample)
 
 
@@ -120,6 +123,7 @@ def cmd_space_sample(args: argparse.Namespace) -> int:
         return 0
     print(f"# {space!r}")
     for r in rows:
-        extra = f"  params={r['params']:,} MACs={r['macs'] / 1e6:.1f}M" if args.profile else ""
+        extra = (f"  params={r['params']:,} MACs={r['macs'] / 1e6:.1f}M peak={r['peak_memory'] / 2**20:.2f}MiB"
+                 if args.profile else "")
         print(r["arch"] + extra)
     return 0
