@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from latency_helpers import fast_protocol
@@ -88,3 +89,28 @@ def test_bad_settings_are_one_line(digits):
         ProxyEvaluator(digits, latency, score="int8", int8_runtime="tensorrt")
     with pytest.raises(ValueError, match="calibration"):
         ProxyEvaluator(digits, latency, score="int8", calibration=0)
+
+
+def test_supernet_evaluator_scores_the_recalibrated_subnet_in_int8():
+    from mnas.evaluate import SupernetEvaluator
+    from mnas.oneshot import build_supernet
+    from mnas.oneshot.evaluate import evaluate_subnet
+    from mnas.space.presets import nas_bench_macro_space
+    from mnas.train import from_arrays
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 160)
+    x = (rng.integers(0, 60, (160, 8, 8, 3)) + y[:, None, None, None] * 45).astype(np.uint8)
+    data = from_arrays("tiny", x[:128], y[:128], x[128:], y[128:], val_fraction=0.25, seed=0)
+    torch.manual_seed(0)
+    net = build_supernet(nas_bench_macro_space(4, 8, width_mult=0.125))
+    latency = OnnxRuntime(protocol=fast_protocol())
+    ev = SupernetEvaluator(net, data, latency, num_images=16, score="int8", calibration=16)
+    arch = net.space.decode([2, 1, 0, 2, 1, 0, 1, 2])
+    fn, args = ev.job(arch)
+    out = fn(*args)
+    assert out["ok"] and out["accuracy"] == out["accuracy_int8"] and out["int8_runtime"] == "onnxruntime"
+    assert out["accuracy_fp32"] == evaluate_subnet(net, arch, data, num_images=16).accuracy
+    assert abs(out["accuracy_int8"] - out["accuracy_fp32"]) <= 0.25
+    assert ev.identity()["score"]["score"] == "int8"
+    assert "score" not in SupernetEvaluator(net, data, latency, num_images=16).identity()

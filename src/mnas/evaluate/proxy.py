@@ -46,28 +46,11 @@ def train_candidate(arch: str, data: Any, config: Any, seed: int | None = None,
         "images_per_second": result.images_per_second, "truncated": result.truncated,
     }
     if quant and result.ok:
-        out.update(_int8_scores(model, data, config, quant, result.accuracy))
+        from mnas.evaluate.quantized import int8_scores
+
+        out.update(int8_scores(model, data, quant, result.accuracy, config.input_size or data.input_size))
         out["train_seconds"] = time.perf_counter() - started
     return out
-
-
-def _int8_scores(model: Any, data: Any, config: Any, quant: dict[str, Any], fp32: float) -> dict[str, Any]:
-    from mnas.evaluate.quantized import quantized_accuracy
-
-    t0 = time.perf_counter()
-    try:
-        int8 = quantized_accuracy(model, data, quant["runtime"], int(quant.get("calibration", 100)),
-                                  input_size=config.input_size or data.input_size)
-    except (RuntimeError, ValueError) as exc:  # a network the quantizer or the runtime cannot take
-        reason = f"int8 quantization for {quant['runtime']} failed: {str(exc).strip().splitlines()[0][:200]}"
-        if quant.get("score") == "int8":
-            return {"ok": False, "accuracy": None, "failure": reason, "accuracy_fp32": fp32}
-        return {"accuracy_fp32": fp32, "accuracy_int8": None, "int8_failure": reason}
-    scores = {"accuracy_fp32": fp32, "accuracy_int8": int8, "int8_runtime": quant["runtime"],
-              "int8_seconds": time.perf_counter() - t0}
-    if quant.get("score") == "int8":
-        scores["accuracy"] = int8
-    return scores
 
 
 class ProxyEvaluator(Evaluator):
@@ -87,22 +70,14 @@ class ProxyEvaluator(Evaluator):
                  int8_runtime: str | None = None, calibration: int = 100) -> None:
         if data is None or latency is None:
             raise ValueError("proxy evaluation needs data= (a mnas.data Dataset) and latency= (a latency backend)")
-        from mnas.evaluate.quantized import QUANTIZED_RUNTIMES, SCORES, quantized_runtime
-        from mnas.latency.quantize import check_calibration
+        from mnas.evaluate.quantized import quant_settings
 
-        if score not in SCORES:
-            raise ValueError(f"score={score!r}: expected one of {', '.join(SCORES)}")
-        if int8_runtime is not None and int8_runtime not in QUANTIZED_RUNTIMES:
-            raise ValueError(f"int8_runtime={int8_runtime!r}: expected one of {', '.join(QUANTIZED_RUNTIMES)}")
+        self.quant = quant_settings(latency, score, record_int8, int8_runtime, calibration)
         if proxy is None:
             from mnas.train import ProxyConfig
 
             proxy = ProxyConfig()
         self.data, self.latency, self.config = data, latency, proxy
-        self.quant = None
-        if score == "int8" or record_int8:
-            self.quant = {"runtime": int8_runtime or quantized_runtime(latency),
-                          "calibration": check_calibration(calibration), "score": score}
 
     @property
     def input_size(self) -> int:

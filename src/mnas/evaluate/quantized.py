@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["QUANTIZED_RUNTIMES", "SCORES", "quantized_accuracy", "quantized_runtime"]
+__all__ = ["QUANTIZED_RUNTIMES", "SCORES", "int8_scores", "quant_settings", "quantized_accuracy", "quantized_runtime"]
 
 QUANTIZED_RUNTIMES = ("onnxruntime", "litert", "executorch")
 SCORES = ("fp32", "int8")
@@ -86,3 +86,40 @@ def quantized_accuracy(model: Any, data: Any, runtime: str = "onnxruntime", cali
             logits = run(_preprocess(data, x_all[i:i + _EVAL_BATCH], size))
             correct += int((np.asarray(logits).argmax(1) == np.asarray(y_all[i:i + _EVAL_BATCH])).sum())
     return correct / len(y_all)
+
+
+def quant_settings(latency: Any, score: str, record_int8: bool, int8_runtime: str | None,
+                   calibration: int) -> dict[str, Any] | None:
+    """What an evaluator passes to its workers to score int8 (None: float only); ValueError for bad settings."""
+    from mnas.latency.quantize import check_calibration
+
+    if score not in SCORES:
+        raise ValueError(f"score={score!r}: expected one of {', '.join(SCORES)}")
+    if int8_runtime is not None and int8_runtime not in QUANTIZED_RUNTIMES:
+        raise ValueError(f"int8_runtime={int8_runtime!r}: expected one of {', '.join(QUANTIZED_RUNTIMES)}")
+    if score != "int8" and not record_int8:
+        return None
+    return {"runtime": int8_runtime or quantized_runtime(latency), "calibration": check_calibration(calibration),
+            "score": score}
+
+
+def int8_scores(model: Any, data: Any, quant: dict[str, Any], fp32: float, input_size: int) -> dict[str, Any]:
+    """Worker side: the int8 accuracy of a trained (or BN-recalibrated) `model` next to its float one,
+    as the trial keeps them; ``accuracy`` is replaced when the score is int8. A network the quantizer or
+    the runtime cannot take fails the trial under ``score='int8'`` and is recorded as None otherwise."""
+    import time
+
+    t0 = time.perf_counter()
+    try:
+        int8 = quantized_accuracy(model, data, quant["runtime"], int(quant.get("calibration", 100)),
+                                  input_size=input_size)
+    except (RuntimeError, ValueError) as exc:
+        reason = f"int8 quantization for {quant['runtime']} failed: {str(exc).strip().splitlines()[0][:200]}"
+        if quant.get("score") == "int8":
+            return {"ok": False, "accuracy": None, "failure": reason, "accuracy_fp32": fp32}
+        return {"accuracy_fp32": fp32, "accuracy_int8": None, "int8_failure": reason}
+    scores = {"accuracy_fp32": fp32, "accuracy_int8": int8, "int8_runtime": quant["runtime"],
+              "int8_seconds": time.perf_counter() - t0}
+    if quant.get("score") == "int8":
+        scores["accuracy"] = int8
+    return scores

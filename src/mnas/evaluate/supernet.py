@@ -40,10 +40,11 @@ def _load(path: str) -> Any:
 
 
 def evaluate_inherited(net_or_path: Any, data: Any, arch: str, settings: dict[str, Any],
-                       searched: str | None = None) -> dict[str, Any]:
+                       searched: str | None = None, quant: dict[str, Any] | None = None) -> dict[str, Any]:
     """Worker side: inherited accuracy of `arch` (plain values; crosses process boundaries). `searched`:
     the network the search asked for when `arch` is its stand-in in a narrower supernet (its params
-    and MACs are reported)."""
+    and MACs are reported). `quant`: also score the sub-network, BN recalibrated on the same images,
+    in int8 (`mnas.evaluate.quantized.int8_scores`)."""
     from mnas.oneshot.evaluate import evaluate_subnet
     from mnas.oneshot.sampling import estimate_macs
     from mnas.space import as_arch
@@ -61,7 +62,33 @@ def evaluate_inherited(net_or_path: Any, data: Any, arch: str, settings: dict[st
 
         out.update(params=count_params(build_model(as_arch(searched), data.num_classes, data.channels)),
                    macs=int(estimate_macs(as_arch(searched), size, data.num_classes, data.channels)), proxy_arch=arch)
+    if quant:
+        from mnas.evaluate.quantized import int8_scores
+
+        out.update(int8_scores(_recalibrated(net, arch, data, settings, size), data, quant, result.accuracy, size))
+        out["train_seconds"] = time.perf_counter() - started
     return out
+
+
+def _recalibrated(net: Any, arch: str, data: Any, settings: dict[str, Any], size: int) -> Any:
+    """The sub-network of `arch` with its BN statistics re-estimated on the images `evaluate_subnet` uses."""
+    import numpy as np
+    import torch
+
+    from mnas.oneshot.evaluate import DEFAULT_CALIBRATION_IMAGES, calibration_indices, recalibrate_bn
+    from mnas.train.augment import BatchTransform
+    from mnas.train.datasets import NO_AUGMENT
+
+    num_images = int(settings.get("num_images") or DEFAULT_CALIBRATION_IMAGES)
+    batch = int(settings.get("batch_size") or 250)
+    idx = calibration_indices(data, num_images, int(settings.get("seed") or 0))
+    tf = BatchTransform(data.mean, data.std, NO_AUGMENT, size, "cpu", False)
+    x = data.x_train[idx]
+    with torch.no_grad():
+        batches = [tf(torch.from_numpy(np.ascontiguousarray(x[i:i + batch])), train=False) for i in range(0, len(x), batch)]
+    sub = net.subnet(arch).cpu()
+    recalibrate_bn(sub, batches)
+    return sub.eval()
 
 
 class SupernetEvaluator(Evaluator):
@@ -82,12 +109,17 @@ class SupernetEvaluator(Evaluator):
     latency_in_driver = True
 
     def __init__(self, checkpoint_or_net: Any, data: Any, latency: Any, *, num_images: int | None = None,
-                 seed: int = 0, batch_size: int = 250, threads: int | None = 1, device: str = "cpu") -> None:
+                 seed: int = 0, batch_size: int = 250, threads: int | None = 1, device: str = "cpu",
+                 score: str = "fp32", record_int8: bool = False, int8_runtime: str | None = None,
+                 calibration: int = 100) -> None:
         from mnas.oneshot.evaluate import DEFAULT_CALIBRATION_IMAGES
         from mnas.train.checkpoint import file_digest
 
         if data is None or latency is None:
             raise ValueError("supernet evaluation needs data= (a mnas.data Dataset) and latency= (a latency backend)")
+        from mnas.evaluate.quantized import quant_settings
+
+        self.quant = quant_settings(latency, score, record_int8, int8_runtime, calibration)  # as ProxyEvaluator
         self.data, self.latency = data, latency
         self.num_images = int(num_images or DEFAULT_CALIBRATION_IMAGES)
         self.seed, self.batch_size, self.threads, self.device = int(seed), int(batch_size), threads, device
@@ -141,15 +173,22 @@ class SupernetEvaluator(Evaluator):
             from mnas.space import as_arch
 
             stand_in = str(self.space.decode(self.search_space.encode(as_arch(arch))))
-            return evaluate_inherited, (self.path or self.net, self.data, stand_in, self.settings(), str(arch))
-        return evaluate_inherited, (self.path or self.net, self.data, str(arch), self.settings())
+            args = (self.path or self.net, self.data, stand_in, self.settings(), str(arch))
+        else:
+            args = (self.path or self.net, self.data, str(arch), self.settings())
+        if self.quant:
+            args = args + ((None,) if len(args) == 4 else ()) + (dict(self.quant),)
+        return evaluate_inherited, args
 
     def identity(self) -> dict[str, Any]:
         proxy = {} if self.search_space is None else {"width_proxy_for": self.search_space.settings()}
-        return {"kind": "supernet", "latency": self.latency.key(), "supernet": self.digest or "in-memory", **proxy,
-                "space": self.net.config(), "num_images": self.num_images, "seed": self.seed,
-                "data": {"num_classes": self.data.num_classes, "input_size": self.data.input_size,
-                         "channels": self.data.channels, "name": getattr(self.data, "name", None)}}
+        ident = {"kind": "supernet", "latency": self.latency.key(), "supernet": self.digest or "in-memory", **proxy,
+                 "space": self.net.config(), "num_images": self.num_images, "seed": self.seed,
+                 "data": {"num_classes": self.data.num_classes, "input_size": self.data.input_size,
+                          "channels": self.data.channels, "name": getattr(self.data, "name", None)}}
+        if self.quant and self.quant["score"] == "int8":  # only then do scores differ (float studies resume as before)
+            ident["score"] = dict(self.quant)
+        return ident
 
     def describe(self) -> dict[str, Any]:
         return {**self.identity(), "checkpoint": self.path, "latency_backend": self.latency.describe(),

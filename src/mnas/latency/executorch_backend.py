@@ -62,14 +62,30 @@ def pte_bytes(model: Any, input_shape: tuple[int, ...], precision: str = "fp32",
     seeded random ones)."""
     import torch
 
-    from mnas.latency.export import torch_threads
-
     precision = check_precision(precision)
     exir = runtime_module("executorch.exir", _PURPOSE)
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
+    if isinstance(calibration, int):
+        check_calibration(calibration)
     example = torch.zeros(tuple(input_shape))
     model = model.eval()
+    try:
+        return _lower(exir, XnnpackPartitioner, model, example, input_shape, precision, calibration)
+    except ImportError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - export and lowering raise many types for an op they cannot take
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"ExecuTorch cannot lower this network ({precision}): {type(exc).__name__}: {first[:300]}"
+                         ) from None
+
+
+def _lower(exir: Any, partitioner: Any, model: Any, example: Any, input_shape: tuple[int, ...], precision: str,
+           calibration: list[np.ndarray] | int) -> bytes:
+    import torch
+
+    from mnas.latency.export import torch_threads
+
     with warnings.catch_warnings(), torch.no_grad(), torch_threads(1):
         warnings.simplefilter("ignore")
         if precision == "int8":
@@ -84,7 +100,7 @@ def pte_bytes(model: Any, input_shape: tuple[int, ...], precision: str = "fp32",
             quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
             model = pt2e_quantize(model, example, inputs, quantizer)
         program = torch.export.export(model, (example,))
-        lowered = exir.to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+        lowered = exir.to_edge_transform_and_lower(program, partitioner=[partitioner()])
         return bytes(lowered.to_executorch().buffer)
 
 

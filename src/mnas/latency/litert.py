@@ -65,13 +65,28 @@ def tflite_bytes(model: Any, input_shape: tuple[int, ...], precision: str = "fp3
     quantization calibrated on `calibration` (inputs, or a number of seeded random ones)."""
     import torch
 
-    from mnas.latency.export import torch_threads
-
     precision = check_precision(precision)
+    if isinstance(calibration, int):
+        check_calibration(calibration)
     _quiet_converter()
     litert_torch = runtime_module("litert_torch", _PURPOSE)
     example = torch.zeros(tuple(input_shape))
     model = model.eval()
+    try:
+        return _convert(litert_torch, model, example, input_shape, precision, calibration)
+    except ImportError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the converter raises many types for an op or shape it cannot take
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"LiteRT cannot convert this network ({precision}): {type(exc).__name__}: {first[:300]}") from None
+
+
+def _convert(litert_torch: Any, model: Any, example: Any, input_shape: tuple[int, ...], precision: str,
+             calibration: list[np.ndarray] | int) -> bytes:
+    import torch
+
+    from mnas.latency.export import torch_threads
+
     with warnings.catch_warnings(), torch.no_grad(), torch_threads(1):
         warnings.simplefilter("ignore")
         if precision == "fp32":
