@@ -23,6 +23,7 @@ def main() -> int:
     p.add_argument("--backends", default="onnxruntime/fp32,onnxruntime/int8")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
+    p.add_argument("--plot", help="also draw the latencies against the first backend's (PNG)")
     args = p.parse_args()
 
     from mnas.latency import get_backend
@@ -39,6 +40,10 @@ def main() -> int:
         print(f"{done}/{total} {what}", file=sys.stderr, flush=True)
 
     summary = compare_rankings(space, backends, args.n, args.seed, args.out, progress)
+    if args.plot:
+        from mnas.latency.ranking import plot_rankings
+
+        plot_rankings(summary, args.plot)
     summary.pop("archs")
     summary.pop("latency_ms")
     for ratio in summary["int8_over_fp32"].values():

@@ -37,6 +37,13 @@ def test_compare_rankings_measures_each_arch_in_each_backend_and_resumes(tmp_pat
     ratio = summary["int8_over_fp32"]["onnxruntime"]
     assert len(ratio["per_arch"]) == 4 and ratio["min"] <= ratio["median"] <= ratio["max"]
     json.loads(out.read_text())
+    pytest.importorskip("matplotlib")
+    from mnas.latency.ranking import plot_rankings
+
+    png = plot_rankings(summary, tmp_path / "rank.png")
+    assert (tmp_path / "rank.png").stat().st_size > 1000 and png.endswith("rank.png")
+    with pytest.raises(ValueError, match="not one of the compared backends"):
+        plot_rankings(summary, tmp_path / "x.png", reference="litert/int8")
 
     class Counting(OnnxRuntime):
         calls = 0

@@ -23,7 +23,7 @@ import numpy as np
 
 from mnas.latency.base import LatencyBackend
 
-__all__ = ["FORMAT", "compare_rankings", "kendall_tau", "label_of"]
+__all__ = ["FORMAT", "compare_rankings", "kendall_tau", "label_of", "plot_rankings", "summarize"]
 
 FORMAT = "mnas-latency-ranking/1"
 
@@ -103,3 +103,38 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
                                "per_arch": [float(x) for x in r]}
     return {**{k: v for k, v in data.items() if k != "rows"}, "measured": len(rows), "archs": [r["arch"] for r in rows],
             "latency_ms": lat, "kendall": kendall, "int8_over_fp32": ratios}
+
+
+def plot_rankings(summary: dict[str, Any], path: str | os.PathLike, reference: str | None = None) -> str:
+    """A PNG: every backend's latency against `reference`'s (default: the first), one point per
+    architecture, log axes, Kendall tau in each legend entry. Returns the path written."""
+    from mnas._util import require
+
+    require("matplotlib", "the ranking plot")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lat = summary["latency_ms"]
+    labels = list(lat)
+    reference = reference or labels[0]
+    if reference not in lat:
+        raise ValueError(f"reference {reference!r} is not one of the compared backends ({', '.join(labels)})")
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for label in labels:
+        if label == reference:
+            continue
+        tau = summary["kendall"].get(f"{reference} vs {label}", summary["kendall"].get(f"{label} vs {reference}"))
+        text = "n/a" if tau is None else f"{tau:.3f}"
+        ax.scatter(lat[reference], lat[label], s=10, alpha=0.7, label=f"{label} (Kendall tau {text})")
+    lo = min(min(v) for v in lat.values())
+    hi = max(max(v) for v in lat.values())
+    ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8, ls="--", label="equal latency")
+    ax.set(xscale="log", yscale="log", xlabel=f"{reference} latency (ms)", ylabel="latency (ms)",
+           title=f"{summary.get('measured', len(lat[reference]))} architectures of {summary.get('space_type', 'the space')}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)
