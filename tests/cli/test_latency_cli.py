@@ -51,7 +51,7 @@ def test_measure_json(capsys):
 def test_measure_text_and_torch_backend(capsys):
     code, out, _ = run(capsys, "latency", "measure", SMALL, "--input-size", "16", "--repeats", "5",
                        "--backend", "torch")
-    assert code == 0 and " ms  (IQR " in out and "CV " in out and "backend torch" in out
+    assert code == 0 and " ms median " in out and "(IQR " in out and "CV " in out and "backend torch" in out
 
 
 def test_measure_on_a_device_server(capsys, server):

@@ -32,6 +32,7 @@ from mnas.cli._gradient import (
     measuring_backend,
     search_gradient,
 )
+from mnas.cli._progress import Phases
 from mnas.cli._report import device_error as _device_error
 from mnas.cli._report import report_study as _report
 from mnas.cli._resume import SearchResume, new_study_record, resume_command, search_resume, track_given
@@ -276,9 +277,8 @@ def _budget(args: argparse.Namespace, resume: SearchResume | None) -> Any:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from mnas.evaluate import ProxyEvaluator
     from mnas.objectives import Target
-    from mnas.train import ProxyConfig, load
+    from mnas.train import load
 
     storage = _storage_path(args)
     resuming = _holds_study(storage)
@@ -309,7 +309,20 @@ def cmd_search(args: argparse.Namespace) -> int:
                                                  or args.strategy in GRADIENT):
         raise UsageError(f"--space {args.space} needs --target (a latency such as 5ms): the default target,"
                          " MobileNetV2 at the space's width, is a block chain")
-    data = load(args.data, root=args.data_root, val_fraction=args.val_fraction, seed=args.seed)
+    phases = Phases(quiet=args.quiet or args.json)  # a line for a phase that takes a while, none for bad input
+    with phases:
+        phases(f"loading the data: {args.data}")
+        data = load(args.data, root=args.data_root, val_fraction=args.val_fraction, seed=args.seed)
+        phases.end()
+        return _search_with_data(args, storage, resume, resuming, options, constraints, data, phases)
+
+
+def _search_with_data(args: argparse.Namespace, storage: str, resume: SearchResume | None, resuming: bool,
+                      options: dict[str, Any], constraints: Any, data: Any, phases: Phases) -> int:
+    from mnas.evaluate import ProxyEvaluator
+    from mnas.objectives import Target
+    from mnas.train import ProxyConfig
+
     latency = measuring_backend(args) if args.strategy == "fbnet" else _latency_backend(args, resume)
     if args.supernet and args.strategy not in GRADIENT:
         evaluator = _supernet_evaluator(args, data, latency)
@@ -329,21 +342,26 @@ def cmd_search(args: argparse.Namespace) -> int:
     if resuming:
         reward = None  # the study's own reward and target (a zoo target is not measured again)
     else:
+        reference = Target.parse(target_text).reference if target_text and args.reward != "accuracy" else None
+        if reference:
+            phases(f"data: {data!r}; measuring the target's reference {reference} ({type(latency).__name__}),"
+                   " then the search")
         try:
             reward = _reward(args, target_text, lambda name: evaluator.reference_latency(name, space))
         except ConnectionError as exc:
             raise _device_error(args, exc) from None
+        phases.end()
         args.target = target_text if args.reward != "accuracy" else None  # recorded as resolved
     with contextlib.nullcontext() if resuming else new_study_record(storage, args):
         if args.strategy == "enas":
             return _search_enas(args, space, data, latency, reward, storage, options, resuming)
         if args.strategy in GRADIENT:
             return search_gradient(args, space, data, latency, reward, storage, options, resuming)
-        return _search(args, space, evaluator, reward, options, storage, constraints, data, resume)
+        return _search(args, space, evaluator, reward, options, storage, constraints, data, resume, phases)
 
 
 def _search(args: argparse.Namespace, space: Any, evaluator: Any, reward: Any, options: dict[str, Any], storage: str,
-            constraints: Any, data: Any, resume: SearchResume | None) -> int:
+            constraints: Any, data: Any, resume: SearchResume | None, phases: Phases | None = None) -> int:
     from mnas.loop import search
 
     budget = _budget(args, resume)
@@ -354,13 +372,20 @@ def _search(args: argparse.Namespace, space: Any, evaluator: Any, reward: Any, o
     torch.set_num_threads(args.threads)  # the driver trains in-process with --executor local
     display = None
     if not (args.quiet or args.json):
-        display = _LiveDisplay(storage) if sys.stderr.isatty() else _PlainProgress()
+        plan = "the study's own budget" if budget is None else " and ".join(
+            ([f"{budget.trials} trials"] if budget.trials else []) + ([f"{budget.hours:g} h"] if budget.hours else []))
+        target = f", target {reward.target_ms:.3f} ms" if reward is not None and reward.target_ms is not None else ""
+        if phases is not None:
+            phases(f"search: {args.strategy}, {plan}{target}, {args.executor} executor -> {storage}: starting")
+        display = _LiveDisplay(storage) if sys.stderr.isatty() else _PlainProgress(busy=_busy_line(evaluator))
+    callbacks = [lambda event: phases.end()] if phases is not None else []  # the search has started
+    callbacks += [display.update] if display else []
     started = time.monotonic()
     try:
         with display or contextlib.nullcontext():
             study = search(space, evaluate=evaluator, reward=reward, strategy=args.strategy, strategy_options=options,
                            budget=budget, storage=storage, executor=args.executor, workers=workers,
-                           ray_address=args.ray_address, seed=args.seed, callbacks=[display.update] if display else [],
+                           ray_address=args.ray_address, seed=args.seed, callbacks=callbacks,
                            constraints=constraints)
     except KeyboardInterrupt:
         print(f"\nmnas: interrupted; finished trials are saved in {storage}. "
@@ -372,22 +397,71 @@ def _search(args: argparse.Namespace, space: Any, evaluator: Any, reward: Any, o
     return _report(study, storage, time.monotonic() - started, args.json) or rc
 
 
-class _PlainProgress:
-    """When stderr is not a terminal (a log file, nohup): one line per finished trial."""
+def _busy_line(evaluator: Any) -> str | None:
+    """The busy-machine warning when candidates' latency is measured on this machine, else None."""
+    latency = getattr(evaluator, "latency", None)
+    if getattr(latency, "name", None) not in ("onnxruntime", "torch"):
+        return None
+    from mnas.latency.device import busy_note
 
-    def __init__(self) -> None:
+    return busy_note("the latencies measured here, beside the trainings,")
+
+
+class _PlainProgress:
+    """When stderr is not a terminal (a log file, nohup, CI): `ProgressPrinter`'s line per finished
+    trial (with the rate and time left), and while trials run longer than $MNAS_PROGRESS_EVERY seconds
+    (default 30) a line at that interval saying which and for how long."""
+
+    def __init__(self, file=None, every: float | None = None, busy: str | None = None) -> None:
+        import threading
+
+        from mnas._util.progress import progress_every
         from mnas.loop import ProgressPrinter
 
-        self.printer = ProgressPrinter(sys.stderr)
+        self.file = file or sys.stderr
+        self.every = progress_every() if every is None else every
+        self.printer = ProgressPrinter(self.file, every=self.every)
+        self.running: dict[int, float] = {}  # trial number -> when it started
+        self.lock, self.stop = threading.Lock(), threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="mnas-progress", daemon=True)
+        self.busy = busy  # printed as the first trial starts (before it, an error is bad input: one line)
 
     def __enter__(self):
+        if self.every > 0:
+            self.thread.start()
         return self
 
     def __exit__(self, *exc):
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=5)
         return False
 
     def update(self, event) -> None:
-        self.printer(event)
+        with self.lock:
+            if self.busy:
+                print(self.busy, file=self.file, flush=True)
+                self.busy = None
+            if event.trial is not None:
+                if event.kind == "start":
+                    self.running[event.trial.number] = time.monotonic()
+                elif event.kind in ("complete", "failed"):
+                    self.running.pop(event.trial.number, None)
+            self.printer(event)
+
+    def _beat(self) -> None:
+        from mnas._util.progress import format_duration
+
+        while not self.stop.wait(min(self.every, 5.0) if self.every > 0 else 5.0):
+            now = time.monotonic()
+            with self.lock:
+                if now - self.printer.last_line < self.every or not self.running:
+                    continue
+                oldest = min(self.running, key=self.running.get)
+                others = f" and {len(self.running) - 1} more" if len(self.running) > 1 else ""
+                print(f"        trial {oldest}{others} running for {format_duration(now - self.running[oldest])}"
+                      " (training, then latency)", file=self.file, flush=True)
+                self.printer.last_line = now
 
 
 class _LiveDisplay:

@@ -16,6 +16,12 @@ contention for caches and memory bandwidth: on a busy machine figures still drif
 minutes. The wall-clock median is always reported beside it (`wall_median_ms`); ``clock='wall'``
 forces wall time.
 
+Affinity: where the OS allows it (Linux), a single-threaded measurement pins the measuring thread to
+the CPU it is on for the warm-up and the samples, so the scheduler does not move it to a cold core
+mid-measurement (restored afterwards). Whole networks compared with each other (a lookup table's fit
+and validation) are measured in interleaved rounds (`mnas.latency.lut_build`), so that a burst of
+load falls on all of them rather than on one.
+
 Torch-free: the device server imports this module.
 """
 
@@ -23,10 +29,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -34,7 +42,7 @@ import numpy as np
 
 from mnas.space import Arch, as_arch
 
-__all__ = ["CLOCKS", "LatencyBackend", "LatencyResult", "Protocol", "Timing", "time_callable"]
+__all__ = ["CLOCKS", "LatencyBackend", "LatencyResult", "Protocol", "Timing", "pinned_to_one_cpu", "time_callable"]
 
 CLOCKS = ("auto", "wall", "thread")
 RUNTIME_OF = {"remote": "onnxruntime"}  # backend name -> the runtime it measures (default: the name)
@@ -104,6 +112,53 @@ def time_callable(run: Callable[[], object], protocol: Protocol = Protocol(), cl
     """Time `run()` under `protocol`. `single_thread` says whether all its work is on this thread
     (only then can ``auto`` use the thread's CPU clock)."""
     clock = _resolve_clock(clock, single_thread)
+    with pinned_to_one_cpu(single_thread):
+        return _time(run, protocol, clock)
+
+
+def _current_cpu() -> int | None:
+    """The CPU the calling thread runs on (Linux: field 39 of /proc/thread-self/stat), or None."""
+    try:
+        with open("/proc/thread-self/stat", "rb") as f:
+            fields_ = f.read().rsplit(b")", 1)[1].split()
+        return int(fields_[36])  # the 39th field; the first two (pid, comm) are before the split
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+@contextmanager
+def pinned_to_one_cpu(enabled: bool = True) -> Iterator[int | None]:
+    """Pin the calling thread to the CPU it is on (or the lowest it may use) while the block runs;
+    yields that CPU, or None where affinity cannot be set (not Linux, one CPU allowed, refused)."""
+    setter, getter = getattr(os, "sched_setaffinity", None), getattr(os, "sched_getaffinity", None)
+    if not enabled or setter is None or getter is None:
+        yield None
+        return
+    try:
+        allowed = getter(0)
+    except OSError:
+        yield None
+        return
+    if len(allowed) < 2:
+        yield None
+        return
+    cpu = _current_cpu()
+    cpu = cpu if cpu in allowed else min(allowed)
+    try:
+        setter(0, {cpu})
+    except OSError:
+        yield None
+        return
+    try:
+        yield cpu
+    finally:
+        try:
+            setter(0, allowed)
+        except OSError:  # pragma: no cover - widening back to what was allowed is not refused
+            pass
+
+
+def _time(run: Callable[[], object], protocol: Protocol, clock: str) -> Timing:
     tick = time.thread_time if clock == "thread" else time.perf_counter
     start = time.perf_counter()
     runs = 0

@@ -20,7 +20,7 @@ try:  # POSIX only; elsewhere the lock serialises threads of one process only
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["DeviceLock", "cpu_model", "device_info", "device_lock", "runtime_versions"]
+__all__ = ["DeviceLock", "busy_note", "cpu_model", "device_info", "device_lock", "machine_load", "runtime_versions"]
 
 
 @lru_cache(maxsize=1)
@@ -53,6 +53,31 @@ def device_info() -> dict[str, Any]:
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
     }
+
+
+def machine_load() -> dict[str, Any] | None:
+    """This machine's load now: the 1-minute load average (os.getloadavg: processes running or waiting
+    for a CPU), the CPUs this process may use, and whether it is busy (load at least that many CPUs:
+    every one has work besides ours). None where the platform has no load average."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return {"load": round(load, 2), "cpus": cpus, "busy": load >= cpus}
+
+
+def busy_note(what: str = "latency measured now") -> str | None:
+    """One line warning that the machine is busy, with the load figure; None when it is not (or unknown)."""
+    state = machine_load()
+    if not state or not state["busy"]:
+        return None
+    return (f"warning: this machine is busy (load {state['load']:.1f} on {state['cpus']} CPUs): {what} can be 10-30%"
+            " off a quiet machine's, even on the thread's CPU clock (caches and memory are shared); measure when it"
+            " is quiet for figures to keep")
 
 
 def runtime_versions(*modules: str) -> dict[str, str]:

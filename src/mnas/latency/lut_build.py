@@ -8,7 +8,13 @@ per-call cost), so a few random networks of the space are measured whole and
 ``measured ~ scale * sum + overhead_ms`` is fitted by least squares on relative error.
 
 The build writes its file atomically every few entries, and a build pointed at an unfinished file
-of the same settings resumes from the entries it holds.
+of the same settings resumes from the entries it holds. It records the machine's load while it ran
+(``load``: the 1-minute load average's min, mean and max, and the CPUs), which validation prints
+beside the table's error: a table built on a busy machine is less accurate, and now it says so.
+
+Whole networks (the fit's, and validation's) are measured in interleaved rounds
+(`measure_interleaved`): each round is a pass over all of them with a share of the protocol's
+samples, and each figure is the median of its rounds, so a burst of load is shared by all of them.
 """
 
 from __future__ import annotations
@@ -21,17 +27,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import numpy as np
 
-from mnas.latency.base import LatencyBackend
+from mnas.latency.base import LatencyBackend, LatencyResult, OnnxBackend, Protocol
+from mnas.latency.device import machine_load
 from mnas.latency.lut import FORMAT, LayerUnit, LookupTable, arch_units, block_units, conv_out, head_unit, stem_unit
-from mnas.space import Arch, MnasNetSpace
+from mnas.space import Arch, MnasNetSpace, as_arch
 from mnas.space.base import SearchSpace
 
-__all__ = ["build_lut", "enumerate_units", "fit_overhead", "recalibrate", "reference_archs", "unit_module", "unit_shape",
-           "validate_lut"]
+__all__ = ["build_lut", "enumerate_units", "fit_overhead", "measure_interleaved", "recalibrate", "reference_archs",
+           "unit_module", "unit_shape", "validate_lut"]
 
 Progress = Callable[[int, int, str], None]
 
@@ -263,13 +271,16 @@ def reference_archs(space: MnasNetSpace, references: Sequence[str]) -> list[Arch
 
 def build_lut(space: SearchSpace, backend: LatencyBackend, out: str | os.PathLike, *, fit_archs: int = 20,
               seed: int = 0, save_every: int = 20, in_chans: int = 3, progress: Progress | None = None,
-              references: Sequence[str] = ()) -> LookupTable:
+              references: Sequence[str] = (), log: Callable[[str], None] | None = None,
+              rounds: int = 3) -> LookupTable:
     """Measure every layer signature of `space` on `backend` and write the table to `out` (JSON).
 
     `references` (zoo names) adds the layers of those models, so that a search target such as
     "0.8x mnasnet_b1" can be predicted by the same table as the candidates. Resumes an unfinished
     file of the same space and backend settings (or adds missing references to a finished one);
-    returns the finished table."""
+    returns the finished table. `log` gets a line as each phase starts; `rounds`: the fit networks'
+    interleaved rounds (`measure_interleaved`)."""
+    log = log or (lambda _: None)
     if isinstance(fit_archs, bool) or not isinstance(fit_archs, int) or fit_archs < 0:
         raise ValueError(f"fit_archs={fit_archs!r}: expected an integer >= 0")
     path = Path(out)
@@ -293,6 +304,7 @@ def build_lut(space: SearchSpace, backend: LatencyBackend, out: str | os.PathLik
 
     def save() -> None:
         data["build_seconds"] = time.perf_counter() - started
+        data["load"] = _load_seen(data.get("load"))
         _atomic_write(path, data)
 
     def tick(what: str) -> None:
@@ -301,6 +313,9 @@ def build_lut(space: SearchSpace, backend: LatencyBackend, out: str | os.PathLik
         if progress:
             progress(done, total, what)
 
+    earlier = f" ({len(units) - len(todo)} measured earlier)" if len(todo) < len(units) else ""
+    log(f"measuring {len(todo)} layer signatures{earlier}, then {fit_archs} whole networks for the fit")
+    data["load"] = _load_seen(data.get("load"))
     if data.get("empty_ms") is None:
         data["empty_ms"] = _measure_unit(backend, _Empty.module(), _Empty.shape)["raw_ms"]
     empty = float(data["empty_ms"])
@@ -314,10 +329,14 @@ def build_lut(space: SearchSpace, backend: LatencyBackend, out: str | os.PathLik
             save()
     save()
     table = LookupTable.from_dict({**data, "complete": True}, path)
-    for arch in _sample_distinct(space, fit_archs, np.random.default_rng([seed, 1]))[len(data["fit_points"]):]:
-        measured = backend.measure(arch, space.input_size, space.num_classes, in_chans=in_chans).median_ms
-        data["fit_points"].append({"arch": str(arch), "sum_ms": table.predict(arch), "measured_ms": measured})
-        tick("whole network")
+    fit = _sample_distinct(space, fit_archs, np.random.default_rng([seed, 1]))[len(data["fit_points"]):]
+    if fit:
+        log(f"fitting scale and overhead: {len(fit)} whole networks, in {max(1, rounds)} interleaved rounds")
+    results = measure_interleaved(backend, fit, space.input_size, space.num_classes, in_chans=in_chans, rounds=rounds,
+                                  per_arch=lambda: tick("whole network"))
+    for arch, result in zip(fit, results, strict=True):
+        data["fit_points"].append({"arch": str(arch), "sum_ms": table.predict(arch), "measured_ms": result.median_ms})
+    if fit:
         save()
     scale, overhead = fit_overhead([p["sum_ms"] for p in data["fit_points"]],
                                    [p["measured_ms"] for p in data["fit_points"]])
@@ -325,6 +344,92 @@ def build_lut(space: SearchSpace, backend: LatencyBackend, out: str | os.PathLik
     data["complete"] = True
     save()
     return LookupTable.from_dict(data, path)
+
+
+def _load_seen(seen: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`seen` (min, mean, max of the 1-minute load average, samples, CPUs) with the load now added."""
+    now = machine_load()
+    if now is None:
+        return seen
+    if not isinstance(seen, dict) or not isinstance(seen.get("samples"), int) or seen["samples"] < 1:
+        return {"min": now["load"], "mean": now["load"], "max": now["load"], "samples": 1, "cpus": now["cpus"]}
+    n = seen["samples"] + 1
+    return {"min": min(seen["min"], now["load"]), "max": max(seen["max"], now["load"]),
+            "mean": round(seen["mean"] + (now["load"] - seen["mean"]) / n, 3), "samples": n, "cpus": now["cpus"]}
+
+
+def describe_load(load: dict[str, Any] | None) -> str:
+    """'load 4.1-6.3 (mean 5.2) on 2 CPUs', or 'load not recorded'."""
+    if not isinstance(load, dict) or not all(isinstance(load.get(k), (int, float)) for k in ("min", "max", "mean")):
+        return "load not recorded"
+    spread = f"{load['min']:.1f}" if load["max"] - load["min"] < 0.05 else f"{load['min']:.1f}-{load['max']:.1f}"
+    cpus = f" on {load['cpus']} CPUs" if isinstance(load.get("cpus"), int) else ""
+    return f"load {spread} (mean {load['mean']:.1f}){cpus}"
+
+
+def measure_interleaved(backend: LatencyBackend, archs: Sequence[Any], input_size: int, num_classes: int, *,
+                        batch_size: int = 1, in_chans: int = 3, rounds: int = 3,
+                        progress: Callable[[int, int], None] | None = None,
+                        per_arch: Callable[[], None] | None = None) -> list[LatencyResult]:
+    """Latency of each of `archs`, measured in `rounds` interleaved passes (the order reversed every
+    other pass) with 1/rounds of the backend's protocol each; a figure is the median of its passes'
+    medians (its wall median likewise), n the samples of all passes. A backend without a `Protocol`
+    (a device server, a table, a test double) measures each once. `per_arch` is called once per
+    network when its figure is final, `progress(i, n)` after each measurement."""
+    archs = list(archs)
+    protocol = getattr(backend, "protocol", None)
+    if rounds <= 1 or len(archs) < 2 or not isinstance(protocol, Protocol):
+        out = []
+        for i, arch in enumerate(archs, 1):
+            out.append(backend.measure(arch, input_size, num_classes, batch_size, in_chans=in_chans))
+            if progress:
+                progress(i, len(archs))
+            if per_arch:
+                per_arch()
+        return out
+    share = replace(protocol, min_repeats=max(3, math.ceil(protocol.min_repeats / rounds)),
+                    max_repeats=max(3, math.ceil(protocol.max_repeats / rounds)),
+                    max_time_s=protocol.max_time_s / rounds)
+    passes: list[list[LatencyResult]] = [[] for _ in archs]
+    runs = [_prepared(backend, as_arch(a), input_size, num_classes, batch_size, in_chans) for a in archs]
+    order = list(range(len(archs)))
+    step, steps = 0, rounds * len(archs)
+    backend.protocol = share  # type: ignore[attr-defined]
+    try:
+        for r in range(rounds):
+            for i in (order if r % 2 == 0 else order[::-1]):
+                passes[i].append(runs[i]())
+                step += 1
+                if progress:
+                    progress(step, steps)
+                if per_arch and r == rounds - 1:
+                    per_arch()
+    finally:
+        backend.protocol = protocol  # type: ignore[attr-defined]
+    return [_combine(p) for p in passes]
+
+
+def _prepared(backend: LatencyBackend, arch: Any, input_size: int, num_classes: int, batch_size: int,
+              in_chans: int) -> Callable[[], LatencyResult]:
+    """One uncached measurement of `arch` on `backend`; a backend that times ONNX exports it once."""
+    if isinstance(backend, OnnxBackend):
+        from mnas.latency.export import timing_model
+
+        shape = (batch_size, in_chans, input_size, input_size)
+        model = backend.to_onnx(timing_model(arch, input_size, num_classes, batch_size, in_chans), shape)
+        return lambda: backend._result(backend.measure_onnx(model, shape), shape, num_classes, str(arch))
+    return lambda: backend._measure(arch, input_size, num_classes, batch_size, in_chans=in_chans)
+
+
+def _combine(results: list[LatencyResult]) -> LatencyResult:
+    walls = [r.wall_median_ms for r in results if not math.isnan(r.wall_median_ms)]
+    medians = [r.median_ms for r in results]
+    mid = median(medians)
+    return replace(results[0], median_ms=mid, iqr_ms=float(np.subtract(*np.percentile(medians, [75, 25]))),
+                   cv=float(np.std(medians) / np.mean(medians)) if np.mean(medians) > 0 else 0.0,
+                   n=sum(r.n for r in results), min_ms=min(r.min_ms for r in results),
+                   wall_median_ms=median(walls) if walls else math.nan,
+                   settings={**results[0].settings, "interleaved_rounds": len(results)})
 
 
 def _sample_distinct(space: SearchSpace, n: int, rng: np.random.Generator, exclude: set[str] = frozenset(),
@@ -369,13 +474,15 @@ def recalibrate(table: LookupTable, backend: LatencyBackend, n: int = 10, seed: 
 
 def validate_lut(table: LookupTable, backend: LatencyBackend, n: int = 50, seed: int = 12345,
                  space: SearchSpace | None = None, progress: Progress | None = None,
-                 recalibrate_with: int = 0) -> dict[str, Any]:
+                 recalibrate_with: int = 0, rounds: int = 3) -> dict[str, Any]:
     """Measure `n` random architectures of the table's space for real and compare with the table.
 
     With `recalibrate_with` = k > 0, first refit the table's scale and overhead on k other networks
     measured now (see `recalibrate`). Returns n, within_10pct (fraction), mape (mean absolute
-    percentage error, %), spearman (rank correlation), max_abs_pct, the fit used, and the rows
-    sorted by absolute error (largest first). Never measures a network used for fitting."""
+    percentage error, %), spearman (rank correlation), max_abs_pct, the fit used, the machine's load
+    during validation and the table's during its build (`load`, `table_load`), and the rows sorted by
+    absolute error (largest first). Never measures a network used for fitting. The networks are
+    measured in `rounds` interleaved passes (`measure_interleaved`)."""
     from mnas._util import require
 
     stats = require("scipy.stats", "LUT validation (Spearman correlation)")
@@ -388,14 +495,15 @@ def validate_lut(table: LookupTable, backend: LatencyBackend, n: int = 50, seed:
     archs = _sample_distinct(space, n, np.random.default_rng(seed), exclude=fitted)
     if recalibrate_with:
         table = recalibrate(table, backend, recalibrate_with, seed, space, exclude={str(a) for a in archs})
-    rows = []
-    for i, arch in enumerate(archs, 1):
+    rows, load = [], _load_seen(None)
+    results = measure_interleaved(backend, archs, table.input_size, table.num_classes, batch_size=table.batch_size,
+                                  in_chans=table.in_chans, rounds=rounds,
+                                  progress=(lambda i, total: progress(i, total, "validate")) if progress else None)
+    load = _load_seen(load)
+    for arch, result in zip(archs, results, strict=True):
         predicted = table.predict(arch)
-        result = backend.measure(arch, table.input_size, table.num_classes, table.batch_size, in_chans=table.in_chans)
         rows.append({"arch": str(arch), "predicted_ms": predicted, "measured_ms": result.median_ms,
                      "measured_cv": result.cv, "error_pct": 100.0 * (predicted - result.median_ms) / result.median_ms})
-        if progress:
-            progress(i, n, "validate")
     err = np.array([abs(r["error_pct"]) for r in rows])
     rho = float("nan")
     if len(rows) >= 3:
@@ -404,4 +512,5 @@ def validate_lut(table: LookupTable, backend: LatencyBackend, n: int = 50, seed:
     return {"n": len(rows), "within_10pct": float(np.mean(err <= 10.0)), "mape": float(err.mean()),
             "spearman": None if math.isnan(rho) else rho, "max_abs_pct": float(err.max()),
             "fit": {"scale": table.scale, "overhead_ms": table.overhead_ms, "recalibrated_with": recalibrate_with},
-            "backend": backend.describe(), "table": table.path, "rows": rows}
+            "backend": backend.describe(), "table": table.path, "rounds": max(1, rounds),
+            "load": load, "table_load": table.meta.get("load"), "rows": rows}
