@@ -151,39 +151,63 @@ def cmd_measure(args: argparse.Namespace) -> int:
         if backend.name == "lut":
             size, classes, chans = size or backend.input_size, classes or backend.num_classes, chans or backend.in_chans
         result = backend.measure(arch, size or 224, classes or 1000, args.batch_size, in_chans=chans or 3)
+    if backend.name not in ("lut", "remote"):  # measured on this machine: say so if it was busy (after: bad input
+        _busy_warning("this figure")           # is refused with one line)
     if args.json:
         emit_json(result.to_dict())
         return 0
-    spread = f"IQR {result.iqr_ms:.3f} ms, CV {100 * result.cv:.1f}%, n={result.n}" if result.n else "predicted"
-    print(f"{result.median_ms:.3f} ms  ({spread})")
-    wall = "" if math.isnan(result.wall_median_ms) else f", wall median {result.wall_median_ms:.3f} ms"
-    shape = "x".join(str(d) for d in result.input_shape)
-    precision = result.settings.get("precision", "fp32")
-    print(f"backend {result.backend} {precision}, clock {result.clock}{wall}, input {shape},"
-          f" cpu {result.device.get('cpu', '?')}")
+    print(measure_lines(result))
     return 0
 
 
-@contextmanager
-def _progress(label: str, quiet: bool = False) -> Iterator[Any]:
-    """A callback progress(done, total, what) drawing a rich bar on stderr (plain lines without rich)."""
-    try:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    except ImportError:
-        def plain(done: int, total: int, what: str) -> None:
-            if done == total or done % 50 == 0:
-                print(f"{label}: {done}/{total}", file=sys.stderr)
-        yield plain
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-               TextColumn("{task.fields[what]}"))
-    with Progress(*columns, console=Console(stderr=True), transient=False, disable=quiet) as bar:
-        task = bar.add_task(label, total=None, what="")
+def measure_lines(result: Any) -> str:
+    """`latency measure`'s text: the figure named by its clock, the wall-clock median beside it."""
+    shape = "x".join(str(d) for d in result.input_shape)
+    precision = result.settings.get("precision", "fp32")
+    where = f"backend {result.backend} {precision}, input {shape}, cpu {result.device.get('cpu', '?')}"
+    if not result.n:
+        return f"{result.median_ms:.3f} ms predicted by the lookup table\n{where}"
+    spread = f"IQR {result.iqr_ms:.3f} ms, CV {100 * result.cv:.1f}%, n={result.n}"
+    wall = "" if math.isnan(result.wall_median_ms) else f"{result.wall_median_ms:.3f} ms"
+    if result.clock == "thread":
+        head = f"{result.median_ms:.3f} ms median thread CPU time ({spread})"
+        tail = (f"wall-clock median {wall}: the thread CPU time leaves out the time the OS gave other processes"
+                if wall else "")
+    else:
+        head = f"{result.median_ms:.3f} ms median wall-clock time ({spread})"
+        tail = ""
+    return "\n".join(line for line in (head, tail, where) if line)
 
-        def update(done: int, total: int, what: str) -> None:
-            bar.update(task, completed=done, total=total, what=what[:40])
-        yield update
+
+@contextmanager
+def _progress(label: str, quiet: bool = False, unit: str = "") -> Iterator[Any]:
+    """A callback progress(done, total, what): a bar with rate and time left on a terminal, plain lines
+    every $MNAS_PROGRESS_EVERY seconds (default 30) off it (`mnas.cli._progress.count_progress`)."""
+    from mnas.cli._progress import count_progress
+
+    with count_progress(label, unit, quiet) as progress:
+        yield progress
+
+
+def _busy_warning(what: str) -> None:
+    from mnas.latency.device import busy_note
+
+    note = busy_note(what)
+    if note:
+        print(note, file=sys.stderr, flush=True)
+
+
+def _warn_when_measuring(progress: Any, what: str) -> Any:
+    """`progress` that first says whether the machine is busy, once measuring has begun (before it, an error
+    is bad input and gets its one line)."""
+    first = [True]
+
+    def update(done: int, total: int, text: str = "") -> None:
+        if first[0]:
+            first[0] = False
+            _busy_warning(what)
+        progress(done, total, text)
+    return update
 
 
 def _data_shape(args: argparse.Namespace) -> tuple[int, int, int]:
@@ -228,17 +252,20 @@ def cmd_build_lut(args: argparse.Namespace) -> int:
     print(_log_space, file=sys.stderr)
     with _device_errors():
         backend = make_backend(args)
-        with _progress("build-lut") as progress:
-            table = build_lut(space, backend, args.out, fit_archs=args.fit_archs, seed=args.seed,
-                              in_chans=in_chans, progress=progress, references=references)
+        with _progress("build-lut", unit="measurements") as progress:
+            table = build_lut(space, backend, args.out, fit_archs=args.fit_archs, seed=args.seed, in_chans=in_chans,
+                              progress=_warn_when_measuring(progress, "a table built now"), references=references,
+                              log=lambda line: print(f"build-lut: {line}", file=sys.stderr, flush=True))
     summary = {"out": args.out, "entries": len(table.entries), "scale": table.scale,
                "overhead_ms": table.overhead_ms, "build_seconds": table.meta.get("build_seconds"),
-               "backend": table.meta.get("backend"), "space": table.meta.get("space")}
+               "backend": table.meta.get("backend"), "space": table.meta.get("space"), "load": table.meta.get("load")}
     if args.json:
         emit_json(summary)
         return 0
+    from mnas.latency.lut_build import describe_load
+
     print(f"wrote {args.out}: {summary['entries']} layer signatures, fit: {table.scale:.3f} x sum"
-          f" {table.overhead_ms:+.3f} ms, built in {summary['build_seconds']:.0f} s")
+          f" {table.overhead_ms:+.3f} ms, built in {summary['build_seconds']:.0f} s at {describe_load(summary['load'])}")
     return 0
 
 
@@ -261,15 +288,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 args.calibration = args.calibration or settings.get("calibration")
         backend = make_backend(args)
         table.check_deployment(*backend.deployment)  # before the progress bar: one line, nothing measured
-        with _progress("validate") as progress:
+        with _progress("validate", unit="measurements") as progress:
+            progress = _warn_when_measuring(progress, "the measurements compared with the table")
             report = validate_lut(table, backend, args.n, args.seed, progress=progress,
                                   recalibrate_with=args.recalibrate)
     if args.json:
         emit_json(report)
         return 0
+    from mnas.latency.lut_build import describe_load
+
     rho = "n/a" if report["spearman"] is None else f"{report['spearman']:.4f}"
     print(f"{report['n']} architectures: {100 * report['within_10pct']:.1f}% within ±10%,"
-          f" MAPE {report['mape']:.2f}%, Spearman {rho}; largest errors:")
+          f" MAPE {report['mape']:.2f}%, Spearman {rho}")
+    print(f"  the table was built at {describe_load(report.get('table_load'))}; validated now at"
+          f" {describe_load(report.get('load'))} (a busy machine at either time widens the error)")
+    print("largest errors:")
     for row in report["rows"][:5]:
         print(f"  {row['error_pct']:+6.1f}%  predicted {row['predicted_ms']:.3f} ms,"
               f" measured {row['measured_ms']:.3f} ms  {row['arch']}")
