@@ -48,3 +48,16 @@ def test_file_digest_is_the_supernet_identity(tmp_path):
     path.write_bytes(b"y" + b"x" * (3 << 20))
     assert file_digest(path) != first
     assert {"CHECKPOINT", "METRICS", "data_identity"} <= set(full_names)  # what retrain and instance use is public
+
+
+def test_mnas_export_is_the_function_whatever_was_imported_first():
+    import subprocess
+    import sys
+
+    for first in ("import mnas.deploy.exporter", "from mnas.deploy import export", "import mnas.cli.export_cmd", "pass"):
+        code = (f"{first}\nimport importlib.util, types, mnas\n"
+                "assert isinstance(mnas.export, types.FunctionType), type(mnas.export)\n"
+                "assert mnas.export is mnas.deploy.export\n"
+                "assert importlib.util.find_spec('mnas.export') is None\n")  # before: a callable module
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, (first, proc.stderr[-500:])

@@ -32,8 +32,9 @@ _LAZY = {
     "Study": "mnas.study",
     "build_model": "mnas.models", "profile": "mnas.models",
     "get_strategy": "mnas.strategies",
+    "export": "mnas.deploy",
 }
-_SUBMODULES = ("data", "latency", "export", "reports", "train", "space", "models", "study", "strategies",
+_SUBMODULES = ("data", "latency", "deploy", "reports", "train", "space", "models", "study", "strategies",
                "objectives", "execution", "evaluate", "loop")
 
 __all__ = ["__version__", *_LAZY, *_SUBMODULES]

@@ -148,7 +148,7 @@ def test_untrained_export_needs_saying_so(tmp_path, capsys):
 def test_python_export_warns_when_untrained(tmp_path):
     import pytest
 
-    from mnas.export import export
+    from mnas.deploy import export
 
     with pytest.warns(UserWarning, match="UNTRAINED"):
         result = export(A, tmp_path / "a.onnx", input_size=8, num_classes=3)

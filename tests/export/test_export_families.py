@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from mnas.export import export
+from mnas.deploy import export
 from mnas.models import build_model
 from mnas.space import as_arch
 

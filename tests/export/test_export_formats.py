@@ -1,4 +1,4 @@
-"""`mnas.export.export`: ONNX and TorchScript files reproduce PyTorch's logits; JSON; trained weights."""
+"""`mnas.export` (`mnas.deploy.export`): ONNX and TorchScript files reproduce PyTorch's logits; JSON; trained weights."""
 
 import json
 import zipfile
@@ -6,7 +6,7 @@ import zipfile
 import pytest
 import torch
 
-from mnas.export import ExportResult, export, format_from_path
+from mnas.deploy import ExportResult, export, format_from_path
 from mnas.latency.export import calibrate_bn
 from mnas.models import build_model
 from mnas.space import as_arch, get_arch

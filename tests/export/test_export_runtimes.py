@@ -11,7 +11,7 @@ import torch
 from test_export_formats import trained_file
 
 from mnas.cli import main
-from mnas.export import export, format_from_path
+from mnas.deploy import export, format_from_path
 from mnas.latency.export import calibrate_bn
 from mnas.models import build_model
 

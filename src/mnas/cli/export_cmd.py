@@ -117,7 +117,7 @@ def _pick_trial(study: Any, args: argparse.Namespace, name: str):
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from mnas.export import export, format_from_path
+    from mnas.deploy import export, format_from_path
     from mnas.space import adapt_strides
 
     if args.study and args.arch:
