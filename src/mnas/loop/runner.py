@@ -7,6 +7,13 @@ running trials. Resuming (the same storage again) re-queues them, restores the s
 Everything that can go wrong with one candidate's result (a bad figure, a reward that cannot be
 computed, a value that cannot be stored) is checked before the strategy is told, and fails that trial
 with its reason: no trial is left running by an exception the loop could have caught.
+
+What the strategy is told besides the reward (`strategy_infos`): the trial's figures and its violation
+of the study's *hard* constraints only: the target of a hard reward (`Reward.is_hard`) and the study's
+limits (`Constraints`). A soft reward's target is part of the reward, not a constraint: under it every
+trial is told feasible, so the strategies that rank feasible candidates first (evolution, replay,
+predictor, tpe, gp, nsga2) optimise the reward itself (issue 22). The loop also gives the strategy the
+latency no candidate may exceed (`latency_limit_ms`; None under a soft reward without a latency limit).
 """
 
 from __future__ import annotations
@@ -29,13 +36,14 @@ from mnas.evaluate.constrained import _infeasible
 from mnas.execution import Executor
 from mnas.loop.budget import Budget
 from mnas.loop.lease import WriterLease
-from mnas.objectives import Reward
+from mnas.objectives import Constraints, Reward
 from mnas.space import Arch, SearchSpace
 from mnas.strategies import Strategy
+from mnas.strategies.base import check_infos
 from mnas.study import Storage, Study, Trial
 from mnas.study.trial import FLOAT_ATTRS, INT_ATTRS, check_attrs
 
-__all__ = ["RunResult", "SearchEvent"]
+__all__ = ["RunResult", "SearchEvent", "latency_limit_ms", "strategy_infos"]
 
 log = get_logger("search")
 
@@ -80,6 +88,37 @@ class RunResult:
         return f"{'stopped early: ' if self.early else ''}{self.reason}"
 
 
+def latency_limit_ms(reward: Reward, limits: Constraints | None = None) -> float | None:
+    """The latency (ms) no candidate may exceed: the target of a hard reward and the limits'
+    `max_latency_ms`, the smaller when both are set; None when latency is only part of the reward."""
+    found = [v for v in (reward.target_ms if reward.is_hard else None, limits.max_latency_ms if limits else None)
+             if v is not None]
+    return min(found) if found else None
+
+
+def strategy_infos(reward: Reward, limits: Constraints | None, accuracy: float | None, latency_ms: float | None,
+                   params: Any = None, macs: Any = None, peak_memory: Any = None) -> dict[str, Any]:
+    """What a strategy is told about one result besides its reward (`Strategy.tell`'s infos): the figures,
+    and `violation`, the relative excess over the study's hard constraints: `max(0, LAT/T - 1)` under a
+    hard reward (`reward.is_hard`), plus `limits.violation` of the known figures. A soft reward's target
+    is no constraint: under it (and without limits) every result is feasible and the strategy optimises
+    the reward. Unknown figures (a failed trial) break nothing."""
+    violation = 0.0
+    if reward.is_hard and reward.target_ms is not None and latency_ms is not None:
+        violation += max(0.0, float(latency_ms) / reward.target_ms - 1.0)
+    if limits:
+        metrics = {"params": params, "macs": macs, "peak_memory": peak_memory, "latency_ms": latency_ms}
+        violation += limits.violation({k: v for k, v in metrics.items() if v is not None}, partial=True)
+    return {"accuracy": accuracy, "latency_ms": latency_ms, "params": params, "macs": macs, "peak_memory": peak_memory,
+            "feasible": violation == 0.0, "violation": violation}
+
+
+def _number_or_none(value: Any) -> float | None:
+    """A figure the loop does not otherwise check (peak memory from a user's evaluator): a finite number, or None."""
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    return float(value) if number and math.isfinite(value) else None
+
+
 def _accepts_architecture(obj: Any) -> bool:
     """An `Arch` (the block chain); other families count once `mnas.space` says they are architectures."""
     if isinstance(obj, Arch):
@@ -119,6 +158,12 @@ class Runner:
         # are not search trials and do not use the search's trial budget
         self.retrained = retrained_count(trials)
         self.tell_infos = "infos" in inspect.signature(strategy.tell).parameters
+        # The study's hard limits (a plain `Study` has them too; anything else: none).
+        limits = getattr(study, "limits", None)
+        self.limits = limits if isinstance(limits, Constraints) else Constraints()
+        set_limit = getattr(strategy, "set_latency_limit", None)
+        if callable(set_limit):  # e.g. the predictor models latency against it
+            set_limit(latency_limit_ms(reward, self.limits))
 
     # -- budget ----------------------------------------------------------------------------
     def _can_start(self) -> bool:
@@ -202,7 +247,8 @@ class Runner:
             return
         hit = self.storage.find_complete(key)
         if hit is not None:
-            self._tell([tokens], [hit.reward], [self._info(hit.accuracy, hit.latency_ms, hit.params, hit.macs)])
+            peak = _number_or_none((hit.extra or {}).get("peak_memory"))
+            self._tell([tokens], [hit.reward], [self._info(hit.accuracy, hit.latency_ms, hit.params, hit.macs, peak)])
             self.storage.save_strategy_state(self.strategy.state_dict(), self.strategy.num_told)
             self._emit("repeat", hit)
             self._repeated()
@@ -259,15 +305,9 @@ class Runner:
             else:
                 self.explore.append(found)
 
-    def _info(self, accuracy: float | None, latency_ms: float | None, params: Any = None, macs: Any = None) -> dict:
-        target = getattr(self.reward, "target_ms", None)
-        feasible = None
-        if latency_ms is not None:
-            check = getattr(self.reward, "feasible", None)
-            feasible = bool(check(latency_ms)) if callable(check) else (target is None or latency_ms <= target)
-        violation = None if target is None or latency_ms is None else max(0.0, latency_ms / target - 1.0)
-        return {"accuracy": accuracy, "latency_ms": latency_ms, "params": params, "macs": macs,
-                "feasible": feasible, "violation": violation}
+    def _info(self, accuracy: float | None, latency_ms: float | None, params: Any = None, macs: Any = None,
+              peak_memory: Any = None) -> dict:
+        return strategy_infos(self.reward, self.limits, accuracy, latency_ms, params, macs, peak_memory)
 
     def _tell(self, told: list[list[int]], rewards: list[float | None], infos: list[dict]) -> None:
         if self.tell_infos:
@@ -275,22 +315,25 @@ class Runner:
         else:
             self.strategy.tell(told, rewards)
 
-    def _prepare(self, result: Any, info: dict[str, Any]) -> tuple[dict[str, Any], float, dict[str, Any]]:
-        """Validate a job's result and compute the reward: (figures, reward, stored attributes).
-        Raises (ValueError, or whatever the reward raises) before anything is told or stored."""
+    def _prepare(self, result: Any, info: dict[str, Any]) -> tuple[dict[str, Any], float, dict[str, Any], dict]:
+        """Validate a job's result and compute the reward: (figures, reward, stored attributes, what the
+        strategy is told). Raises (ValueError, or whatever the reward raises) before anything is told or stored."""
         checked = check_result(result, need_latency=not self.evaluator.latency_in_driver,
                                who=f"the evaluator ({type(self.evaluator).__name__})")
         merged = {**checked, **{k: v for k, v in info.items() if k != "extra"}}
         if not checked["ok"]:
-            return merged, math.nan, {}
+            return merged, math.nan, {}, {}
         reward = float(self.reward(merged["accuracy"], merged["latency_ms"]))
         if not math.isfinite(reward):
             raise ValueError(f"the reward of accuracy {merged['accuracy']!r} at {merged['latency_ms']!r} ms is {reward}")
-        figures = self._info(merged["accuracy"], merged["latency_ms"], merged.get("params"), merged.get("macs"))
+        # "feasible" in the stored trial: whether it meets the reward's target (True without one), as before.
         extra = {**info.get("extra", {}), **{k: v for k, v in merged.items() if k not in RESULT_KEYS},
-                 "accuracy_source": self.evaluator.accuracy_source, "feasible": figures["feasible"]}
+                 "accuracy_source": self.evaluator.accuracy_source, "feasible": bool(self.reward.feasible(merged["latency_ms"]))}
         attrs = check_attrs({**{k: merged.get(k) for k in _STORED}, "extra": extra}, FLOAT_ATTRS + INT_ATTRS + ("extra",))
-        return merged, reward, attrs
+        told = self._info(merged["accuracy"], merged["latency_ms"], merged.get("params"), merged.get("macs"),
+                          _number_or_none(merged.get("peak_memory")))
+        check_infos([told], 1)  # a figure the strategy cannot take fails this trial, not the search
+        return merged, reward, attrs, told
 
     def _finish(self, future: Future) -> None:
         number, tokens, key, info = self.pending.pop(future)
@@ -302,7 +345,7 @@ class Runner:
             self._fail(number, tokens, key, f"{type(exc).__name__}: {exc}")
             return
         try:
-            merged, reward, attrs = self._prepare(result, info)
+            merged, reward, attrs, figures = self._prepare(result, info)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - a result that cannot be scored or stored fails its trial
@@ -312,7 +355,6 @@ class Runner:
             self._fail(number, tokens, key, str(merged.get("failure") or "training failed"), result, info)
             return
         told = [tokens] + self.waiting.pop(key, [])
-        figures = self._info(merged["accuracy"], merged["latency_ms"], merged.get("params"), merged.get("macs"))
         self._tell(told, [reward] * len(told), [figures] * len(told))
         self.storage.complete_trial(number, merged["accuracy"], merged["latency_ms"], reward,
                                     strategy_state=self.strategy.state_dict(), n_told=self.strategy.num_told, **attrs)

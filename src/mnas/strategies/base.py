@@ -13,7 +13,15 @@ Contract (the shared suite in tests/strategies checks every implementation):
   `violation` (float >= 0, 0 = feasible; see `mnas.objectives.Constraints`); other keys are ignored.
   Strategies that handle constraints read feasibility from there; a missing `feasible` is derived from
   `violation` and vice versa (an infeasible trial of unknown violation counts as violation 1.0), and a
-  trial told without either is feasible.
+  trial told without either is feasible. `violation` is the excess over *hard* constraints only: the
+  target of a hard reward and hard limits (the search loop's `mnas.loop.runner.strategy_infos`). A soft
+  reward's target is part of the reward: the loop tells such trials feasible, and a strategy that ranks
+  feasible candidates first then simply optimises the reward (issue 22). Strategies never see the reward
+  itself, only its values: what is a constraint is the caller's decision, made once, in the loop.
+- `set_latency_limit(ms)`: the latency no candidate may exceed (a hard target or a `max_latency_ms`
+  limit; None: latency is only rewarded). The loop calls it before every run; it is the study's setting,
+  not a hyperparameter, and not part of the state. Strategies may use it to model latency (the
+  predictor does); told violations are the constraint either way.
 - All randomness comes from a generator owned by the strategy and seeded by `seed`: the same seed and
   the same sequence of ask/tell calls give the same proposals.
 - `state_dict()` is a JSON-serialisable dict; `load_state_dict` on a strategy built with the same
@@ -128,6 +136,7 @@ class Strategy:
         self.seed = check_seed(seed)
         self.rng = as_rng(self.seed)
         self.num_told = 0
+        self.latency_limit_ms: float | None = None  # set by the search loop (`set_latency_limit`)
 
     # -- public interface --------------------------------------------------------------------
     def ask(self, n: int = 1) -> list[list[int]]:
@@ -159,6 +168,15 @@ class Strategy:
             else:
                 self._tell(checked, values)
             self.num_told += len(checked)
+
+    def set_latency_limit(self, limit_ms: float | None) -> None:
+        """The latency (ms) no candidate may exceed, from the study (a hard reward's target or a
+        `max_latency_ms` limit), or None when latency is only part of the reward. Not stored in the state."""
+        if limit_ms is not None and (isinstance(limit_ms, bool) or not isinstance(limit_ms, (int, float, np.floating))
+                                     or not (math.isfinite(limit_ms) and limit_ms > 0)):
+            raise ValueError(f"{self.name or type(self).__name__}: latency limit {limit_ms!r}: expected a latency "
+                             "> 0 ms, or None for no limit")
+        self.latency_limit_ms = None if limit_ms is None else float(limit_ms)
 
     def hyperparameters(self) -> dict[str, Any]:
         """The keyword arguments that recreate this strategy (besides space and seed)."""

@@ -13,10 +13,14 @@ it, not the real objective, on many candidates, then proposes the most promising
 - Acquisition: the ensemble's mean plus `kappa` times its spread (an upper confidence bound).
 - Constraints: when some told trial is infeasible (`infos` with `feasible`/`violation`), a second
   ensemble predicts the violation, and candidates predicted feasible (`< 0.5 * smallest told positive
-  violation`) are preferred; without a feasible one, the smallest predicted violation wins. A
+  violation`) are preferred; without a feasible one, the smallest predicted violation wins. With a
+  latency limit, a third ensemble learns log-latency from the told `latency_ms` instead and the
+  constraint is `predicted latency <= limit` (a latency model generalises better than a violation that
+  is 0 for most trials). The limit is the study's own: the search loop calls `set_latency_limit` with
+  the target of a hard reward or the study's `max_latency_ms` (None under a soft reward: its target is
+  not a constraint, issue 22); `target_ms` adds one by hand (with both, the smaller counts). A
   `latency_model` (a callable `tokens_list -> latency ms`, e.g. a lookup-table predictor) with
-  `target_ms` replaces that learned constraint by the model's `latency <= target_ms`; `target_ms` alone
-  learns log-latency from the told `latency_ms` instead. The callable is not a stored hyperparameter:
+  `target_ms` replaces the learned latency by the model's. The callable is not a stored hyperparameter:
   pass it again when resuming.
 
 The models are retrained from scratch at every ask from the told history and the strategy's generator,
@@ -107,12 +111,19 @@ class PredictorGuided(Strategy):
         self._offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         self._width = int(sizes.sum())
         self.history: list[tuple[list[int], float | None, float]] = []  # (tokens, reward or None, violation)
-        self.latencies: list[float | None] = []  # told latency_ms, for target_ms without a latency_model
+        self.latencies: list[float | None] = []  # told latency_ms, to learn latency under a limit
         self.proposed: set[tuple[int, ...]] = set()
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"initial": self.initial, "candidates": self.candidates, "ensemble": self.ensemble,
                 "hidden": self.hidden, "epochs": self.epochs, "kappa": self.kappa, "target_ms": self.target_ms}
+
+    @property
+    def limit_ms(self) -> float | None:
+        """The latency constraint in force: `target_ms` and the study's limit (`set_latency_limit`), the
+        smaller when both are set; None when there is none."""
+        found = [v for v in (self.target_ms, self.latency_limit_ms) if v is not None]
+        return min(found) if found else None
 
     # -- proposals ---------------------------------------------------------------------------------
     def _candidates(self, n: int, done: list[tuple[list[int], float, float]]) -> list[list[int]]:
@@ -154,14 +165,15 @@ class PredictorGuided(Strategy):
         pred = mlp_ensemble_fit(x, np.array([r for _, r, _ in done]), self.rng, **fit)(xc)  # (E, C)
         score = pred.mean(0) + self.kappa * pred.std(0)
         violation = np.zeros(len(cands))
+        limit = self.limit_ms
         if self.latency_model is not None:
             lat = np.asarray(self.latency_model(cands), dtype=np.float64)
-            violation = np.maximum(0.0, lat / self.target_ms - 1.0)
-        elif self.target_ms is not None and any(v is not None for v in self.latencies):
+            violation = np.maximum(0.0, lat / limit - 1.0)
+        elif limit is not None and any(v is not None for v in self.latencies):
             known = [(t, lat) for (t, _, _), lat in zip(self.history, self.latencies, strict=True) if lat is not None]
             xl = _one_hot(np.array([t for t, _ in known]), self._offsets, self._width)
             log_lat = mlp_ensemble_fit(xl, np.log([lat for _, lat in known]), self.rng, **fit)(xc).mean(0)
-            violation = np.maximum(0.0, np.exp(log_lat) / self.target_ms - 1.0)
+            violation = np.maximum(0.0, np.exp(log_lat) / limit - 1.0)
         else:
             told = np.array([v for _, _, v in done])
             if (told > 0).any():  # learn the constraint only once it has been seen broken
