@@ -1,6 +1,8 @@
-"""Hostile requests against a device server this script starts itself on 127.0.0.1 (issue 13, items 1-5).
+"""Hostile requests against a device server this script starts itself on 127.0.0.1 (issue 13, items 1-5),
+and bad values of the server's own options, which must stop it at start (issue 21).
 
     python benchmarks/probe_server.py            # the checkout's server
+    python benchmarks/probe_server.py --startup-only   # only the start-up options (seconds, no requests)
     PYTHONPATH=/tmp/old/src python benchmarks/probe_server.py   # an older tree, for a before/after
 
 Only loopback: the server listens on 127.0.0.1 and every request goes there. Every loop is bounded
@@ -358,8 +360,48 @@ def overhead(srv: Server, n: int = 20) -> str:
             f" ms (IQR {q[0]:.1f}..{q[2]:.1f})")
 
 
+def startup_cases() -> list[tuple[str, bool, str]]:
+    """The server's own options (issue 21): each bad value must stop `mnas device serve` at start with
+    exit 2 and one line, not start a server nobody can use. A server still up after 30 s is killed."""
+    results = []
+    for label, extra in [
+        ("all-blank --token", ["--token", " " * 12]),
+        ("--token with a trailing space", ["--token", TOKEN + " "]),
+        ("non-ASCII --token", ["--token", "tökén-ünïcode-123"]),
+        ("--time-limit-s 1e308", ["--token", TOKEN, "--time-limit-s", "1e308"]),
+        ("--threads 100000", ["--token", TOKEN, "--threads", "100000"]),
+        ("--max-connections 100000", ["--token", TOKEN, "--max-connections", "100000"]),
+        ("--max-body-mb 1e308", ["--token", TOKEN, "--max-body-mb", "1e308"]),
+        ("--max-memory-mb 1e308", ["--token", TOKEN, "--max-memory-mb", "1e308"]),
+    ]:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "mnas.cli", "device", "serve", "--host", HOST, "--port", "0",
+                                 "--quiet", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "MNAS_DEVICE_TOKEN": ""})
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate(timeout=15)
+            outcome, ok = "started and kept serving (killed after 30 s)", False
+        else:
+            lines = err.strip().splitlines()
+            ok = proc.returncode == 2 and len(lines) == 1 and "internal error" not in err
+            outcome = f"exit {proc.returncode} in {time.perf_counter() - t0:.1f} s: {(lines or [''])[-1][:120]}"
+        results.append((f"serve with {label}", ok, outcome))
+        print(f"  {'ok ' if ok else 'BAD'}  serve with {label}: {outcome}", flush=True)
+    return results
+
+
 def main() -> int:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--startup-only", action="store_true",
+                        help="only the server's own options at start (no server, no requests)")
+    args = parser.parse_args()
+    startup = startup_cases()
+    print(f"start-up options: tried {len(startup)}, handled {sum(ok for _, ok, _ in startup)}", flush=True)
+    if args.startup_only:
+        return 0
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min),"
           f" {os.cpu_count()} CPUs", flush=True)
     t0 = time.perf_counter()
@@ -371,7 +413,9 @@ def main() -> int:
             print(overhead(srv), flush=True)
         results = run_cases(srv)
         handled = sum(ok for _, ok, _ in results)
-        print(f"tried {len(results)}, handled {handled}")
+        print(f"requests: tried {len(results)}, handled {handled}")
+        results += startup
+        print(f"tried {len(results)}, handled {sum(ok for _, ok, _ in results)} (requests and start-up options)")
         print(f"server peak RSS: parent VmHWM {_rss_kb(srv.proc.pid, 'VmHWM') // 1024} MiB; parent + measuring process"
               f" (sampled every 50 ms) {srv.peak_total_kb // 1024} MiB")
         if srv.new_api:

@@ -11,6 +11,12 @@ Three probes, each a bounded number of rounds with real `kill -9`:
   first's pid, and no architecture was evaluated twice.
 * recovery: a search is killed with SIGKILL and another started at once on the same study; handled
   when the second one takes the study over without waiting and finishes new trials.
+* resume-cli (issue 21): `mnas search --resume` (the real CLI) started while another `mnas search
+  --resume` runs on the same study, at three moments: while the first is still setting up (before it
+  holds the writer lease), while it holds the lease, and just after it gave the lease up. The writer
+  record is sampled every 20 ms, so each outcome is explained: handled when one writer at a time held
+  the study, a search that found it held was refused (exit 2, naming the holder's pid), no
+  architecture was evaluated twice and the budget was not overrun. `--cli-rounds 0` skips it.
 
 Prints counts (tried / handled) and the measured times; `PYTHONPATH=<old checkout>/src` probes an
 older mnas (before the writer lease the refusals are simply absent).
@@ -19,6 +25,7 @@ older mnas (before the writer lease the refusals are simply absent).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sqlite3
@@ -200,10 +207,99 @@ def probe_recovery(root: Path, rounds: int) -> tuple[int, int, list[float]]:
     return rounds, handled, times
 
 
+def _writer_pid(db: Path) -> int | None | str:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            row = conn.execute("SELECT value FROM writer WHERE slot = 0").fetchone()
+    except sqlite3.Error:
+        return "?"
+    return None if row is None else int(json.loads(row[0])["pid"])
+
+
+CLI_SEARCH = ["--quiet", "--strategy", "random", "--epochs", "1", "--max-train-seconds", "2", "--seed", "0"]
+
+
+def _cli(db: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    log = open(f"{db}.{time.monotonic_ns()}.err", "w+")  # noqa: SIM115 - read back by _stderr
+    proc = subprocess.Popen([sys.executable, "-m", "mnas.cli", "search", "--storage", str(db), *CLI_SEARCH, *extra],
+                            stdout=subprocess.DEVNULL, stderr=log, text=True, env=env)
+    proc.log = log  # type: ignore[attr-defined]
+    return proc
+
+
+def probe_resume_cli(root: Path, rounds: int, extra_trials: int = 3) -> tuple[int, int]:
+    """`mnas search --resume` twice on one study; the second started at a chosen moment of the first."""
+    handled = 0
+    moments = ("setup", "holding", "released")
+    for r in range(rounds):
+        moment = moments[r % 3]
+        db = root / f"resume{r}.db"
+        made = _cli(db, "--trials", "2")
+        made.wait(timeout=600)
+        if made.returncode != 0:
+            print(f"  resume-cli round {r}: could not make the study (rc {made.returncode}): "
+                  f"{_stderr(made).strip()[-200:]}", flush=True)
+            continue
+        budget = 2 + extra_trials
+        t0 = time.monotonic()
+        a = _cli(db, "--resume", "--trials", str(budget))
+        timeline: list[tuple[float, object]] = []
+        b: subprocess.Popen | None = None
+        b_started, b_writer_when_started, a_held, a_held_when_b_started = 0.0, None, False, False
+        deadline = t0 + 600
+        while time.monotonic() < deadline:
+            now = time.monotonic() - t0
+            w = _writer_pid(db)
+            if not timeline or timeline[-1][1] != w:
+                timeline.append((now, w))
+            a_held = a_held or w == a.pid
+            start = b is None and ((moment == "setup" and now >= 0.2) or (moment == "holding" and w == a.pid)
+                                   or (moment == "released" and a_held and w != a.pid) or a.poll() is not None)
+            if start:
+                b, b_started = _cli(db, "--resume"), now
+                b_writer_when_started, a_held_when_b_started = w, a_held
+            if b is not None and a.poll() is not None and b.poll() is not None:
+                break
+            time.sleep(0.02)
+        for p in (a, b):
+            if p is not None and p.poll() is None:
+                _kill(p)
+        assert b is not None
+        name = {a.pid: "A", b.pid: "B"}
+        line = [(round(t, 2), name.get(w, w)) for t, w in timeline]
+        # one writer at a time: the record never switched straight from one holder to the other
+        switched = any(x in name and y in name and x != y for (_, x), (_, y) in zip(timeline, timeline[1:], strict=False))
+        refused = {p: p.returncode == 2 and "being written by another search" in _stderr(p)
+                   and f"pid {(b if p is a else a).pid}" in _stderr(p) for p in (a, b)}
+        if b_writer_when_started == a.pid:
+            why = "B started while A held the lease"
+            ok = refused[b] and a.returncode == 0
+        elif a_held_when_b_started:
+            why = "B started after A gave the lease up (A's search had finished)"
+            ok = b.returncode == 0 and a.returncode == 0
+        else:
+            first = next((name[w] for _, w in timeline if w in name), None)
+            why = f"B started while A was still setting up; {first or 'nobody'} reached the lease first"
+            ok = (a.returncode == 0 and refused[b]) if first == "A" else (b.returncode == 0 and refused[a])
+        dups, n = _duplicates(db), _count(db, "complete") + _count(db, "failed")
+        ok = ok and not switched and dups == 0 and n <= budget
+        handled += ok
+        print(f"  resume-cli round {r} (B at {moment}, started {b_started:.1f} s): {why}; A rc {a.returncode}, "
+              f"B rc {b.returncode}; {'ok' if ok else 'BAD'}; trials {n}/{budget}, duplicates {dups}; "
+              f"writer timeline {line}{'' if ok else '; B: ' + _stderr(b).strip()[-160:]}",
+              flush=True)
+    return rounds, handled
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--grace", type=float, default=15.0, help="seconds workers may take to exit (default 15)")
+    parser.add_argument("--cli-rounds", type=int, default=3,
+                        help="rounds of the resume-cli probe (real `mnas search` runs, ~1 min each; default 3)")
+    parser.add_argument("--only", choices=("orphans", "two-writers", "recovery", "resume-cli"), action="append",
+                        help="run only these probes (repeatable; default all)")
     parser.add_argument("--driver", nargs=2, metavar=("DB", "EXECUTOR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.driver:
@@ -211,16 +307,24 @@ def main() -> None:
     import mnas
 
     print(f"mnas {mnas.__version__} from {Path(mnas.__file__).parent}; load: {os.getloadavg()}", flush=True)
+    only = set(args.only or ("orphans", "two-writers", "recovery", "resume-cli"))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        n, ok, times = probe_orphans(root, args.rounds, args.grace)
-        print(f"orphans: tried {n}, handled {ok}; exit after kill: median {sorted(times)[len(times) // 2]:.1f} s, "
-              f"max {max(times):.1f} s", flush=True)
-        n2, ok2 = probe_two_writers(root, args.rounds)
-        print(f"two-writers: tried {n2}, handled {ok2}", flush=True)
-        n3, ok3, times3 = probe_recovery(root, args.rounds)
-        print(f"recovery after kill -9: tried {n3}, handled {ok3}; two new trials after the restart: median "
-              f"{sorted(times3)[len(times3) // 2]:.1f} s", flush=True)
+        if "orphans" in only:
+            n, ok, times = probe_orphans(root, args.rounds, args.grace)
+            print(f"orphans: tried {n}, handled {ok}; exit after kill: median {sorted(times)[len(times) // 2]:.1f} s, "
+                  f"max {max(times):.1f} s", flush=True)
+        if "two-writers" in only:
+            n2, ok2 = probe_two_writers(root, args.rounds)
+            print(f"two-writers: tried {n2}, handled {ok2}", flush=True)
+        if "recovery" in only:
+            n3, ok3, times3 = probe_recovery(root, args.rounds)
+            print(f"recovery after kill -9: tried {n3}, handled {ok3}; two new trials after the restart: median "
+                  f"{sorted(times3)[len(times3) // 2]:.1f} s", flush=True)
+        if "resume-cli" in only and args.cli_rounds > 0:
+            n4, ok4 = probe_resume_cli(root, args.cli_rounds)
+            print(f"resume-cli (a second mnas search --resume while the first runs): tried {n4}, handled {ok4}",
+                  flush=True)
     print(f"load after: {os.getloadavg()}")
 
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from mnas.space import Arch, as_arch, get_arch, is_zoo_name
 
-__all__ = ["UsageError", "add_space_options", "check_data_args", "emit_json", "positive_float", "positive_int",
-           "resolve_arch", "space_from_args", "table"]
+__all__ = ["UsageError", "add_space_options", "check_data_args", "check_output_file", "emit_json", "physical_memory",
+           "positive_float", "positive_int", "resolve_arch", "space_from_args", "table", "thread_count"]
+
+
+MAX_ARCH_FILE = 16 * 2**20  # an architecture's JSON is a few KB; a bigger file is not one
 
 
 class UsageError(Exception):
@@ -43,6 +47,42 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def thread_count(text: str) -> int:
+    """--threads: 1 up to this machine's CPU count (more only queues threads: ONNX Runtime aborts or every
+    measurement times out at 100,000)."""
+    value = positive_int(text)
+    cpus = os.cpu_count() or 1
+    if value > cpus:
+        raise argparse.ArgumentTypeError(f"{value} threads on a machine with {cpus} CPUs: expected 1 to {cpus}")
+    return value
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (None where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_output_file(path: str, flag: str) -> None:
+    """UsageError unless `path` is a regular file or does not exist yet: a device node, FIFO or folder
+    would be read forever (or without end) and then replaced."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"{flag} {path} is a folder: give a file name, e.g. {Path(path) / 'lut.json'}")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file"
+        raise UsageError(f"{flag} {path} is {kind}, not a regular file: give a file name")
 
 
 def nonneg_int(text: str) -> int:
@@ -224,13 +264,23 @@ def resolve_arch(text: str) -> Arch:
     if text.endswith(".json") or (len(text) < 4096 and "_" not in path.name and path.is_file()):
         if not path.is_file():
             raise UsageError(f"architecture file not found: {text}")
+        if path.stat().st_size > MAX_ARCH_FILE:
+            raise UsageError(f"{text}: {path.stat().st_size:,} bytes is not an architecture file (those are a few KB;"
+                             f" at most {MAX_ARCH_FILE // 2**20} MiB)")
         try:
             data = json.loads(path.read_text())
-            if isinstance(data, dict) and isinstance(data.get("arch"), str):
-                return as_arch(data["arch"])  # what `mnas export --format json` writes
+            if isinstance(data, dict) and "arch" in data:  # what `mnas export --format json` writes
+                if not isinstance(data["arch"], str):
+                    raise ValueError(f"'arch' must be the architecture's text, got {type(data['arch']).__name__}")
+                return as_arch(data["arch"])
             return as_arch(data)  # a family's JSON dict ({"family": ...}) or a block chain's
         except json.JSONDecodeError as exc:
             raise UsageError(f"{text}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except RecursionError:
+            raise UsageError(f"{text}: JSON nested too deeply to be an architecture (a few levels are): check the"
+                             " file") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{text}: not a text file: expected architecture JSON") from None
         except ValueError as exc:
             raise UsageError(f"{text}: {exc}") from None
     try:

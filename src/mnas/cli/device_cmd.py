@@ -9,8 +9,9 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Callable
 
-from mnas.cli._common import UsageError, emit_json, positive_float, positive_int
+from mnas.cli._common import UsageError, emit_json, positive_float, positive_int, thread_count
 
 TOKEN_ENV = "MNAS_DEVICE_TOKEN"
 
@@ -23,16 +24,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, required=True, help="TCP port (0: any free port)")
     p.add_argument("--token", help=f"the shared secret clients must send (or set {TOKEN_ENV}); at least 8 characters")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    p.add_argument("--threads", type=positive_int, default=1, help="ONNX Runtime intra-op threads (default 1)")
-    p.add_argument("--max-body-mb", type=positive_float, default=64.0, help="largest ONNX upload (default 64 MiB)")
-    p.add_argument("--time-limit-s", type=positive_float, default=60.0,
+    p.add_argument("--threads", type=thread_count, default=1,
+                   help="ONNX Runtime intra-op threads, at most the device's CPU count (default 1)")
+    p.add_argument("--max-body-mb", type=_bounded(positive_float, 2048), default=64.0,
+                   help="largest ONNX upload, at most 2048 (default 64 MiB)")
+    p.add_argument("--time-limit-s", type=_bounded(positive_float, 86400), default=60.0,
                    help="longest one model may take to load and time, not counting a wait for the device lock;"
-                        " over it the measuring process is restarted and the client gets 422 (default 60)")
-    p.add_argument("--max-memory-mb", type=positive_float, default=1024.0,
+                        " over it the measuring process is restarted and the client gets 422 (default 60, at most"
+                        " 86400)")
+    p.add_argument("--max-memory-mb", type=_bounded(positive_float, 2**20), default=1024.0,
                    help="memory a measurement may use above the measuring process's idle size (an address-space"
-                        " cap, Linux); over it the client gets 422 (default 1024)")
-    p.add_argument("--max-connections", type=positive_int, default=16,
-                   help="connections served at once; more are answered 503 (default 16)")
+                        " cap, Linux); over it the client gets 422 (default 1024, at most 1048576)")
+    p.add_argument("--max-connections", type=_bounded(positive_int, 1024), default=16,
+                   help="connections served at once, at most 1024; more are answered 503 (default 16)")
     p.add_argument("--quiet", action="store_true", help="do not log requests")
     p.set_defaults(handler=cmd_serve)
 
@@ -43,14 +47,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_info)
 
 
+def _bounded(parse: Callable[[str], float], limit: float) -> Callable[[str], float]:
+    """An argparse type: `parse`, then at most `limit` (a typo such as 1e308 would break every request)."""
+    def check(text: str) -> float:
+        value = parse(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"{text}: expected at most {limit:,.10g}")
+        return value
+    check.__name__ = parse.__name__
+    return check
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    from mnas.latency.server import DeviceServer
+    from mnas.latency.server import DeviceServer, check_token
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port}: expected 0 to 65535")
-    token = args.token or os.environ.get(TOKEN_ENV)
+    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV)
     if not token:
         raise UsageError(f"the device server needs a token: pass --token or set {TOKEN_ENV}")
+    try:
+        check_token(token)  # before the measuring process starts: a token no client can send is refused at once
+    except ValueError as exc:
+        raise UsageError(f"{'--token' if args.token is not None else TOKEN_ENV}: {exc}") from None
     try:
         server = DeviceServer(token, args.host, args.port, args.threads, int(args.max_body_mb * 2**20), quiet=args.quiet,
                               time_limit_s=args.time_limit_s, max_memory_bytes=int(args.max_memory_mb * 2**20),

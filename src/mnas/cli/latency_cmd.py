@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,13 +14,17 @@ from mnas.cli._common import (
     UsageError,
     add_space_options,
     check_data_args,
+    check_output_file,
     emit_json,
     nonneg_int,
+    physical_memory,
     positive_int,
     resolve_arch,
     space_from_args,
+    thread_count,
 )
 
+MAX_TABLE_FILE = 256 * 2**20  # a lookup table is a few MB; --out is read to resume it
 BACKEND_CHOICES = ("onnxruntime", "torch", "remote", "lut", "litert", "executorch")
 QUANTIZING = ("onnxruntime", "litert", "executorch")  # backends that take --precision int8
 
@@ -34,7 +39,8 @@ def _backend_options(p: argparse.ArgumentParser, lut: bool = True) -> None:
                         " runtime's own quantizer (QDQ for onnxruntime, XNNPACK's for litert and executorch)")
     p.add_argument("--calibration", type=positive_int, default=None, metavar="N",
                    help="int8: calibration inputs (default 8; latency does not depend on their values)")
-    p.add_argument("--threads", type=positive_int, default=1, help="intra-op threads (default 1, one big core)")
+    p.add_argument("--threads", type=thread_count, default=1,
+                   help="intra-op threads, at most this machine's CPU count (default 1, one big core)")
     p.add_argument("--device", default="cpu", help="torch backend: cpu or cuda (default cpu)")
     p.add_argument("--clock", choices=("auto", "wall", "thread"), default="auto",
                    help="auto: the thread's CPU time at 1 thread (leaves out time the OS gives other processes),"
@@ -150,6 +156,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
         size, classes, chans = args.input_size, args.num_classes, args.in_chans
         if backend.name == "lut":
             size, classes, chans = size or backend.input_size, classes or backend.num_classes, chans or backend.in_chans
+        else:  # the network is built and run here (exported here for a device server): it must fit in memory
+            _check_fits(arch, size or 224, classes or 1000, args.batch_size, chans or 3)
         result = backend.measure(arch, size or 224, classes or 1000, args.batch_size, in_chans=chans or 3)
     if backend.name not in ("lut", "remote"):  # measured on this machine: say so if it was busy (after: bad input
         _busy_warning("this figure")           # is refused with one line)
@@ -177,6 +185,28 @@ def measure_lines(result: Any) -> str:
         head = f"{result.median_ms:.3f} ms median wall-clock time ({spread})"
         tail = ""
     return "\n".join(line for line in (head, tail, where) if line)
+
+
+def _check_fits(arch: Any, size: int, classes: int, batch: int, chans: int) -> None:
+    """UsageError when building, exporting and timing `arch` at this shape would need more than half of
+    this machine's memory (a 20000-pixel input or a batch of a million asks for tens of GB)."""
+    from mnas.models.profile import MAX_PARAMS, arch_profile
+    from mnas.space import Arch
+
+    memory = physical_memory()
+    if not memory:
+        return
+    if isinstance(arch, Arch):
+        prof = arch_profile(arch, size, classes, chans)
+        if prof.params > MAX_PARAMS:
+            return  # building it says what is wrong
+        # activations twice (the export's trace, then ONNX Runtime), weights three times (model, ONNX, session)
+        need = 2 * batch * prof.peak_memory + 3 * 4 * prof.params
+    else:  # a cell network: no analytic peak; its first stage keeps dozens of channels at full resolution
+        need = 4 * batch * max(chans, 64) * size * size
+    if need > memory // 2:
+        raise UsageError(f"--input-size {size} --batch-size {batch}: measuring needs about {need / 2**30:,.1f} GiB,"
+                         f" over half of this machine's {memory / 2**30:.0f} GiB: use a smaller input size or batch")
 
 
 @contextmanager
@@ -240,6 +270,10 @@ def _references(text: str, width: float) -> list[str]:
 def cmd_build_lut(args: argparse.Namespace) -> int:
     from mnas.latency.lut_build import build_lut
 
+    check_output_file(args.out, "--out")  # an unfinished table there is resumed: it is read first
+    if os.path.isfile(args.out) and os.path.getsize(args.out) > MAX_TABLE_FILE:
+        raise UsageError(f"--out {args.out}: {os.path.getsize(args.out):,} bytes is not a lookup table (those are a"
+                         " few MB): give a new file name")
     num_classes, in_chans, data_size = _data_shape(args)
     space = space_from_args(args, num_classes, data_size)
     if hasattr(space, "width_mult"):

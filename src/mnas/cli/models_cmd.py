@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mnas.cli._common import emit_json, nonneg_int, positive_int, resolve_arch, table
+from mnas.cli._common import UsageError, emit_json, nonneg_int, positive_int, resolve_arch, table
 
 DEFAULT_INPUT = 224
 
@@ -80,8 +80,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_arch_show(args: argparse.Namespace) -> int:
+    from mnas.models.profile import MAX_PARAMS
+
     arch = resolve_arch(args.arch)
     row = _describe(None, arch, args.num_classes, args.input_size)
+    if row["params"] > MAX_PARAMS:  # what `latency measure`, `train` and `export` refuse is refused here too
+        raise UsageError(f"architecture has {row['params']:,} parameters ({row['params'] * 4 / 1e9:,.0f} GB of float32),"
+                         f" above the {MAX_PARAMS:,} this mnas builds: reduce its filters or expansion")
     if hasattr(arch, "blocks"):  # a block chain lists its blocks; other families are their text
         row["blocks"] = [str(b) for b in arch.blocks]
     if args.json:
@@ -92,10 +97,6 @@ def cmd_arch_show(args: argparse.Namespace) -> int:
     print(f"MACs:    {row['macs'] / 1e6:.2f}M at {args.input_size}x{args.input_size}")
     if row["peak_memory"] is not None:
         print(f"memory:  {row['peak_memory'] / 2**20:.2f} MiB peak activations (float32, batch 1, inference)")
-    from mnas.models.profile import MAX_PARAMS
-
-    if row["params"] > MAX_PARAMS:
-        print(f"note:    above the {MAX_PARAMS:,} parameters mnas builds: it cannot be trained, measured or exported")
     if "blocks" in row:
         print(f"layers:  {row['layers']} in {len(arch.blocks)} blocks, "
               f"stem {arch.stem_chs} s{arch.stem_stride}, head {arch.head_chs}")

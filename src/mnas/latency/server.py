@@ -35,6 +35,7 @@ one at a time (a lock here, and the cross-process device lock there).
 from __future__ import annotations
 
 import hmac
+import os
 import socket
 import sys
 import threading
@@ -48,12 +49,18 @@ from mnas.latency.server_http import MAX_HEADER_BYTES, MAX_REQUEST_LINE, Bounded
 from mnas.latency.server_worker import MeasureWorker, WorkerError
 
 __all__ = ["DEFAULT_MAX_BODY", "DEFAULT_MAX_CONNECTIONS", "DEFAULT_MAX_MEMORY", "DEFAULT_TIME_LIMIT_S", "MAX_REPEATS",
-           "DeviceServer"]
+           "DeviceServer", "check_token"]
 
 DEFAULT_MAX_BODY = 64 * 2**20
 DEFAULT_MAX_MEMORY = 2**30
 DEFAULT_MAX_CONNECTIONS = 16
 DEFAULT_TIME_LIMIT_S = 60.0
+# Upper bounds of the server's own options: past them a setting is a typo that breaks every request
+# (a time limit of 1e308 s overflows the wait; 100,000 threads time every measurement out).
+MAX_TIME_LIMIT_S = 86400.0
+MAX_BODY_LIMIT = 2**31  # protobuf's own limit for one ONNX file
+MAX_CONNECTIONS_LIMIT = 1024
+MAX_MEMORY_LIMIT = 2**40
 MAX_REPEATS = 1000
 API = "/v1"
 _ROUTES = {f"{API}/info": "GET", f"{API}/measure": "POST"}
@@ -278,6 +285,22 @@ def _parse_params(query: dict[str, list[str]]) -> tuple[tuple[int, ...], int | N
     return check_shape(shape), repeats
 
 
+def check_token(token: Any) -> None:
+    """ValueError unless clients can send `token`: 8 or more printable ASCII characters, no space at either
+    end (a header value is stripped, and non-ASCII is not sent as typed), not all blank."""
+    if not isinstance(token, str) or len(token) < 8 or not token.strip():
+        raise ValueError("the device server needs a token of at least 8 characters, not all blank"
+                         " (--token or MNAS_DEVICE_TOKEN)")
+    if token != token.strip() or not token.isascii() or not token.isprintable():
+        raise ValueError("the device server's token must be printable ASCII with no space at either end (an HTTP"
+                         " header could not carry it as typed): use letters, digits and punctuation")
+
+
+def _at_most(name: str, value: Any, limit: float, why: str) -> None:
+    if value > limit:
+        raise ValueError(f"{name}={value!r}: expected at most {limit:g} ({why})")
+
+
 def _positive(name: str, value: Any, kind: type = int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) or not value > 0:
         raise ValueError(f"{name}={value!r}: expected a positive {'number' if kind is float else 'integer'}")
@@ -295,8 +318,7 @@ class DeviceServer:
                  max_body_bytes: int = DEFAULT_MAX_BODY, protocol: Protocol | None = None, quiet: bool = False,
                  time_limit_s: float = DEFAULT_TIME_LIMIT_S, max_memory_bytes: int | None = DEFAULT_MAX_MEMORY,
                  max_connections: int = DEFAULT_MAX_CONNECTIONS, header_timeout_s: float = 10.0):
-        if not isinstance(token, str) or len(token) < 8:
-            raise ValueError("the device server needs a token of at least 8 characters (--token or MNAS_DEVICE_TOKEN)")
+        check_token(token)
         _positive("threads", threads)
         _positive("max_body_bytes", max_body_bytes)
         _positive("time_limit_s", time_limit_s, float)
@@ -304,6 +326,13 @@ class DeviceServer:
         _positive("header_timeout_s", header_timeout_s, float)
         if max_memory_bytes is not None:
             _positive("max_memory_bytes", max_memory_bytes)
+        _at_most("threads", threads, os.cpu_count() or 1, "this machine's CPU count")
+        _at_most("max_body_bytes", max_body_bytes, MAX_BODY_LIMIT, "2 GiB, the largest ONNX file")
+        _at_most("time_limit_s", time_limit_s, MAX_TIME_LIMIT_S, "a day")
+        _at_most("header_timeout_s", header_timeout_s, MAX_TIME_LIMIT_S, "a day")
+        _at_most("max_connections", max_connections, MAX_CONNECTIONS_LIMIT, "a thread each")
+        if max_memory_bytes is not None:
+            _at_most("max_memory_bytes", max_memory_bytes, MAX_MEMORY_LIMIT, "1 TiB")
         import importlib.util
 
         if importlib.util.find_spec("onnxruntime") is None:  # checked without importing it into this process

@@ -113,7 +113,7 @@ class SearchStudy(Study):
                 pool.shutdown(cancel=True, wait=False)
                 raise
             pool.shutdown()
-        self.storage.set_meta("last_run", result.to_dict())
+            self.storage.set_meta("last_run", result.to_dict())  # under the lease: another search may take it next
         self.last_run = result
         return result
 

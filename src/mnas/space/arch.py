@@ -186,4 +186,7 @@ def as_arch(value: Arch | str | Iterable[str] | dict) -> Arch:
         return family.arch_from_dict(value)
     if family.is_architecture(value):
         return value
+    if isinstance(value, (bytes, bytearray)) or not isinstance(value, Iterable):  # None, a number: JSON's `null`
+        raise ValueError(f"an architecture must be its text, a JSON object or a list of block strings, got"
+                         f" {type(value).__name__}")
     return Arch(tuple(decode_block(b) for b in value))

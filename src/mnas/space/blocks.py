@@ -5,6 +5,8 @@ types and skip ops the reference lacks. Tokens always come in this order::
 
     [conv_|proj_]r<repeats>_k<kernel>_s<stride><stride>[_e<expansion>]_i<in>_o<out>[_se<ratio>][_noskip|_poolskip]
 
+with stride 1 or 2 (``s11``, ``s22``), as in the reference and every space.
+
 - no prefix and ``e1``: depthwise-separable conv (dw kxk, BN, act, [SE], pw 1x1, BN) — exactly what
   the reference means by an ``e1`` block;
 - no prefix and ``e>=2``: mobile inverted bottleneck (MBConv) with that expansion;
@@ -83,7 +85,7 @@ class BlockSpec:
             raise ValueError(f"unknown op {self.op!r}: expected one of {', '.join(OPS)}")
         if self.skip not in SKIPS:
             raise ValueError(f"unknown skip {self.skip!r}: expected one of {', '.join(SKIPS)}")
-        for name, lo, hi in (("repeats", 1, 64), ("stride", 1, 4), ("in_chs", 1, 100_000),
+        for name, lo, hi in (("repeats", 1, 64), ("stride", 1, 2), ("in_chs", 1, 100_000),
                              ("out_chs", 1, 100_000), ("exp_ratio", 1, 64)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
@@ -159,7 +161,10 @@ def decode_block(text: str) -> BlockSpec:
     half = tok[1:]
     if len(half) % 2 or half[: len(half) // 2] != half[len(half) // 2:]:
         raise ValueError(f"bad stride token '{tok}': expected the stride written twice (s11, s22)")
-    stride = _parse_int(half[: len(half) // 2], "stride", tok, 1, 4)
+    if half[: len(half) // 2] not in ("1", "2"):
+        raise ValueError(f"bad stride in token '{tok}': a block's stride is 1 or 2 (s11, s22), as in every space and"
+                         " the MnasNet reference; downsample further with more stride-2 blocks")
+    stride = int(half[0])
     exp = 1
     if op not in _PREFIXED:
         tok = take("e", "expansion", "e6")

@@ -66,14 +66,42 @@ def _read(kind: str, d: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]
     spec, xs, ys = CIFAR[kind], [], []
     for name in names:
         batch = _unpickle(d / name)
-        if b"data" not in batch or spec["labels"] not in batch:
-            raise ValueError(f"{d / name}: not a {kind} batch (needs b'data' and {spec['labels']!r})")
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        if not isinstance(batch, dict) or b"data" not in batch or spec["labels"] not in batch:
+            raise ValueError(f"{d / name}: not a {kind} batch (needs a dict with b'data' and {spec['labels']!r})")
+        data = _as_array(batch[b"data"], d / name, "data")
         if data.ndim != 2 or data.shape[1] != 3072:
             raise ValueError(f"{d / name}: data has shape {data.shape}, expected (N, 3072)")
-        xs.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))  # (N, 32, 32, 3)
-        ys.append(np.asarray(batch[spec["labels"]], dtype=np.int64))
+        if data.dtype != np.uint8:
+            if not np.issubdtype(data.dtype, np.integer) or (data.size and (data.min() < 0 or data.max() > 255)):
+                raise ValueError(f"{d / name}: data has dtype {data.dtype}, expected uint8 pixels (0..255)")
+        labels = _as_array(batch[spec["labels"]], d / name, spec["labels"].decode())
+        if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or not labels.size):
+            raise ValueError(f"{d / name}: labels have shape {labels.shape} and dtype {labels.dtype}, expected a list"
+                             " of integers")
+        xs.append(data.astype(np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))  # (N, 32, 32, 3)
+        ys.append(labels.astype(np.int64))
     return np.ascontiguousarray(np.concatenate(xs)), np.concatenate(ys)
+
+
+def _as_array(value: object, path: Path, what: str) -> np.ndarray:
+    """`value` as a numeric array; ValueError naming the file when it is not one (None, text, objects)."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):  # ragged lists and the like
+        array = None
+    if array is None or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise ValueError(f"{path}: {what} is not an array of numbers ({type(value).__name__}): not a CIFAR python batch")
+    return array
+
+
+def _class_names(kind: str, d: Path) -> list[str]:
+    spec = CIFAR[kind]
+    meta = _unpickle(d / spec["meta"])
+    names = meta.get(spec["names"]) if isinstance(meta, dict) else None
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, (bytes, str)) for n in names):
+        raise ValueError(f"{d / spec['meta']}: not a {kind} meta file (needs a dict whose {spec['names']!r} lists the"
+                         " class names)")
+    return [n.decode(errors="replace") if isinstance(n, bytes) else n for n in names]
 
 
 def load_cifar(kind: str, root: str | Path, val_fraction: float = 0.1, seed: int = 0, download: bool = False,
@@ -87,7 +115,7 @@ def load_cifar(kind: str, root: str | Path, val_fraction: float = 0.1, seed: int
         download_cifar(kind, root)
     d = _batches_dir(kind, root)
     spec = CIFAR[kind]
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in _unpickle(d / spec["meta"])[spec["names"]]]
+    names = _class_names(kind, d)
     x_train, y_train = _read(kind, d, spec["train"])
     x_test, y_test = _read(kind, d, spec["test"])
     return from_arrays(kind, x_train, y_train, x_test, y_test, names, val_fraction, seed, augment,

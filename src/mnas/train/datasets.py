@@ -7,6 +7,7 @@ is only for the final figure of a fully trained model and is never read by a sea
 
 from __future__ import annotations
 
+import os
 import zipfile
 import zlib
 from dataclasses import dataclass, field, replace
@@ -15,14 +16,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_CLASSES", "Augment", "Dataset", "check_arrays", "from_arrays", "load_digits", "load_npz", "stratified_split"]
+__all__ = ["MAX_CLASSES", "MIN_IMAGE_SIZE", "Augment", "Dataset", "check_arrays", "from_arrays", "load_digits", "load_npz",
+           "stratified_split"]
 
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 # Labels are class indices; above this many classes a label is far more likely a mistake (an id,
 # a hash) than a real class (ImageNet-21k has 21,841), and the classifier would be absurd.
 MAX_CLASSES = 100_000
+# The smallest image side mnas trains on (the image-folder loader and the latency backends use the same
+# floor): below it a random crop, a stride-2 stem and a 3x3 kernel see mostly padding.
+MIN_IMAGE_SIZE = 4
 # What reading a damaged .npz can raise: a truncated zip, a short member, a corrupt deflate stream.
 _NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first local header, or an empty zip's end record
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,7 @@ class Dataset:
         shapes = {getattr(self, f"x_{s}").shape[1:] for s in ("train", "val", "test") if len(getattr(self, f"y_{s}"))}
         if len(shapes) > 1:
             raise ValueError(f"{self.name}: splits have different image shapes {sorted(shapes)}: expected one (H, W, C)")
+        check_classes(self.y_train, f"{self.name} train")
         if not self.mean or not self.std:
             mean, std = channel_stats(self.x_train)
             self.mean, self.std = self.mean or mean, self.std or std
@@ -87,7 +95,7 @@ class Dataset:
 
     @property
     def input_size(self) -> int:
-        """Image height (images are square after loading, except raw arrays given as such)."""
+        """Image side (every loader and `Dataset` itself refuse non-square images)."""
         return int(self.x_train.shape[1])
 
     @property
@@ -133,6 +141,8 @@ def check_arrays(x: Any, y: Any, what: str, num_classes: int | None = None, allo
         raise ValueError(f"{what}: labels have shape {y.shape} and dtype {y.dtype}, expected (N,) integers")
     if len(x) != len(y):
         raise ValueError(f"{what}: {len(x)} images but {len(y)} labels")
+    if len(x):
+        check_image_shape(x.shape[1:], what)
     if not len(y):
         if allow_empty:
             return
@@ -144,6 +154,27 @@ def check_arrays(x: Any, y: Any, what: str, num_classes: int | None = None, allo
         expected = (f"0..{num_classes - 1} ({num_classes} classes)" if num_classes is not None
                     else f"class indices below {MAX_CLASSES:,} (renumber the labels 0..K-1)")
         raise ValueError(f"{what}: label {y.max()} is out of range: expected {expected}")
+
+
+def check_image_shape(shape: tuple[int, ...], what: str) -> None:
+    """ValueError unless (H, W, C) is a square of at least `MIN_IMAGE_SIZE` pixels: the networks, their
+    latency and their profile are all sized by one side, so a 8x16 image would be measured as 8x8."""
+    h, w = int(shape[0]), int(shape[1])
+    if h != w:
+        raise ValueError(f"{what}: images are {h}x{w} (height x width): mnas trains on square images;"
+                         " crop or resize them to a square (an image folder is centre-cropped for you)")
+    if h < MIN_IMAGE_SIZE:
+        raise ValueError(f"{what}: images are {h}x{w} pixels: expected at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE};"
+                         " check the array's layout (N, H, W, C) or resize the images")
+
+
+def check_classes(y: np.ndarray, what: str) -> None:
+    """ValueError unless the labels hold at least two classes: with one, every network scores 100%."""
+    present = np.unique(y)
+    if len(present) < 2:
+        only = f"only class {int(present[0])}" if len(present) else "no labels"
+        raise ValueError(f"{what}: {only}: a classifier needs images of at least two classes"
+                         " (check the labels, or the folder's class sub-folders)")
 
 
 def channel_stats(x: np.ndarray, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -189,15 +220,16 @@ def from_arrays(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.
     if x_test.ndim == 3:
         x_test = x_test[..., None]
     check_arrays(x_train, y_train, f"{name} train")
-    check_arrays(x_test, y_test, f"{name} test", allow_empty=True)
-    if len(y_test) and x_test.shape[1:] != x_train.shape[1:]:
+    if isinstance(x_test, np.ndarray) and x_test.ndim == 4 and len(x_test) and x_test.shape[1:] != x_train.shape[1:]:
         raise ValueError(f"{name}: test images are {x_test.shape[1:]} but train images are {x_train.shape[1:]}")
+    check_arrays(x_test, y_test, f"{name} test", allow_empty=True)
     if len(y_test):
         check_arrays(x_test, y_test, f"{name} test")  # label range, before anything is sized by it
         unseen = np.setdiff1d(np.unique(y_test), np.unique(y_train))
         if len(unseen):
             raise ValueError(f"{name}: test label(s) {', '.join(map(str, unseen[:5].tolist()))} never occur in the"
                              " training split: every class needs training images (check the labels)")
+    check_classes(y_train, f"{name} train")
     num_classes = int(y_train.max()) + 1
     if class_names is None:
         class_names = [str(i) for i in range(num_classes)]
@@ -219,14 +251,19 @@ def from_arrays(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.
 
 
 def load_npz(path: str | Path, val_fraction: float = 0.1, seed: int = 0, augment: Augment | None = None) -> Dataset:
-    """A `.npz` file with x_train, y_train, x_test, y_test (NHWC uint8) and optional class_names."""
+    """A `.npz` file with x_train, y_train, x_test, y_test (NHWC uint8) and optional class_names.
+
+    Every member's .npy header is read first, so a file that is not a zip of arrays, a member that is
+    not an array, holds Python objects, or claims more data than the file holds (a forged header
+    would otherwise size a huge allocation) is a one-line ValueError before any array is read."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"dataset file not found: {path}")
+    _check_npz(path)
     try:
         npz = np.load(path, allow_pickle=False)
     except _NPZ_ERRORS as exc:
-        raise ValueError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
+        raise ValueError(f"{path}: not a readable .npz file ({_npz_reason(exc)})") from None
     with npz:
         missing = [k for k in _NPZ_KEYS if k not in npz.files]
         if missing:
@@ -235,14 +272,95 @@ def load_npz(path: str | Path, val_fraction: float = 0.1, seed: int = 0, augment
         try:
             arrays = {k: npz[k] for k in _NPZ_KEYS}
             names = [str(c) for c in npz["class_names"]] if "class_names" in npz.files else None
-        except ValueError as exc:
-            if "pickle" in str(exc):  # object arrays need pickle, which we refuse
-                raise ValueError(f"{path}: {exc}; store class_names as a string array, not objects") from None
-            raise ValueError(f"{path}: damaged .npz file ({exc}): write it again") from None
         except _NPZ_ERRORS as exc:  # truncated or corrupt member
-            raise ValueError(f"{path}: damaged .npz file ({type(exc).__name__}: {exc}): write it again") from None
+            raise ValueError(f"{path}: damaged .npz file ({_npz_reason(exc)}): write it again") from None
     return from_arrays(path.stem, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
                        names, val_fraction, seed, augment, source={"data": str(path)})
+
+
+def _npz_reason(exc: BaseException) -> str:
+    """NumPy's reason, except its advice to load pickles (`allow_pickle=`), which we never follow."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if "pickle" in text:
+        return "it holds Python objects, which mnas never loads"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_npz(path: Path) -> None:
+    """Read the zip directory and every dataset member's .npy header (no array data); ValueError naming
+    what is wrong. Sizes are checked against the bytes each member really holds and against memory."""
+    with path.open("rb") as f:
+        head = f.read(6)
+    if head == _NPY_MAGIC:
+        raise ValueError(f"{path}: a single .npy array, not a .npz: save the four arrays together with"
+                         f" np.savez(path, {'=..., '.join(_NPZ_KEYS)}=...)")
+    if head[:4] not in _ZIP_MAGICS:
+        raise ValueError(f"{path}: not a readable .npz file: its bytes are not a valid .npz (a zip of .npy arrays,"
+                         " as np.savez writes)")
+    total = 0
+    try:
+        z = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"{path}: not a readable .npz file ({_npz_reason(exc)})") from None
+    with z:
+        members = {info.filename.removesuffix(".npy"): info for info in z.infolist()}
+        for key in (*_NPZ_KEYS, "class_names"):
+            info = members.get(key)
+            if info is None:
+                continue
+            try:
+                total += _check_npy_member(path, z, key, info)
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+                raise ValueError(f"{path}: damaged .npz file ({_npz_reason(exc)}): write it again") from None
+    memory = _physical_memory()
+    if memory and total > memory // 2:
+        raise ValueError(f"{path}: its arrays need {_bytes(total)} in memory, over half of this machine's"
+                         f" {_bytes(memory)}: use a subset of the data or a machine with more memory")
+
+
+def _check_npy_member(path: Path, z: zipfile.ZipFile, key: str, info: zipfile.ZipInfo) -> int:
+    """The byte size of member `key`'s array, from its header; ValueError if it is not one NumPy can
+    read without pickle or its header claims more than the member holds."""
+    with z.open(info) as f:
+        if f.read(6) != _NPY_MAGIC:
+            raise ValueError(f"{path}: member {key!r} is not a NumPy array (.npy): write the file with np.savez")
+        version = tuple(f.read(2))
+        try:
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy format version {'.'.join(map(str, version)) or 'none'}")
+        except (ValueError, TypeError, SyntaxError, EOFError) as exc:
+            raise ValueError(f"{path}: damaged .npz file: member {key!r} has no valid .npy header"
+                             f" ({_npz_reason(exc)}): write it again") from None
+        offset = f.tell()
+    if dtype.hasobject:
+        raise ValueError(f"{path}: member {key!r} holds Python objects, which mnas never loads (they need pickle):"
+                         " store labels and images as numbers and class_names as a string array (dtype str)")
+    count = 1
+    for n in shape:
+        count *= int(n)
+    size = count * dtype.itemsize
+    if size > info.file_size - offset:
+        raise ValueError(f"{path}: damaged .npz file: member {key!r} claims shape {tuple(shape)} of {dtype}"
+                         f" ({_bytes(size)}) but holds {_bytes(max(info.file_size - offset, 0))}: write it again")
+    return size
+
+
+def _bytes(n: int) -> str:
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def load_digits(val_fraction: float = 0.1, seed: int = 0, augment: Augment | None = None,

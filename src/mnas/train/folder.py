@@ -6,7 +6,10 @@ to RGB, resized so the shorter side is `image_size`, and centre-cropped to a squ
 
 The decoded arrays are cached next to the data as ``root/.mnas-cache-<size>.npz`` with a
 fingerprint of every file's path, size and modification time, so a changed folder is read again.
-Unreadable images are skipped and counted in one warning; an empty class is an error.
+Unreadable images (damaged files, broken symlinks, images over Pillow's decompression-bomb limit) are
+skipped and counted in one warning; an empty class, a class none of whose images can be read, a
+symlink that loops back into the data (the same images in two classes) or that points nowhere is an
+error. Class folders, sub-folders and image files may be symlinks.
 """
 
 from __future__ import annotations
@@ -32,32 +35,89 @@ _CACHE_VERSION = 1
 log = get_logger("mnas.train.folder")
 
 
-def _class_dirs(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _class_dirs(folder: Path) -> list[Path]:
+    """The visible sub-folders of `folder`; ValueError for a symlink that loops or points nowhere."""
+    dirs = []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if p.is_symlink() and not p.exists():  # exists() follows the link: False for a loop or a dangling link
+            raise ValueError(f"{p}: a symlink that loops or points nowhere ({os.readlink(p)!r}): remove it or point it"
+                             " at a folder of images")
+        if p.is_dir():
+            dirs.append(p)
+    return dirs
+
+
+def _check_no_overlap(folder: Path, dirs: list[Path]) -> None:
+    """ValueError when a class (or split) folder is, holds or lies inside the data folder or another
+    class folder once symlinks are resolved: its images would be read twice, under two labels."""
+    real = {d: Path(os.path.realpath(d)) for d in dirs}
+    top = Path(os.path.realpath(folder))
+    for d, r in real.items():
+        if r == top or r in top.parents:
+            raise ValueError(f"{d}: a symlink back to {r}, which holds the data folder itself (a loop): remove it")
+    for d, r in real.items():
+        for other, r2 in real.items():
+            if other != d and (r == r2 or r2 in r.parents):
+                raise ValueError(f"{d} and {other} are the same folder or one holds the other once symlinks are"
+                                 f" resolved ({r}, {r2}): each class needs its own folder of images")
 
 
 def _files(class_dir: Path) -> list[Path]:
-    return sorted(p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """Image files under `class_dir`, sub-folders and symlinks included; ValueError for a symlinked
+    sub-folder that loops back to a folder above it (a broken file link is reported when it is read)."""
+    found: list[Path] = []
+    seen = {os.path.realpath(class_dir)}
+    for top, dirs, names in os.walk(class_dir, followlinks=True):
+        here = os.path.realpath(top)
+        for d in sorted(dirs):
+            link = Path(top) / d
+            real = os.path.realpath(link)
+            if real == here or here.startswith(real + os.sep):
+                raise ValueError(f"{link}: a symlink back to {real}, a folder above it (a loop): remove it")
+            if real in seen:  # a second link to a folder already read
+                dirs.remove(d)
+            seen.add(real)
+        dirs.sort()
+        found += [Path(top) / n for n in sorted(names) if Path(n).suffix.lower() in IMAGE_SUFFIXES]
+    return found
 
 
 def _listing(root: Path) -> dict[str, dict[str, list[Path]]]:
     """{split: {class name: files}}; split 'all' when the folder has no train/test sub-folders."""
-    subdirs = {p.name for p in _class_dirs(root)}
+    top = _class_dirs(root)
+    subdirs = {p.name for p in top}
     splits = {"train": root / "train", "test": root / "test"} if {"train", "test"} <= subdirs else {"all": root}
+    if "all" not in splits:
+        _check_no_overlap(root, list(splits.values()))
     listing: dict[str, dict[str, list[Path]]] = {}
     for split, folder in splits.items():
-        classes = _class_dirs(folder)
+        classes = top if split == "all" else _class_dirs(folder)
         if not classes:
             raise ValueError(f"{folder}: no class sub-folders: expected one folder of images per class")
+        _check_no_overlap(folder, classes)
         listing[split] = {c.name: _files(c) for c in classes}
         empty = [name for name, files in listing[split].items() if not files]
         if empty:
             raise ValueError(f"{folder / empty[0]}: class folder has no images ({', '.join(IMAGE_SUFFIXES)});"
                              " add images or remove the folder")
+        _check_unique_files(folder, listing[split])
     if "test" in listing and set(listing["test"]) - set(listing["train"]):
         extra = sorted(set(listing["test"]) - set(listing["train"]))[0]
         raise ValueError(f"{root / 'test' / extra}: class has no training folder {root / 'train' / extra}")
     return listing
+
+
+def _check_unique_files(folder: Path, classes: dict[str, list[Path]]) -> None:
+    """ValueError when one image file (after symlinks) is listed under two classes."""
+    owner: dict[str, str] = {}
+    for name, files in classes.items():
+        for f in files:
+            real = os.path.realpath(f)
+            if owner.setdefault(real, name) != name:
+                raise ValueError(f"{f}: the same image ({real}) is in class {owner[real]!r} and class {name!r}"
+                                 f" of {folder} (a symlink?): each image belongs to one class")
 
 
 def _fingerprint(root: Path, listing: dict[str, dict[str, list[Path]]], image_size: int) -> str:
@@ -65,15 +125,25 @@ def _fingerprint(root: Path, listing: dict[str, dict[str, list[Path]]], image_si
     for split, classes in listing.items():
         for name, files in classes.items():
             for f in files:
-                st = f.stat()
+                try:
+                    st = f.stat()
+                except OSError:  # a broken symlink: read (and reported) as unreadable
+                    st = f.lstat()
                 h.update(f"{split}/{name}/{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
 def _decode(path: Path, size: int, Image: object) -> np.ndarray:
-    with Image.open(path) as im:  # type: ignore[attr-defined]
-        im = im.convert("RGB")
+    with warnings.catch_warnings():
+        # Over MAX_IMAGE_PIXELS Pillow warns, over twice that it refuses: both are refused here, before decoding.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # type: ignore[attr-defined]
+        im_file = Image.open(path)  # type: ignore[attr-defined]
+    with im_file as im:
         w, h = im.size
+        limit = Image.MAX_IMAGE_PIXELS  # type: ignore[attr-defined]
+        if limit and w * h > limit:
+            raise Image.DecompressionBombError(f"{w}x{h}")  # type: ignore[attr-defined]
+        im = im.convert("RGB")
         scale = size / min(w, h)
         nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
         im = im.resize((nw, nh), Image.BILINEAR)  # type: ignore[attr-defined]
@@ -81,20 +151,30 @@ def _decode(path: Path, size: int, Image: object) -> np.ndarray:
         return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
+def _reason(exc: BaseException, Image: object) -> str:
+    if isinstance(exc, Image.DecompressionBombError):  # type: ignore[attr-defined]
+        limit = Image.MAX_IMAGE_PIXELS  # type: ignore[attr-defined]
+        return f"too large to decode safely: over Pillow's decompression-bomb limit of {limit:,} pixels"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:120]}" if text else type(exc).__name__
+
+
 def _read_split(classes: dict[str, list[Path]], class_index: dict[str, int], size: int, Image: object,
-                bad: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+                bad: list[tuple[Path, str]]) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
     for name, files in classes.items():
-        n_before = len(xs)
+        n_before, n_bad = len(xs), len(bad)
         for f in files:
             try:
                 xs.append(_decode(f, size, Image))
-            except (OSError, ValueError, SyntaxError):  # Pillow's errors for truncated or foreign files
-                bad.append(f)
+            except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise many types for damaged or foreign files
+                bad.append((f, _reason(exc, Image)))
                 continue
             ys.append(class_index[name])
         if len(xs) == n_before:
-            raise ValueError(f"{f.parent}: none of its {len(files)} images could be read")
+            example, why = bad[n_bad]
+            raise ValueError(f"class {name!r}: none of its {len(files)} images could be read (e.g. {example}:"
+                             f" {why}): replace or remove them")
     return np.stack(xs), np.asarray(ys, dtype=np.int64)
 
 
@@ -114,7 +194,7 @@ def load_image_folder(root: str | Path, image_size: int = 32, val_fraction: floa
     if arrays is None:
         Image = require("PIL.Image", "loading an image folder")
         index = {name: i for i, name in enumerate(class_names)}
-        bad: list[Path] = []
+        bad: list[tuple[Path, str]] = []
         if "all" in listing:
             x, y = _read_split(listing["all"], index, image_size, Image, bad)
             keep, test = stratified_split(y, test_fraction, seed=0)  # fixed: the same test images every run
@@ -124,7 +204,8 @@ def load_image_folder(root: str | Path, image_size: int = 32, val_fraction: floa
             x_test, y_test = _read_split(listing["test"], index, image_size, Image, bad)
             arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
         if bad:
-            warnings.warn(f"{root}: skipped {len(bad)} unreadable image(s), e.g. {bad[0]}", stacklevel=2)
+            warnings.warn(f"{root}: skipped {len(bad)} unreadable image(s), e.g. {bad[0][0]} ({bad[0][1]})",
+                          stacklevel=2)
         arrays["bad"] = np.asarray(len(bad))
         _write_cache(cache, fingerprint, arrays)
     return from_arrays(root.name, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
