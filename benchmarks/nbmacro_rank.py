@@ -114,7 +114,14 @@ def main() -> int:
                   f" ({seconds / len(archs):.2f} s each); ground truth seed-to-seed tau {rep['noise_ceiling']['tau']:.3f}")
             print(f"{'score':<22} {'tau':>6} {'95% CI':>14} {'rho':>6} {'top-10':>7} {'tau in 5 MACs bands':>20}")
             entry = {"checkpoint": ckpt, "images": images, "seconds": seconds, "train_seconds": state.get("seconds"),
-                     "epochs": state.get("epoch"), "scores": {}}
+                     "epochs": state.get("epoch"), "scores": {},
+                     "archs": [{k: a[k] for k in ("arch", "supernet_arch", "inherited", "truth", "macs")} for a in archs]}
+            # The inherited accuracies are deterministic for (checkpoint, BN images): share them with
+            # benchmarks/nbmacro_search.py, whose cache is keyed by the full-width network.
+            cache_path = Path(f"{ckpt}.inherited-{images}.json")
+            cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+            cache.update({a["arch"]: a["inherited"] for a in archs})
+            cache_path.write_text(json.dumps(cache))
             for name, pred in rows.items():
                 s = stats(pred, acc, macs, args.bootstrap)
                 entry["scores"][name] = s

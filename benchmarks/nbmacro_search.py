@@ -74,9 +74,12 @@ def make_strategy(name: str, space, land, target_ms: float, seed: int):
 
     latency_model = lambda toks: [land.lat[land.row(t)] for t in toks]  # noqa: E731 (the lookup table's figures)
     if name == "boundary":
-        return BoundarySearch(space, seed, target_ms=target_ms, latency_model=latency_model)
-    options = {"target_ms": target_ms, "latency_model": latency_model} if name == "predictor" else {}
-    return get_strategy(name, space, seed, **options)
+        strategy = BoundarySearch(space, seed, latency_model=latency_model)
+    else:
+        options = {"target_ms": target_ms, "latency_model": latency_model} if name == "predictor" else {}
+        strategy = get_strategy(name, space, seed, **options)
+    strategy.set_latency_limit(target_ms)  # what the search loop does under a hard target
+    return strategy
 
 
 def strategy_search(name: str, space, land, inherited, target_ms: float, trials: int, seed: int) -> dict[str, int]:

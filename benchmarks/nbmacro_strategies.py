@@ -36,16 +36,11 @@ def run_mnas(name: str, space, land, target_ms: float | None, trials: int, seed:
     from mnas.strategies import get_strategy
 
     reward = Reward.accuracy() if target_ms is None else Reward.hard(target_ms)
-    latency_model = lambda toks: [land.lat[land.row(t)] for t in toks]  # noqa: E731 (the lookup table's figures)
-    if name == "boundary":
-        from mnas.strategies.boundary import BoundarySearch
-
-        if target_ms is None:
-            return run_mnas("predictor", space, land, None, trials, seed)  # no boundary without a target
-        strategy = BoundarySearch(space, seed, target_ms=target_ms, latency_model=latency_model)
-    else:
-        options = {"target_ms": target_ms} if name == "predictor" and target_ms is not None else {}
-        strategy = get_strategy(name, space, seed, **options)
+    options = {}
+    if name == "boundary" and target_ms is not None:  # the search's lookup table as its latency model
+        options["latency_model"] = lambda toks: [land.lat[land.row(t)] for t in toks]
+    strategy = get_strategy(name, space, seed, **options)
+    strategy.set_latency_limit(target_ms)  # what the search loop does under a hard target
     rows: list[int] = []
     while len(rows) < trials:
         tokens = strategy.ask(min(10, trials - len(rows)))

@@ -109,3 +109,28 @@ def test_resume_is_exact_and_bad_settings_are_refused():
                      ({"alpha": 0}, "alpha"), ({"latency_model": 3}, "callable")]:
         with pytest.raises(ValueError, match=msg):
             BoundarySearch(SPACE, 0, **bad)
+
+
+def test_the_loops_latency_limit_is_the_target_and_a_full_search_runs_through_the_loop(tmp_path):
+    land = Additive(SPACE, 2)
+    target = _target(land)
+    by_hand = BoundarySearch(SPACE, 0, target_ms=target)
+    by_loop = BoundarySearch(SPACE, 0)
+    by_loop.set_latency_limit(target)
+    for _ in range(4):
+        a, b = by_hand.ask(5), by_loop.ask(5)
+        assert a == b
+        infos = [{"accuracy": land.seen(t), "latency_ms": land.lat(t)} for t in a]
+        by_hand.tell(a, [i["accuracy"] for i in infos], infos=infos)
+        by_loop.tell(b, [i["accuracy"] for i in infos], infos=infos)
+
+    import mnas
+    from mnas.space.presets import nas_bench_macro_space
+
+    space = nas_bench_macro_space()  # the same decisions (8 x 3), with architectures to decode
+    study = mnas.create_study(str(tmp_path / "b.db"), space=space, reward=Reward.hard(target), seed=0)
+    evaluate = mnas.UserEvaluator(lambda arch: {"accuracy": land.true(space.encode(arch)),
+                                                "latency_ms": land.lat(space.encode(arch))})
+    study.optimize(evaluate, strategy="boundary", budget=mnas.Budget(trials=40))
+    best = study.best()
+    assert best.latency_ms <= target and best.latency_ms >= 0.9 * target

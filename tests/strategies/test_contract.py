@@ -21,10 +21,12 @@ PLAIN = [n for n in STRATEGIES if n not in OPTUNA or HAVE_OPTUNA]
 FAST = {"ppo": {"batch_size": 4}, "reinforce": {"batch_size": 4}, "evolution": {"population_size": 6, "sample_size": 3},
         "random": {}, "replay": {"batch_size": 4, "epochs": 2},
         "predictor": {"initial": 4, "candidates": 20, "epochs": 10, "ensemble": 2},
-        "tpe": {"n_startup_trials": 4}, "nsga2": {"population_size": 4}, "gp": {"n_startup_trials": 4}}
+        "tpe": {"n_startup_trials": 4}, "nsga2": {"population_size": 4}, "gp": {"n_startup_trials": 4},
+        "boundary": {"initial": 4, "pool": 200}}
 # A hyperparameter per strategy to show that a state refuses a strategy built differently.
 OTHER = {"ppo": "batch_size", "reinforce": "batch_size", "evolution": "population_size", "replay": "batch_size",
-         "predictor": "initial", "tpe": "n_startup_trials", "nsga2": "population_size", "gp": "n_startup_trials"}
+         "predictor": "initial", "tpe": "n_startup_trials", "nsga2": "population_size", "gp": "n_startup_trials",
+         "boundary": "initial"}
 
 
 def make(name, space, seed=0, **kw):

@@ -6,6 +6,8 @@
 - "random": uniform random search;
 - "replay": the same controller fitted to the best of the study's whole history (sample-efficient);
 - "predictor": an MLP-ensemble surrogate picks among many mutated and sampled candidates (BANANAS-style);
+- "boundary": under a hard latency limit, only candidates predicted in [0.9 T, T], ranked by a ridge
+  surrogate of the told reward (without a limit: a greedy search on that surrogate);
 - "tpe", "gp": Optuna's TPE and Gaussian-process samplers; "nsga2": Optuna's NSGA-II over accuracy and
   latency (the whole front). These need the optional extra: pip install 'mnas[optuna]'.
 
@@ -20,6 +22,7 @@ from typing import Any
 
 from mnas.space import SearchSpace
 from mnas.strategies.base import Strategy
+from mnas.strategies.boundary import BoundarySearch
 from mnas.strategies.controller import PPO, Controller, Reinforce
 from mnas.strategies.evolution import RegularizedEvolution
 from mnas.strategies.optuna_samplers import GPStrategy, NSGA2Strategy, TPEStrategy
@@ -28,14 +31,15 @@ from mnas.strategies.random_search import RandomSearch
 from mnas.strategies.replay import ReplayController
 from mnas.strategies.synthetic import SyntheticObjective
 
-__all__ = ["MULTI_OBJECTIVE", "PPO", "STRATEGIES", "Controller", "GPStrategy", "NSGA2Strategy", "PredictorGuided",
+__all__ = ["MULTI_OBJECTIVE", "PPO", "STRATEGIES", "BoundarySearch", "Controller", "GPStrategy", "NSGA2Strategy",
+           "PredictorGuided",
            "RandomSearch", "RegularizedEvolution", "Reinforce", "ReplayController", "Strategy", "SyntheticObjective",
            "TPEStrategy", "get_strategy", "strategy_hyperparameters"]
 
 STRATEGIES: dict[str, type[Strategy]] = {"ppo": PPO, "reinforce": Reinforce, "evolution": RegularizedEvolution,
                                          "random": RandomSearch, "replay": ReplayController,
                                          "predictor": PredictorGuided, "tpe": TPEStrategy, "nsga2": NSGA2Strategy,
-                                         "gp": GPStrategy}
+                                         "gp": GPStrategy, "boundary": BoundarySearch}
 # Strategies whose `tell` needs infos with accuracy and latency_ms (they search the front, not a reward).
 MULTI_OBJECTIVE = ("nsga2",)
 

@@ -12,9 +12,11 @@ and spend trials there. This strategy spends them at the boundary:
   given; otherwise a ridge regression of the told `latency_ms` on one-hot tokens (latency is close to
   additive over layers, so this is accurate once a few dozen results are in).
 - The band: candidates predicted in [`band` * T, T]; if none is, the feasible ones closest to T.
+  T is `target_ms` or the study's latency limit (a hard target or `max_latency_ms`, which the search
+  loop passes through `set_latency_limit`), the smaller of the two.
 - First `initial` proposals: uniform over candidates predicted in [`warm` * T, T] (a wider band, so
   that the surrogate sees the decisions' effects), or over the space while latency is unknown.
-- Then: a ridge regression (`alpha`) of the told accuracy (`infos["accuracy"]`, else the reward) on
+- Then: a ridge regression (`alpha`) of the told accuracy (without a latency limit: the reward) on
   one-hot tokens — the additive part of the accuracy, which averages out each evaluation's noise —
   ranks the band; the best-predicted untold candidates are proposed, a share `explore` of them drawn
   at random from the band instead.
@@ -77,10 +79,16 @@ class BoundarySearch(Strategy):
         sizes = np.array(space.num_choices)
         self._offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         self._width = int(sizes.sum())
-        self.history: list[tuple[list[int], float | None, float | None]] = []  # (tokens, accuracy/reward, latency)
+        self.history: list[tuple[list[int], float | None, float | None]] = []  # (tokens, reward, latency)
+        self.accuracies: list[float | None] = []  # told infos["accuracy"], per history entry
         self.proposed: set[tuple[int, ...]] = set()
         self._all: np.ndarray | None = None
         self._all_lat: np.ndarray | None = None
+
+    def _limit(self) -> float | None:
+        """The latency limit in force: `target_ms` and the study's (`set_latency_limit`), the smaller."""
+        found = [v for v in (self.target_ms, self.latency_limit_ms) if v is not None]
+        return min(found) if found else None
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"target_ms": self.target_ms, "band": self.band, "warm": self.warm, "initial": self.initial,
@@ -103,7 +111,7 @@ class BoundarySearch(Strategy):
         return np.unique(np.array(out), axis=0)
 
     def _latency(self, cands: np.ndarray) -> np.ndarray | None:
-        if self.target_ms is None:
+        if self._limit() is None:
             return np.zeros(len(cands))  # no target: every candidate is in the band
         if self.latency_model is not None:
             if cands is self._all and self._all_lat is not None:
@@ -123,17 +131,19 @@ class BoundarySearch(Strategy):
         lat = self._latency(cands)
         seen = self.proposed | {tuple(t) for t, _, _ in self.history}
         fresh = np.array([tuple(c) not in seen for c in cands])
-        done = [(t, a) for t, a, _ in self.history if a is not None]
-        t = self.target_ms or 1.0  # no target: latencies are all 0 and every candidate is in the band
+        limited = self._limit() is not None
+        done = [(t, acc if limited and acc is not None else r)
+                for (t, r, _), acc in zip(self.history, self.accuracies, strict=True) if r is not None]
+        t = self._limit() or 1.0  # no target: latencies are all 0 and every candidate is in the band
         if lat is None:  # latency not learned yet
             out = [self.space.sample_tokens(self.rng) for _ in range(n)]
         else:
             feasible = lat <= t
-            in_band = feasible & ((lat >= self.band * t) | (self.target_ms is None))
+            in_band = feasible & ((lat >= self.band * t) | (self._limit() is None))
             if not in_band.any():  # nothing predicted in the band: the feasible ones closest to T
                 in_band = feasible & (lat >= np.quantile(lat[feasible], 0.9)) if feasible.any() else lat <= lat.min()
             if len(done) < self.initial:
-                pool = np.flatnonzero(feasible & ((lat >= self.warm * t) | (self.target_ms is None)) & fresh)
+                pool = np.flatnonzero(feasible & ((lat >= self.warm * t) | (self._limit() is None)) & fresh)
                 if not len(pool):
                     pool = np.flatnonzero(in_band & fresh)
                 pick = self.rng.permutation(pool)[:n] if len(pool) else []
@@ -156,14 +166,20 @@ class BoundarySearch(Strategy):
         return out
 
     def _tell(self, tokens_list: list[list[int]], rewards: list[float | None], infos: list[dict[str, Any]]) -> None:
+        # Under a latency limit the surrogate models the accuracy (what is maximised inside the band; a
+        # hard reward's penalty on an over-limit trial would teach it that capacity is bad), otherwise
+        # the reward. Both are kept so that the choice follows the limit in force at each ask.
         for tokens, reward, info in zip(tokens_list, rewards, infos, strict=True):
-            value = None if reward is None else float(info.get("accuracy", reward))
-            self.history.append((tokens, value, info.get("latency_ms")))
+            accuracy = info.get("accuracy") if reward is not None else None
+            self.history.append((tokens, reward, info.get("latency_ms")))
+            self.accuracies.append(accuracy)
 
     def _state(self) -> dict[str, Any]:
-        return {"history": [[t, a, la] for t, a, la in self.history], "proposed": sorted(list(t) for t in self.proposed)}
+        return {"history": [[t, a, la] for t, a, la in self.history], "accuracies": self.accuracies,
+                "proposed": sorted(list(t) for t in self.proposed)}
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.history = [(list(map(int, t)), None if a is None else float(a), None if la is None else float(la))
                         for t, a, la in state["history"]]
+        self.accuracies = [None if a is None else float(a) for a in state["accuracies"]]
         self.proposed = {tuple(map(int, t)) for t in state["proposed"]}
