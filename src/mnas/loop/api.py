@@ -23,7 +23,7 @@ from mnas.evaluate import Evaluator, ProxyEvaluator, UserEvaluator, as_evaluator
 from mnas.execution import Executor, get_executor
 from mnas.loop.budget import Budget
 from mnas.loop.lease import WriterLease
-from mnas.loop.runner import Runner, RunResult, SearchEvent, retrained_count
+from mnas.loop.runner import Runner, RunResult, SearchEvent, latency_limit_ms, retrained_count, strategy_infos
 from mnas.objectives import Constraints, Reward, Target
 from mnas.space import SearchSpace
 from mnas.strategies import Strategy, get_strategy
@@ -98,6 +98,9 @@ class SearchStudy(Study):
                     except ValueError as exc:  # e.g. a controller state from an older mnas: rebuild from the trials
                         strat, _ = _make_strategy(strategy, strategy_options, self.space, self.seed)
                         told = _replay(strat, self, self.reward)
+                        # the stored states are ordered by n_told, which also counted the repeated proposals
+                        # the loop answered from the study; the replay tells each finished trial once
+                        strat.num_told = max(strat.num_told, int(saved[1]))
                         log.warning("the stored %s state cannot be loaded (%s): rebuilt the strategy by telling it the "
                                     "study's %d finished trials", name, str(exc).splitlines()[0], told)
             self.storage.set_meta("config", config)
@@ -130,18 +133,29 @@ def _already_complete(study: SearchStudy, budget: Budget) -> RunResult:
 
 
 def _replay(strategy: Strategy, study: Study, reward: Reward) -> int:
-    """Tell a fresh `strategy` the study's finished trials in order (failed ones as None); how many."""
+    """Tell a fresh `strategy` the study's finished trials in order (failed ones as None); how many.
+
+    It is told what the search loop would have told it (`strategy_infos`): a violation only of the
+    study's hard constraints (a hard reward's target and the study's limits), never of a soft reward's
+    target; and it gets the study's latency limit (`set_latency_limit`) before the first result."""
     import inspect
 
+    limits = getattr(study, "limits", None)
+    limits = limits if isinstance(limits, Constraints) else Constraints()
+    set_limit = getattr(strategy, "set_latency_limit", None)
+    if callable(set_limit):
+        set_limit(latency_limit_ms(reward, limits))
     with_infos = "infos" in inspect.signature(strategy.tell).parameters
-    target = reward.target_ms
     told = 0
     for t in study.get_trials(("complete", "failed")):
         done = t.state.value == "complete" and t.reward is not None and math.isfinite(t.reward)
-        lat = t.latency_ms if done else None
-        info = {"accuracy": t.accuracy if done else None, "latency_ms": lat, "params": t.params, "macs": t.macs,
-                "feasible": None if lat is None else bool(reward.feasible(lat)) if target is not None else True,
-                "violation": None if lat is None or target is None else max(0.0, lat / target - 1.0)}
+        if done:
+            peak = (t.extra or {}).get("peak_memory")
+            peak = float(peak) if isinstance(peak, (int, float)) and not isinstance(peak, bool) \
+                and math.isfinite(peak) else None
+            info = strategy_infos(reward, limits, t.accuracy, t.latency_ms, t.params, t.macs, peak)
+        else:
+            info = strategy_infos(reward, limits, None, None)  # as the loop tells a failed trial
         value = t.reward if done else None
         if with_infos:
             strategy.tell([list(t.tokens)], [value], infos=[info])
