@@ -195,7 +195,9 @@ def tiny(argv: list[str]) -> list[str]:
         elif strategy == "enas":
             argv = ["rounds=1" if a.startswith("rounds=") else a for a in argv]
         elif "--resume" not in argv:  # a resumed study keeps its own budget and settings
-            argv = _set(_set(argv, "--trials", "3"), "--epochs", "0.2")
+            argv = _set(argv, "--trials", "3")
+            if "--supernet" not in argv:  # inherited accuracy: no proxy training
+                argv = _set(argv, "--epochs", "0.2")
         if "--lut" in argv and strategy != "fbnet":  # the table measured a narrowed space: search that one
             argv += NARROW
         if "--retrain-top" in argv:
@@ -210,8 +212,8 @@ def tiny(argv: list[str]) -> list[str]:
         argv = _set(argv, "--repeats", "3")
     elif path == ("train",) and "--epochs" in argv:
         argv = _set(argv, "--epochs", "1")
-    elif path == ("supernet", "train"):
-        argv = _set(_set(argv, "--epochs", "1"), "--eval-images", "50")
+    elif path == ("supernet", "train"):  # the narrowed space, so that fbnet's table covers the supernet's
+        argv = _set(_set(argv, "--epochs", "1"), "--eval-images", "50") + NARROW
     elif path == ("supernet", "rank-check"):
         argv = _set(_set(_set(_set(argv, "--n", "3"), "--epochs", "0.5"), "--noise", "2"), "--bootstrap", "20")
     elif path == ("instance", "train"):
