@@ -130,3 +130,10 @@ def test_device_serve_checks_its_options_at_start(extra, match):
     pytest.importorskip("onnxruntime")
     err = refused_at_once("device", "serve", "--host", "127.0.0.1", "--port", "0", "--quiet", *extra, timeout=60)
     assert match in err
+
+
+@pytest.mark.parametrize("target", ["", "   "])
+def test_an_empty_target_is_refused_not_taken_for_the_default(tmp_path, target):
+    err = refused_at_once("search", "--target", target, "--trials", "1", "--storage", str(tmp_path / "s.db"))
+    assert "empty target" in err
+    assert not (tmp_path / "s.db").exists()

@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="score candidates by accuracy inherited from this supernet (mnas supernet train) instead of "
                    "proxy training; the space is the checkpoint's")
     g = p.add_argument_group("objective")
-    g.add_argument("--target", help="latency target: '20ms', '20', 'mobilenetv2', '0.8x mnasnet_b1' "
+    g.add_argument("--target", type=_target_text, help="latency target: '20ms', '20', 'mobilenetv2', '0.8x mnasnet_b1' "
                    "(default: mobilenetv2 at the space's width)")
     g.add_argument("--reward", choices=("soft", "hard", "absolute", "accuracy"), default="soft",
                    help="soft (default) or hard: MnasNet's reward; absolute: TuNAS's |LAT/T - 1| penalty; accuracy: "
@@ -135,6 +135,14 @@ def _storage_path(args: argparse.Namespace) -> str:
             raise UsageError("--resume: no runs/search-*.db to resume here; give --storage")
         return str(found[-1])
     return str(runs / f"search-{time.strftime('%Y%m%d-%H%M%S')}.db")
+
+
+def _target_text(text: str) -> str:
+    """--target: a blank one is refused (it was taken for 'not given' and the default target searched)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty target: give a latency such as '20ms', a zoo model such as"
+                                         " 'mobilenetv2', or leave --target out for the default")
+    return text.strip()
 
 
 def _strategy_options(items: list[str]) -> dict[str, Any]:
