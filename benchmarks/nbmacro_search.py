@@ -17,6 +17,8 @@ Methods:
 - ``random``, ``evolution``, ``predictor``, ``boundary`` (`mnas.strategies.boundary`): mnas's
   strategies, asked and told as `mnas search` does with `Reward.hard(T)` (the predictor and the
   boundary strategy get the lookup table as their latency model);
+- ``random-cached``: random search whose samples are drawn from the networks already evaluated
+  (`benchmarks/nbmacro_rank.py`'s 250 uniform networks share the cache): random search at no cost;
 - two picks per search: ``inherited``, the best inherited accuracy among the feasible evaluated (what
   `Study.best()` returns), and ``smoothed``, the best by the mean of inherited accuracy and a ridge
   surrogate's (one-hot tokens, fitted to all the search's inherited accuracies).
@@ -89,9 +91,13 @@ def strategy_search(name: str, space, land, inherited, target_ms: float, trials:
     from mnas.strategies.boundary import ridge_fit
 
     reward = Reward.hard(target_ms)
-    strategy = make_strategy(name, space, land, target_ms, seed)
     rows: list[int] = []
-    while len(rows) < trials:
+    if name == "random-cached":  # random search over networks whose inherited accuracy is already cached
+        pool = [r for r in land.distinct() if land.arch[r] in inherited.cache]
+        rows = [int(r) for r in np.random.default_rng(seed).choice(pool, size=min(trials, len(pool)), replace=False)]
+    else:
+        strategy = make_strategy(name, space, land, target_ms, seed)
+    while name != "random-cached" and len(rows) < trials:
         tokens = strategy.ask(min(10, trials - len(rows)))
         batch = [land.row(t) for t in tokens]
         acc = inherited(land, batch)

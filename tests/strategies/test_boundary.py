@@ -134,3 +134,28 @@ def test_the_loops_latency_limit_is_the_target_and_a_full_search_runs_through_th
     study.optimize(evaluate, strategy="boundary", budget=mnas.Budget(trials=40))
     best = study.best()
     assert best.latency_ms <= target and best.latency_ms >= 0.9 * target
+
+
+def test_the_default_strategy_is_boundary_under_a_hard_target_and_predictor_otherwise(tmp_path):
+    import mnas
+    from mnas.loop.api import auto_strategy
+    from mnas.objectives import Constraints
+    from mnas.space.presets import nas_bench_macro_space
+
+    assert auto_strategy(Reward.hard(2.0)) == "boundary"
+    assert auto_strategy(Reward.soft(2.0)) == "predictor" and auto_strategy(Reward.accuracy()) == "predictor"
+    assert auto_strategy(Reward.accuracy(), Constraints(max_latency_ms=3.0)) == "boundary"
+    space = nas_bench_macro_space()
+    land = Additive(space, 0)
+    evaluate = mnas.UserEvaluator(lambda arch: {"accuracy": land.true(space.encode(arch)),
+                                                "latency_ms": land.lat(space.encode(arch))})
+    for reward, expected in ((Reward.hard(4.0), "boundary"), (Reward.soft(4.0), "predictor")):
+        study = mnas.create_study(str(tmp_path / f"{expected}.db"), space=space, reward=reward, seed=0)
+        study.optimize(evaluate, budget=mnas.Budget(trials=4))
+        assert study.storage.get_meta("config")["strategy"] == expected
+    # a resumed study keeps the strategy it was made with, whatever "auto" would choose now
+    study = mnas.create_study(str(tmp_path / "ppo.db"), space=space, reward=Reward.hard(4.0), seed=0)
+    study.optimize(evaluate, strategy="ppo", budget=mnas.Budget(trials=2))
+    again = mnas.load_study(str(tmp_path / "ppo.db"))
+    again.optimize(evaluate, budget=mnas.Budget(trials=4))
+    assert again.storage.get_meta("config")["strategy"] == "ppo"

@@ -39,7 +39,7 @@ from mnas.cli._resume import SearchResume, new_study_record, resume_command, sea
 from mnas.cli.retrain_opts import add_retrain_arguments, check_retrain_arguments, run_retrain
 
 DEFAULT_TRIALS = 30
-ASK_TELL = ("ppo", "reinforce", "replay", "evolution", "predictor", "random", "tpe", "nsga2", "gp")
+ASK_TELL = ("auto", "ppo", "reinforce", "replay", "evolution", "predictor", "boundary", "random", "tpe", "nsga2", "gp")
 STRATEGY_CHOICES = (*ASK_TELL, "enas", *GRADIENT)
 # Strategies that need an optional package: (module, what to install).
 _EXTRA_NEEDS = {"tpe": (("optuna", "mnas[optuna]"),), "nsga2": (("optuna", "mnas[optuna]"),),
@@ -77,8 +77,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-peak-memory", metavar="BYTES",
                    help="hard limit on peak activation memory at batch 1, e.g. 256KB (checked before training)")
     g = p.add_argument_group("strategy and budget")
-    g.add_argument("--strategy", default="ppo", choices=STRATEGY_CHOICES,
-                   help="ppo (default): MnasNet's RNN controller trained with PPO; reinforce: the same with "
+    g.add_argument("--strategy", default="auto", choices=STRATEGY_CHOICES,
+                   help="auto (default): boundary under a hard target (--reward hard), predictor otherwise; "
+                   "boundary: only candidates predicted in [0.9 T, T], ranked by a surrogate of the accuracy seen; "
+                   "ppo: MnasNet's RNN controller trained with PPO; reinforce: the same with "
                    "REINFORCE; replay: the same controller fitted to the best of the whole history; evolution: "
                    "regularized evolution; predictor: an MLP ensemble picks which candidates to train; random: random "
                    "search; tpe, gp: Optuna's TPE and Gaussian-process samplers; nsga2: Optuna's NSGA-II over accuracy "
