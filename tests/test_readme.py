@@ -226,6 +226,7 @@ def tiny(argv: list[str]) -> list[str]:
 
 
 @pytest.mark.slow  # about 15 minutes on a loaded 2-core machine: every search, training and table of the README
+@pytest.mark.timeout(3600)
 def test_every_readme_line_that_can_run_here_runs(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = []
@@ -239,5 +240,5 @@ def test_every_readme_line_that_can_run_here_runs(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "mnas.cli", *run], cwd=tmp_path, env=env, capture_output=True,
                               text=True, timeout=900)
         log.append(f"{time.monotonic() - started:6.1f}s rc={proc.returncode}: mnas {shlex.join(run)}")
+        print(log[-1], flush=True)  # with -s: where a long run is
         assert proc.returncode == 0, "\n".join(log) + "\n" + proc.stderr[-3000:]
-    print("\n".join(log))
