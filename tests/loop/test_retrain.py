@@ -272,3 +272,35 @@ def test_retrained_trials_do_not_use_the_search_budget_of_a_resumed_search(searc
     kept = [t for t in resumed.trials if t.accuracy_source != STANDALONE]
     assert len(kept) == searched_n + 2  # two more search trials, not one (the retrained trial is not a search trial)
     assert resumed.last_run.stop == "trials" and not resumed.last_run.early
+
+
+def test_supernet_scores_are_smoothed_before_choosing_what_to_retrain():
+    """Inherited accuracy carries a per-network error; the candidates are ranked by the mean of each
+    score and an additive (ridge) fit of all of them, which picks truly better networks on average."""
+    import numpy as np
+
+    from mnas.loop.retrain import smoothed_scores
+    from mnas.study import Trial, TrialState
+
+    gains = np.linspace(0.0, 0.02, 3)
+    wins, gain = 0, []
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        tokens = [tuple(int(v) for v in rng.integers(0, 3, 8)) for _ in range(60)]
+        truth = [0.8 + sum(gains[t] for t in tok) for tok in tokens]
+
+        def trial(i, source="supernet", tokens=tokens, truth=truth, rng=rng):
+            seen = truth[i] + float(rng.normal(0, 0.02))
+            return Trial(i, TrialState.COMPLETE, tokens[i], f"a{i}", accuracy=seen, latency_ms=1.0, reward=seen,
+                         extra={"accuracy_source": source})
+
+        trials = [trial(i) for i in range(60)]
+        score = smoothed_scores(trials, trials)
+        smoothed_pick = max(trials, key=lambda t: score[t.number]).number
+        raw_pick = max(trials, key=lambda t: t.reward).number
+        wins += truth[smoothed_pick] >= truth[raw_pick]
+        gain.append(truth[smoothed_pick] - truth[raw_pick])
+        proxy = [trial(i, "proxy") for i in range(60)]
+        assert smoothed_scores(proxy, proxy) == {t.number: t.reward for t in proxy}  # trained scores: as they are
+    # better on average and far more often than worse (measured: +0.0058, 12 better, 2 worse of 40)
+    assert np.mean(gain) > 0.003 and sum(g > 0 for g in gain) >= 8 and sum(g > 0 for g in gain) >= 4 * (40 - wins)
