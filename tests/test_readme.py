@@ -59,6 +59,9 @@ def skip_reason(argv: list[str]) -> str | None:
         return "the user's own data"
     if "cuda" in " ".join(argv):
         return "needs CUDA"
+    for i, arg in enumerate(argv):  # --data becomes digits; another file of ../shared must be there
+        if arg.startswith("../shared/") and not (i and argv[i - 1] == "--data") and not (README.parent / arg).exists():
+            return f"{arg} is absent"
     return None
 
 
@@ -186,7 +189,8 @@ def _set(argv: list[str], flag: str, value: str) -> list[str]:
 
 def tiny(argv: list[str]) -> list[str]:
     """The README line with tiny budgets: digits for CIFAR, few trials/epochs, a narrowed space for tables."""
-    argv = ["digits" if a.startswith("../shared/data/") else a for a in argv]
+    argv = ["digits" if i and argv[i - 1] == "--data" else str((README.parent / a).resolve()) if a.startswith("../shared/")
+            else a for i, a in enumerate(argv)]
     path = _command_path(argv)
     if path == ("search",):
         strategy = argv[argv.index("--strategy") + 1] if "--strategy" in argv else "ppo"
@@ -213,9 +217,10 @@ def tiny(argv: list[str]) -> list[str]:
     elif path == ("train",) and "--epochs" in argv:
         argv = _set(argv, "--epochs", "1")
     elif path == ("supernet", "train"):  # the narrowed space, so that fbnet's table covers the supernet's
-        argv = _set(_set(argv, "--epochs", "1"), "--eval-images", "50") + NARROW
+        argv = _set(_set(argv, "--epochs", "1"), "--eval-images", "50")
+        argv += NARROW if "--space" not in argv or argv[argv.index("--space") + 1] == "mnasnet" else []
     elif path == ("supernet", "rank-check"):
-        argv = _set(_set(_set(_set(argv, "--n", "3"), "--epochs", "0.5"), "--noise", "2"), "--bootstrap", "20")
+        argv = _set(_set(_set(_set(argv, "--n", "6"), "--epochs", "0.5"), "--noise", "2"), "--bootstrap", "20")
     elif path == ("instance", "train"):
         argv = [*argv, "--pretrain-epochs", "1", "--search-epochs", "1", "--finetune-epochs", "0.2"]
     elif path == ("instance", "eval") and "--measure" in argv:
