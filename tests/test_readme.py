@@ -230,7 +230,7 @@ def tiny(argv: list[str]) -> list[str]:
     return argv
 
 
-@pytest.mark.slow  # about 15 minutes on a loaded 2-core machine: every search, training and table of the README
+@pytest.mark.slow  # 22 minutes on a 2-core machine at load 5-9: every search, training and table of the README
 @pytest.mark.timeout(3600)
 def test_every_readme_line_that_can_run_here_runs(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
