@@ -1,8 +1,10 @@
 """DARTS vs GDAS search on NB201 with the CPU default `DartsConfig` on ../shared/data/cifar10_10k.npz.
 
-Prints, per strategy and seed: search wall time, the final epoch's losses and accuracies (on the
-search split, see mnas.oneshot.darts), the alphas' mean entropy, the derived cell and its share
-of parameter-free ops, plus the machine load. Usage: ``python benchmarks/darts.py [--seeds 0 1]``.
+Prints, per strategy and seed: search wall and CPU time, each epoch's losses and accuracies (on the
+search split, see mnas.oneshot.darts), the alphas' mean entropy against uniform weights', the edges
+of the derived cell changed since the previous epoch, why the search stopped (its stopping rule, the
+epoch cap), the derived cell and its share of parameter-free ops, plus the machine load.
+Usage: ``python benchmarks/darts.py [--seeds 0 1]``; `benchmarks/darts_converge.py` caches and tabulates.
 """
 
 from __future__ import annotations
@@ -41,14 +43,16 @@ def main() -> None:
             t0 = time.perf_counter()
             r = search_darts(space, data, cfg)
             wall = time.perf_counter() - t0
-            last = r.history[-1]
-            print(f"{strategy} seed {seed}: {cfg.epochs} epochs, {cfg.train_images} images (half weights, half alphas),"
-                  f" C={cfg.channels} N={cfg.nb201_cells}: search {wall:.1f} s wall ({wall / cfg.epochs:.1f} s/epoch)")
+            last, n = r.history[-1], len(r.history)
+            print(f"{strategy} seed {seed}: {n} of at most {cfg.epochs} epochs ({r.stop_reason}), {cfg.train_images}"
+                  f" images (half weights, half alphas), C={cfg.channels} N={cfg.nb201_cells}: search {wall:.1f} s wall"
+                  f" ({wall / n:.1f} s/epoch), {r.cpu_seconds:.1f} s CPU")
             for rec in r.history:
-                print(f"  epoch {rec['epoch']}: train loss {rec['train_loss']:.3f} acc {rec['train_acc']:.3f} | val loss"
-                      f" {rec['val_loss']:.3f} acc {rec['val_acc']:.3f} | entropy {rec['entropy']:.6f} | param-free"
-                      f" {rec['param_free']:.2f} | {rec['arch']}")
-            print(f"  derived: {r.arch}  param-free share {last['param_free']:.2f}")
+                val = "warm-up" if rec.get("warmup") else f"val loss {rec['val_loss']:.3f} acc {rec['val_acc']:.3f}"
+                print(f"  epoch {rec['epoch']}: train loss {rec['train_loss']:.3f} acc {rec['train_acc']:.3f} | {val} |"
+                      f" entropy {rec['entropy']:.6f} of {rec['entropy_max']:.6f} | changed {rec['changed']} | unchanged"
+                      f" {rec['unchanged_epochs']} | param-free {rec['param_free']:.2f} | {rec['arch']}")
+            print(f"  derived: {r.arch}  param-free share {last['param_free']:.2f}; converged: {r.converged}")
     print("uptime after:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
 
 

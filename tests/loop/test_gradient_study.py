@@ -97,8 +97,9 @@ def test_resume_continues_from_the_checkpoint_and_equals_an_uninterrupted_run(tm
     resumed = gradient_study(_space(), _data(), Reward.accuracy(), StubLatency(), strategy="gdas", options=options,
                              storage=db, progress=lambda r: seen.append(r["epoch"]))
     assert seen == [2]  # epoch 1 came from the checkpoint
-    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in full.meta["gradient_history"]["epochs"]]
-    got = [{k: v for k, v in r.items() if k != "seconds"} for r in resumed.meta["gradient_history"]["epochs"]]
+    clocks = ("seconds", "cpu_seconds")
+    strip = [{k: v for k, v in r.items() if k not in clocks} for r in full.meta["gradient_history"]["epochs"]]
+    got = [{k: v for k, v in r.items() if k not in clocks} for r in resumed.meta["gradient_history"]["epochs"]]
     assert got == strip and resumed.best().arch == full.best().arch
 
 
@@ -175,3 +176,44 @@ def test_fbnet_study_stores_the_measured_derived_architecture(tmp_path):
         gradient_study(space, _data(n=24), Reward.soft(1.0), latency, strategy="fbnet", options=options,
                        storage=tmp_path / "g.db")
     assert not (tmp_path / "g.db").exists()  # refused before a study file is made
+
+
+def test_the_trial_says_how_the_search_ended_and_the_console_shows_stability_per_epoch(tmp_path):
+    """Issue 22 part 2: each epoch's line shows whether the derived cell changed, a last line says why the
+    search stopped, and the derived trial records it (a search at its epoch cap is not converged)."""
+    out = io.StringIO()
+    progress = GradientProgress("darts", file=out)
+    study = gradient_study(_space(), _data(), Reward.accuracy(), StubLatency(), strategy="darts",
+                           options={**TINY, "epochs": 3, "stop_unchanged": 5}, storage=tmp_path / "s.db",
+                           progress=progress)
+    (t,) = study.complete_trials
+    epochs = study.meta["gradient_history"]["epochs"]
+    assert t.extra["stop_reason"] == "max_epochs" and t.extra["converged"] is False and t.extra["epochs_run"] == 3
+    assert t.extra["entropy"] == epochs[-1]["entropy"] and t.extra["entropy_max"] == pytest.approx(math.log(5))
+    assert t.extra["unchanged_epochs"] == epochs[-1]["unchanged_epochs"] and t.extra["cpu_seconds"] > 0
+    assert [r["changed"] is None for r in epochs] == [True, False, False]
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 4 and lines[0].startswith("[epoch  1/3] darts")
+    for line, r in zip(lines[1:3], epochs[1:], strict=True):
+        assert (f"cell {r['changed']} changed" if r["changed"] else f"cell same {r['unchanged_epochs']}/5") in line
+    assert lines[3].startswith("[darts] stopped after 3 epochs: at its epoch cap, NOT converged; entropy ")
+
+
+def test_progress_line_shows_the_cells_stability_and_the_warmup():
+    out = io.StringIO()
+    show = GradientProgress("gdas", file=out)
+    base = {"epoch": 4, "of_epochs": 30, "entropy": 1.2, "softmax": {"alpha": [[0.2] * 5] * 6}, "arch": "|x|"}
+    show({**base, "changed": 0, "unchanged_epochs": 2, "of_unchanged": 3})
+    show({**base, "changed": 2, "unchanged_epochs": 0, "of_unchanged": 3})
+    show({**base, "warmup": True, "changed": None, "unchanged_epochs": 0})
+    first, second, third = out.getvalue().splitlines()
+    assert "cell same 2/3" in first and "cell 2 changed" in second and "warm-up" in third
+
+
+def test_the_stopping_rule_is_an_option_and_none_turns_it_off():
+    from mnas.loop.gradient_study import _cell_config
+
+    config, stored = _cell_config("darts", {"stop_unchanged": "None", "stop_entropy": 0.7}, 0)
+    assert config.stop_unchanged is None and config.stop_entropy == 0.7 and stored["stop_unchanged"] is None
+    assert _cell_config("gdas", {}, 0)[0].stop_unchanged == 3
+    assert _cell_config("darts", {"recipe": "paper"}, 0)[0].stop_unchanged is None  # the papers run every epoch

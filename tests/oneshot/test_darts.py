@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -135,8 +137,8 @@ def test_resume_equals_uninterrupted(tmp_path, space, strategy, order):
         search_darts(space, data, cfg, out=tmp_path / "b", progress=lambda r: _stop_after(r, cfg.epochs - 1))
     resumed = search_darts(space, data, cfg, out=tmp_path / "b", resume=True)
     assert resumed.alphas == full.alphas and str(resumed.arch) == str(full.arch)
-    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in full.history]
-    assert [{k: v for k, v in r.items() if k != "seconds"} for r in resumed.history] == strip
+    strip = [{k: v for k, v in r.items() if k not in ("seconds", "cpu_seconds")} for r in full.history]
+    assert [{k: v for k, v in r.items() if k not in ("seconds", "cpu_seconds")} for r in resumed.history] == strip
 
 
 class _Stop(Exception):
@@ -184,3 +186,80 @@ def test_cpu_default_arch_lr_moves_the_logits_and_the_paper_lr_barely_does():
         moved[a_lr] = float((torch.tensor(r.alphas["alpha"]) - start).abs().max())
     # Adam moves a logit by about lr per step; 3 epochs x 2 steps here.
     assert moved[DartsConfig().a_lr] > 0.05 > 0.005 > moved[DartsConfig.paper().a_lr]
+
+
+# -- issue 22 part 2: the search reports whether it has decided, and stops once it has ----------------------------
+
+
+def test_each_epoch_reports_entropy_against_uniform_and_the_derived_cells_stability():
+    space = NB201Space(4, 8)
+    result = search_darts(space, _data(), DartsConfig(**{**TINY, "epochs": 3, "train_images": 16}, stop_unchanged=None))
+    h = result.history
+    assert [r["epoch"] for r in h] == [1, 2, 3]
+    for r in h:
+        assert r["entropy_max"] == pytest.approx(np.log(5)) and 0 < r["entropy"] <= r["entropy_max"] + 1e-9
+        assert r["cpu_seconds"] > 0
+    assert h[0]["changed"] is None and h[0]["unchanged_epochs"] == 0  # no previous cell
+    for prev, r in zip(h, h[1:], strict=False):
+        edges = sum(a != b for a, b in zip(parse_nb201(prev["arch"]).ops, parse_nb201(r["arch"]).ops, strict=True))
+        assert r["changed"] == edges
+        assert r["unchanged_epochs"] == (prev["unchanged_epochs"] + 1 if edges == 0 else 0)
+    assert result.stop_reason == "max_epochs" and not result.converged and result.cpu_seconds > 0
+
+
+def test_stop_reason_needs_a_stable_and_decided_cell():
+    from mnas.oneshot.darts import stop_reason
+
+    cfg = DartsConfig(**TINY, stop_unchanged=3, stop_entropy=0.5)
+    rec = {"param_free": 0.5, "unchanged_epochs": 3, "entropy": 0.7, "entropy_max": 1.6}
+    assert stop_reason(rec, cfg, last=False) == "stable"
+    assert stop_reason({**rec, "unchanged_epochs": 2}, cfg, last=False) == ""  # not stable for long enough
+    assert stop_reason({**rec, "entropy": 0.9}, cfg, last=False) == ""  # stable, but the alphas have not decided
+    assert stop_reason({**rec, "entropy": 0.9}, cfg, last=True) == "max_epochs"
+    assert stop_reason(rec, replace(cfg, stop_unchanged=None), last=False) == ""  # the rule off: run every epoch
+    # the collapse remedy keeps its precedence
+    assert stop_reason({**rec, "param_free": 0.9}, replace(cfg, stop_param_free=0.6), last=False) == "param_free"
+
+
+def test_search_stops_once_the_cell_is_stable_and_not_before():
+    """A large architecture step on a fixed batch: the alphas decide within a few epochs, and the search
+    stops at the first epoch whose cell has been unchanged for `stop_unchanged` epochs with low entropy."""
+    space = NB201Space(4, 8)
+    cfg = DartsConfig(**{**TINY, "epochs": 12, "train_images": 16}, a_lr=0.5, stop_unchanged=2, stop_entropy=0.9)
+    result = search_darts(space, _data(), cfg)
+    h = result.history
+    assert result.stop_reason == "stable" and result.converged and len(h) < cfg.epochs
+    last = h[-1]
+    assert last["unchanged_epochs"] >= 2 and last["entropy"] <= 0.9 * last["entropy_max"]
+    assert len({r["arch"] for r in h[-3:]}) == 1 and str(result.arch) == last["arch"]
+    for r in h[:-1]:  # it did not stop earlier than the rule allows, nor later
+        assert r["unchanged_epochs"] < 2 or r["entropy"] > 0.9 * r["entropy_max"]
+    # the same run without the rule goes on to the cap, through the same epochs
+    full = search_darts(space, _data(), replace(cfg, stop_unchanged=None))
+    assert len(full.history) == cfg.epochs and full.stop_reason == "max_epochs"
+    assert [r["arch"] for r in full.history[:len(h)]] == [r["arch"] for r in h]
+
+
+def test_warmup_epochs_train_the_weights_with_the_alphas_frozen():
+    space = NB201Space(4, 8)
+    torch.manual_seed(0)
+    start = build_search_net(space, DartsConfig(**TINY)).alpha.detach().clone()
+    cfg = DartsConfig(**{**TINY, "epochs": 3, "train_images": 16}, warmup_epochs=1)
+    result = search_darts(space, _data(), cfg)
+    first, second = result.history[0], result.history[1]
+    assert first["warmup"] and first["val_acc"] is None and first["changed"] is None
+    assert torch.allclose(torch.tensor(first["softmax"]["alpha"]), torch.softmax(start, -1))
+    assert "warmup" not in second and second["changed"] is None and second["val_acc"] is not None
+    assert not torch.allclose(torch.tensor(result.alphas["alpha"]), start)
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        DartsConfig(epochs=3, warmup_epochs=3)
+
+
+def test_the_paper_recipe_runs_its_epochs_and_the_cpu_default_has_a_stopping_rule():
+    assert DartsConfig.paper().stop_unchanged is None and DartsConfig.paper().warmup_epochs == 0
+    cpu = DartsConfig()
+    assert cpu.stop_unchanged and 0 < cpu.stop_entropy < 1 and cpu.epochs > cpu.stop_unchanged + cpu.warmup_epochs
+    for bad in ({"stop_unchanged": 0}, {"stop_entropy": 0.0}, {"stop_entropy": 1.5}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            DartsConfig(**bad)
+

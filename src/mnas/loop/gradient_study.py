@@ -8,7 +8,10 @@ architecture off its weights — so, like `enas_study`, it does not go through `
   validation figure of its last epoch (a running figure of the search network, not of the derived
   architecture trained alone: `mnas train` on the trial gives that);
 - the latency is measured (or looked up) on the study's latency backend, as for any trial;
-- ``extra`` holds ``derived=True``, the epoch it was derived at, and the search's seconds.
+- ``extra`` holds ``derived=True``, the epoch it was derived at, and the search's seconds; for
+  darts/gdas also how the search ended: ``stop_reason`` ("stable": its stopping rule, "param_free",
+  "max_epochs": the cap, not converged), ``converged``, ``epochs_run``, ``cpu_seconds``, and the last
+  epoch's ``entropy`` / ``entropy_max`` and ``unchanged_epochs`` (issue 22).
 
 The per-epoch history (each architecture weight's softmax, the entropy, the derived architecture)
 is stored in the study's metadata under ``"gradient_history"`` as it runs, so `mnas report` plots
@@ -85,10 +88,13 @@ def gradient_labels(space: Any) -> dict[str, dict[str, list[str]]]:
 class GradientProgress:
     """A `progress(record)` callback printing one line per search epoch to `file` (default stderr)::
 
-        [epoch  3/5] darts  train 29.2%  val 26.0%  entropy 1.6094 of 1.6094  param-free 67%  36.7 s | |skip_connect~0|+...
+        [epoch  3/30] darts  train 29.2%  val 26.0%  entropy 1.5200 of 1.6094  cell same 1/3  param-free 67%  0.6 min | |...
 
     The entropy is the mean over edges (decisions) of the architecture weights' softmax entropy; its
-    maximum (uniform weights) is printed beside it, so a search that has not moved shows at once."""
+    maximum (uniform weights) is printed beside it, so a search that has not moved shows at once.
+    "cell same 1/3" (a DARTS/GDAS search): the derived cell has not changed for 1 epoch, of the 3 its
+    stopping rule waits for ("cell 2 changed": 2 of its edges changed since the previous epoch;
+    "warm-up": the alphas are frozen). `stopped(result)` prints why the search ended."""
 
     def __init__(self, strategy: str, epochs: int | None = None, file: TextIO | None = None) -> None:
         self.strategy, self.epochs, self.file = strategy, epochs, file
@@ -108,6 +114,13 @@ class GradientProgress:
         if isinstance(record.get("entropy"), (int, float)):
             top = max_entropy(record.get("softmax") or {})
             parts.append(f"entropy {record['entropy']:.4f}" + (f" of {top:.4f}" if top else ""))
+        if record.get("warmup"):
+            parts.append("warm-up")
+        elif isinstance(record.get("changed"), int) and record["changed"]:
+            parts.append(f"cell {record['changed']} changed")
+        elif isinstance(record.get("unchanged_epochs"), int) and record.get("changed") == 0:
+            wait = record.get("of_unchanged")
+            parts.append(f"cell same {record['unchanged_epochs']}" + (f"/{wait}" if wait else ""))
         if isinstance(record.get("param_free"), (int, float)):
             parts.append(f"param-free {100 * record['param_free']:.0f}%")
         figures = [(key, record.get(key)) for key in ("expected_ms", "predicted_ms", "measured_ms", "target_ms")]
@@ -117,6 +130,20 @@ class GradientProgress:
             parts.append(" ".join(lat) + " ms")
         parts.append(f"{(time.monotonic() - self.started) / 60:.1f} min")
         print("  ".join(parts) + f" | {record.get('arch', '')}", file=self.file or sys.stderr, flush=True)
+
+    def stopped(self, summary: dict[str, Any]) -> None:
+        """One line on how a DARTS/GDAS search ended (`gradient_study` calls it with the trial's summary)."""
+        import sys
+
+        why = {"stable": "the derived cell is stable and decided",
+               "param_free": "the parameter-free share passed stop_param_free (the cell of an earlier epoch is kept)",
+               "max_epochs": "at its epoch cap, NOT converged"}.get(summary.get("stop_reason"), summary.get("stop_reason"))
+        line = f"[{self.strategy}] stopped after {summary.get('epochs_run')} epochs: {why}"
+        if isinstance(summary.get("entropy"), (int, float)) and isinstance(summary.get("entropy_max"), (int, float)):
+            line += f"; entropy {summary['entropy']:.4f} of {summary['entropy_max']:.4f}"
+        if isinstance(summary.get("unchanged_epochs"), int):
+            line += f"; cell unchanged for {summary['unchanged_epochs']} epochs"
+        print(line, file=self.file or sys.stderr, flush=True)
 
 
 def max_entropy(softmax: dict[str, list[list[float]]]) -> float | None:
@@ -139,7 +166,8 @@ def _cell_config(strategy: str, options: dict[str, Any], seed: int) -> tuple[Any
 
     from mnas.oneshot.darts import DartsConfig
 
-    options = dict(options)
+    # "None" on the command line (--strategy-opt stop_unchanged=None) is JSON's null
+    options = {k: None if v in ("None", "none") else v for k, v in options.items()}
     recipe = options.pop("recipe", "cpu")
     if recipe not in ("cpu", "paper"):
         raise ValueError(f"recipe={recipe!r}: expected 'cpu' (the default) or 'paper' (DARTS's recipe)")
@@ -153,11 +181,16 @@ def _cell_config(strategy: str, options: dict[str, Any], seed: int) -> tuple[Any
 
 
 def _cell_search(space: Any, data: Any, config: Any, out: Path | None, resume: bool,
-                 progress: Any) -> tuple[Any, list[dict[str, Any]], bool, float]:
+                 progress: Any) -> tuple[Any, list[dict[str, Any]], bool, float, dict[str, Any]]:
+    """The search's derived cell, history, early stop, seconds, and how it ended (for the trial's extra)."""
     from mnas.oneshot.darts import search_darts
 
     result = search_darts(space, data, config, out=out, resume=resume, progress=progress)
-    return result.arch, result.history, result.stopped_early, result.seconds
+    last = result.history[-1] if result.history else {}
+    ended = {"stop_reason": result.stop_reason, "converged": result.converged, "epochs_run": len(result.history),
+             "cpu_seconds": float(result.cpu_seconds),
+             **{k: last[k] for k in ("entropy", "entropy_max", "unchanged_epochs") if k in last}}
+    return result.arch, result.history, result.stopped_early, result.seconds, ended
 
 
 def gradient_study(space: Any, data: Any, reward: Reward, latency: Any, *, strategy: str = "darts",
@@ -211,7 +244,8 @@ def gradient_study(space: Any, data: Any, reward: Reward, latency: Any, *, strat
         study.storage.set_meta(HISTORY_KEY, {"strategy": strategy, "labels": labels, "epochs": history})
         if progress is not None:
             total = config.epochs if strategy in CELL_STRATEGIES else None  # fbnet adds correction rounds as needed
-            progress({**_as_rows(record, strategy), "of_epochs": total})
+            wait = getattr(config, "stop_unchanged", None) if strategy in CELL_STRATEGIES else None
+            progress({**_as_rows(record, strategy), "of_epochs": total, "of_unchanged": wait})
 
     describe = getattr(latency, "describe", None)
     config_meta = {**stored, "strategy": strategy, "strategy_options": config_dict, "accuracy_source": strategy,
@@ -224,8 +258,11 @@ def gradient_study(space: Any, data: Any, reward: Reward, latency: Any, *, strat
         study.storage.set_meta("config", config_meta)  # before the first epoch: an interrupted search is resumable
         summary: dict[str, Any] = {}
         measured = None
+        ended: dict[str, Any] = {}
         if strategy in CELL_STRATEGIES:
-            arch, history, stopped, seconds = _cell_search(space, data, config, out, resuming, on_epoch)
+            arch, history, stopped, seconds, ended = _cell_search(space, data, config, out, resuming, on_epoch)
+            if callable(getattr(progress, "stopped", None)):
+                progress.stopped(ended)
         else:
             arch, result = _block_search(space, data, config, out, resuming, on_epoch, latency, reward, supernet, table)
             history, stopped, seconds = [_as_rows(r, strategy) for r in result.history], False, result.seconds
@@ -239,7 +276,7 @@ def gradient_study(space: Any, data: Any, reward: Reward, latency: Any, *, strat
         record = _derived_record(history, str(arch))
         trial_extra = {"accuracy_source": strategy, "derived": True, "epoch": record.get("epoch"),
                        "stopped_early": bool(stopped), "search_seconds": float(seconds),
-                       **{k: record[k] for k in ("param_free",) if k in record},
+                       **{k: record[k] for k in ("param_free",) if k in record}, **ended,
                        **{k: v for k, v in summary.items() if k != "rounds_log"}}
         _store(study, space, data, arch, float(record.get("val_acc", 0.0)), latency, reward, trial_extra, seconds,
                measured)

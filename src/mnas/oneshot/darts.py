@@ -17,8 +17,17 @@ second order (the unrolled one-step weights w' = w - lr (momentum + grad + wd w)
 Hessian-vector product by central finite differences, eps = 0.01 / ||dw'||, as in the paper).
 GDAS (``strategy="gdas"``) samples one op per edge per forward (Gumbel hard one-hot, straight
 through), temperature linear from `tau_max` to `tau_min`, first order. `stop_param_free` is the
-optional early stop: once the derived cell's share of parameter-free ops exceeds it, the search
-stops and returns the last cell below it.
+optional early stop (the collapse remedy): once the derived cell's share of parameter-free ops
+exceeds it, the search stops and returns the last cell below it.
+
+When to stop (issue 22): `epochs` is the most epochs a search runs (the learning-rate and
+temperature schedules span it). Every epoch records the alphas' mean entropy next to that of
+uniform weights and how many edges of the derived cell changed since the previous epoch; the
+search stops once the derived cell has not changed for `stop_unchanged` epochs *and* the mean
+entropy is at most `stop_entropy` of the uniform one (a cell that is stable and decided), and
+otherwise at `epochs` (`DartsResult.stop_reason`: "stable", "param_free" or "max_epochs"). The
+first `warmup_epochs` train the weights only, the alphas frozen (uniform mixture / uniform
+sampling), so untrained convolutions do not lose their first comparisons to parameter-free ops.
 
 Each epoch ends with an atomic checkpoint ``out/search.pt``; `resume=True` continues from it
 exactly (each epoch reseeds the data order, augmentation and Gumbel noise from (seed, epoch)).
@@ -46,7 +55,8 @@ from mnas.train.checkpoint import atomic_save, load_file
 from mnas.train.datasets import Dataset
 from mnas.train.loop import epoch_seed, threads
 
-__all__ = ["PARAM_FREE", "DartsConfig", "DartsResult", "arch_gradient", "derive", "param_free_share", "search_darts"]
+__all__ = ["PARAM_FREE", "DartsConfig", "DartsResult", "arch_gradient", "cell_edges", "derive", "param_free_share",
+           "search_darts", "stop_reason"]
 
 PARAM_FREE = frozenset({"none", "skip_connect", "avg_pool_3x3", "max_pool_3x3"})
 _VERSION = 1
@@ -58,7 +68,9 @@ class DartsConfig:
 
     strategy: str = "darts"  # "darts" (softmax mixture) or "gdas" (Gumbel hard sampling, first order)
     order: int = 1  # 1 or 2 (DARTS only)
-    epochs: int = 5
+    # The most epochs; the stopping rule below ends a search earlier once its cell is stable and decided
+    # (issue 22: at 5 fixed epochs the alphas had barely moved and the derived cell still changed).
+    epochs: int = 30
     batch_size: int = 32  # CPU default: twice the paper's steps per image (the alphas need steps, see a_lr)
     train_images: int | None = 2000  # cap on the training split before halving; None = all
     channels: int | None = 8  # search network's initial channels; None = the space's
@@ -70,14 +82,20 @@ class DartsConfig:
     w_weight_decay: float = 3e-4
     grad_clip: float = 5.0
     # CPU default 3e-2, not the paper's 3e-4: Adam moves a logit by at most about lr per step, and the
-    # paper's 50 x 391 steps allow 5.9; this default's 5 x 31 steps allow 4.7 at 3e-2 (0.05 at 3e-4,
-    # measured: the alphas stayed uniform, entropy 1.609393 vs ln 5 = 1.609438).
+    # paper's 50 x 391 steps allow 5.9; 5 x 31 steps allow 4.7 at 3e-2 (0.05 at 3e-4, measured: the
+    # alphas stayed uniform, entropy 1.609393 vs ln 5 = 1.609438). Whether they *settle* depends on the
+    # number of steps, not on lr (drift N lr s against noise sqrt(N) lr sigma): hence the stopping rule.
     a_lr: float = 3e-2
     a_betas: tuple[float, float] = (0.5, 0.999)
     a_weight_decay: float = 1e-3
     tau_max: float = 10.0
     tau_min: float = 0.1
     stop_param_free: float | None = None
+    # The stopping rule: the derived cell unchanged for `stop_unchanged` epochs and the mean entropy at
+    # most `stop_entropy` x that of uniform weights (None: run all `epochs`, as the papers do).
+    stop_unchanged: int | None = 3
+    stop_entropy: float = 0.8
+    warmup_epochs: int = 0  # epochs of weight training only (alphas frozen) before the architecture steps
     fd_eps: float = 0.01  # second order: finite-difference step over ||dw'|| (the paper's 0.01)
     seed: int = 0
     threads: int | None = None
@@ -99,13 +117,24 @@ class DartsConfig:
             raise ValueError(f"tau_min={self.tau_min}, tau_max={self.tau_max}: expected 0 < tau_min <= tau_max")
         if self.stop_param_free is not None and not 0.0 <= self.stop_param_free < 1.0:
             raise ValueError(f"stop_param_free={self.stop_param_free!r}: expected a share in [0, 1) or None")
+        if self.stop_unchanged is not None and (isinstance(self.stop_unchanged, bool)
+                                                or not isinstance(self.stop_unchanged, int) or self.stop_unchanged < 1):
+            raise ValueError(f"stop_unchanged={self.stop_unchanged!r}: expected a number of epochs >= 1, or None"
+                             " to run all epochs")
+        if isinstance(self.stop_entropy, bool) or not isinstance(self.stop_entropy, (int, float)) \
+                or not 0.0 < self.stop_entropy <= 1.0:
+            raise ValueError(f"stop_entropy={self.stop_entropy!r}: expected a share of the uniform entropy in (0, 1]")
+        if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) \
+                or not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(f"warmup_epochs={self.warmup_epochs!r}: expected 0 <= warmup_epochs < epochs"
+                             f" ({self.epochs})")
         object.__setattr__(self, "a_betas", tuple(self.a_betas))
 
     @classmethod
     def paper(cls, **overrides: Any) -> DartsConfig:
         """DARTS's CIFAR-10 search: 50 epochs, batch 64, 16 channels, 8 cells (NB201: its 5 per stage), all data."""
         base = cls(epochs=50, batch_size=64, train_images=None, channels=None, nb201_cells=None, darts_layers=None,
-                   a_lr=3e-4)
+                   a_lr=3e-4, stop_unchanged=None, warmup_epochs=0)
         return replace(base, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,8 +148,15 @@ class DartsResult:
     arch: NB201Cell | DartsGenotype
     history: list[dict[str, Any]] = field(default_factory=list)
     alphas: dict[str, list[list[float]]] = field(default_factory=dict)
-    stopped_early: bool = False
+    stopped_early: bool = False  # the collapse remedy (stop_param_free) ended the search
     seconds: float = 0.0
+    stop_reason: str = ""  # "stable" (the stopping rule), "param_free" (stop_param_free) or "max_epochs"
+    cpu_seconds: float = 0.0  # CPU time of this process (all its threads) in the search's epochs
+
+    @property
+    def converged(self) -> bool:
+        """Whether the search stopped on a stable, decided cell (not at its epoch cap)."""
+        return self.stop_reason == "stable"
 
 
 def search_ops(space: NB201Space | DartsSpace) -> tuple[str, ...]:
@@ -165,6 +201,24 @@ def derive(space: NB201Space | DartsSpace, alphas: dict[str, torch.Tensor]) -> N
                          space.drop_path)
     space.encode(arch)  # in the space by construction; fail loudly if not
     return arch
+
+
+def cell_edges(arch: NB201Cell | DartsGenotype) -> list[Any]:
+    """The derived cell's edges in a fixed order: NB201's op per edge; DARTS's (op, input) per kept edge,
+    normal cell then reduction cell. Two cells are the same iff their edges are."""
+    return list(arch.ops) if isinstance(arch, NB201Cell) else [*arch.normal, *arch.reduce]
+
+
+def stop_reason(record: dict[str, Any], config: DartsConfig, last: bool) -> str:
+    """Why the search stops after the epoch of `record` ("" = it goes on): "param_free" (the collapse
+    remedy), "stable" (the derived cell unchanged for `stop_unchanged` epochs and the mean entropy at
+    most `stop_entropy` of uniform weights'), "max_epochs" (the cap, `last`)."""
+    if config.stop_param_free is not None and record["param_free"] > config.stop_param_free:
+        return "param_free"
+    if (config.stop_unchanged is not None and record["unchanged_epochs"] >= config.stop_unchanged
+            and record["entropy"] <= config.stop_entropy * record["entropy_max"]):
+        return "stable"
+    return "max_epochs" if last else ""
 
 
 def param_free_share(arch: NB201Cell | DartsGenotype) -> float:
@@ -223,6 +277,23 @@ def _entropy(alphas: dict[str, torch.Tensor]) -> float:
     return float(torch.cat(ents).mean())
 
 
+def _max_entropy(alphas: dict[str, torch.Tensor]) -> float:
+    """The mean entropy of uniform weights over the same rows (ln of the number of ops)."""
+    sizes = [a.shape[-1] for a in alphas.values() for _ in range(a.shape[0])]
+    return sum(math.log(n) for n in sizes) / len(sizes)
+
+
+def _stability(arch: NB201Cell | DartsGenotype, history: list[dict[str, Any]], warm: bool) -> tuple[int | None, int]:
+    """(edges changed since the previous epoch's derived cell (None: no previous one), epochs the cell has
+    not changed). A warm-up epoch (alphas frozen) counts for neither."""
+    prev = history[-1] if history else None
+    if warm or prev is None or prev.get("warmup"):
+        return None, 0
+    before = cell_edges(type(arch).parse(prev["arch"]))
+    changed = sum(a != b for a, b in zip(before, cell_edges(arch), strict=True))
+    return changed, (int(prev.get("unchanged_epochs", 0)) + 1 if changed == 0 else 0)
+
+
 def _split(data: Dataset, config: DartsConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     x, y = data.x_train, data.y_train
     order = np.random.default_rng(config.seed).permutation(len(y))
@@ -253,7 +324,7 @@ def search_darts(space: NB201Space | DartsSpace, data: Dataset, config: DartsCon
                                    weight_decay=config.a_weight_decay)
         net.mode = "gumbel" if config.strategy == "gdas" else "softmax"
         history: list[dict[str, Any]] = []
-        start, best, stopped, seconds = 0, None, False, 0.0
+        start, best, reason, seconds, cpu = 0, None, "", 0.0, 0.0
         if resume and ckpt is not None and ckpt.is_file():
             state = load_file(ckpt)
             if state.get("config") != config.to_dict() or state.get("space") != space.settings():
@@ -262,15 +333,16 @@ def search_darts(space: NB201Space | DartsSpace, data: Dataset, config: DartsCon
             w_optim.load_state_dict(state["w_optim"])
             a_optim.load_state_dict(state["a_optim"])
             history, start, seconds = state["history"], state["epoch"], state["seconds"]
-            best, stopped = state["best"], state["stopped"]
+            best, reason, cpu = state["best"], state.get("stop_reason", ""), state.get("cpu_seconds", 0.0)
         xt, yt, xv, yv = _split(data, config)
         transform = BatchTransform(data.mean, data.std, data.augment)
         b = min(config.batch_size, len(yt))
         steps = len(yt) // b
         for epoch in range(start, config.epochs):
-            if stopped:
+            if reason:
                 break
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
+            warm = epoch < config.warmup_epochs  # weights only: the alphas keep their initial (near uniform) values
             gen = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
             torch.manual_seed(epoch_seed(config.seed, epoch) + 1)
             lr = config.w_lr_min + 0.5 * (config.w_lr - config.w_lr_min) * (1 + math.cos(math.pi * epoch / config.epochs))
@@ -286,11 +358,14 @@ def search_darts(space: NB201Space | DartsSpace, data: Dataset, config: DartsCon
                 it, iv = pt[s * b:(s + 1) * b].numpy(), pv[s * b:(s + 1) * b].numpy()
                 bt = (transform(torch.from_numpy(xt[it]), True, gen), torch.from_numpy(yt[it]))
                 bv = (transform(torch.from_numpy(xv[iv]), True, gen), torch.from_numpy(yv[iv]))
-                a_optim.zero_grad(set_to_none=True)
-                grads, vloss, vlogits = arch_gradient(net, bt, bv, w_optim, config.order == 2, config.fd_eps)
-                for a, g in zip(net.arch_parameters(), grads, strict=True):
-                    a.grad = g
-                a_optim.step()
+                if warm:
+                    vloss, vlogits = torch.tensor(math.nan), None
+                else:
+                    a_optim.zero_grad(set_to_none=True)
+                    grads, vloss, vlogits = arch_gradient(net, bt, bv, w_optim, config.order == 2, config.fd_eps)
+                    for a, g in zip(net.arch_parameters(), grads, strict=True):
+                        a.grad = g
+                    a_optim.step()
                 w_optim.zero_grad(set_to_none=True)
                 logits = net(bt[0])
                 loss = F.cross_entropy(logits, bt[1])
@@ -300,31 +375,37 @@ def search_darts(space: NB201Space | DartsSpace, data: Dataset, config: DartsCon
                 nn.utils.clip_grad_norm_(net.weight_parameters(), config.grad_clip)
                 w_optim.step()
                 n = len(it)
+                val_correct = math.nan if vlogits is None else int((vlogits.argmax(1) == bv[1]).sum())
                 sums += [float(loss.detach()) * n, int((logits.argmax(1) == bt[1]).sum()), n,
-                         float(vloss) * n, int((vlogits.argmax(1) == bv[1]).sum()), n]
-            alphas = net.alphas()
+                         float(vloss) * n, val_correct, n]
+            alphas = {k: v.detach() for k, v in net.alphas().items()}
             arch = derive(space, alphas)
             share = param_free_share(arch)
+            changed, unchanged = _stability(arch, history, warm)
             seconds += time.perf_counter() - t0
+            cpu += time.process_time() - c0
             record = {"epoch": epoch + 1, "train_loss": float(sums[0] / sums[2]), "train_acc": float(sums[1] / sums[2]),
-                      "val_loss": float(sums[3] / sums[5]), "val_acc": float(sums[4] / sums[5]), "lr": float(lr),
+                      "val_loss": None if warm else float(sums[3] / sums[5]),
+                      "val_acc": None if warm else float(sums[4] / sums[5]), "lr": float(lr),
                       "tau": float(net.tau),
-                      "softmax": {k: F.softmax(v.detach(), -1).tolist() for k, v in alphas.items()},
-                      "entropy": _entropy({k: v.detach() for k, v in alphas.items()}), "arch": str(arch),
-                      "param_free": share, "seconds": seconds}
+                      "softmax": {k: F.softmax(v, -1).tolist() for k, v in alphas.items()},
+                      "entropy": _entropy(alphas), "entropy_max": _max_entropy(alphas), "arch": str(arch),
+                      "changed": changed, "unchanged_epochs": unchanged, "param_free": share,
+                      "seconds": seconds, "cpu_seconds": cpu, **({"warmup": True} if warm else {})}
             history.append(record)
-            if config.stop_param_free is not None and share > config.stop_param_free:
-                stopped = True  # keep `best`: the last cell below the threshold (None if there never was one)
-            else:
-                best = str(arch)
+            if not warm:  # (warmup_epochs < epochs: the last epoch is never a warm-up one)
+                reason = stop_reason(record, config, epoch + 1 == config.epochs)
+                if reason != "param_free":
+                    best = str(arch)  # param_free keeps `best`: the last cell below the threshold (None if none was)
             if ckpt is not None:
                 atomic_save({"version": _VERSION, "config": config.to_dict(), "space": space.settings(),
                              "epoch": epoch + 1, "net": net.state_dict(), "w_optim": w_optim.state_dict(),
                              "a_optim": a_optim.state_dict(), "history": history, "seconds": seconds,
-                             "best": best, "stopped": stopped}, ckpt)
+                             "cpu_seconds": cpu, "best": best, "stop_reason": reason}, ckpt)
             if progress is not None:
                 progress(record)
     final = derive(space, net.alphas())
     if best is not None:
         final = type(final).parse(best)
-    return DartsResult(final, history, {k: v.detach().tolist() for k, v in net.alphas().items()}, stopped, seconds)
+    return DartsResult(final, history, {k: v.detach().tolist() for k, v in net.alphas().items()},
+                       reason == "param_free", seconds, reason or "max_epochs", cpu)
