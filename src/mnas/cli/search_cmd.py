@@ -86,7 +86,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "search; tpe, gp: Optuna's TPE and Gaussian-process samplers; nsga2: Optuna's NSGA-II over accuracy "
                    "and latency (tpe, nsga2, gp need pip install 'mnas[optuna]'); enas: ENAS on a supernet (--supernet, "
                    "or one trained from scratch; --strategy-opt rounds=10 ...); darts, gdas: differentiable cell search "
-                   "on --space nb201/darts (--strategy-opt epochs=5, order=2, recipe=paper ...); fbnet: latency-aware "
+                   "on --space nb201/darts (--strategy-opt epochs=30, a cap: a stable, decided cell stops it sooner; "
+                   "order=2, recipe=paper ...); fbnet: latency-aware "
                    "gradient search on --space mnasnet/layerwise toward --target, the device's --lut table in its "
                    "loss (--supernet to start from one)")
     g.add_argument("--strategy-opt", action="append", default=[], metavar="KEY=VALUE",
