@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from mnas.latency.base import LatencyBackend, LatencyResult, Protocol, time_callable
-from mnas.latency.device import device_info, device_lock, runtime_versions
+from mnas.latency.base import Protocol, time_callable
+from mnas.latency.converted import ConvertedBackend
+from mnas.latency.device import device_lock, runtime_versions
 from mnas.latency.quantize import (
     DEFAULT_CALIBRATION,
     check_calibration,
@@ -34,7 +35,6 @@ from mnas.latency.quantize import (
     random_calibration,
     runtime_module,
 )
-from mnas.space import Arch
 
 __all__ = ["ExecuTorch", "executorch_available", "executorch_runtime", "measure_pte", "pte_bytes", "pte_method",
            "run_pte"]
@@ -166,51 +166,20 @@ def run_pte(model: bytes | Any, x: np.ndarray, threads: int = 1) -> np.ndarray:
     return np.concatenate([np.asarray(r, np.float32).reshape(1, -1) for r in rows], axis=0)
 
 
-class ExecuTorch(LatencyBackend):
+class ExecuTorch(ConvertedBackend):
     """The model lowered to XNNPACK as a .pte program (fp32 or int8), run by ExecuTorch's runtime."""
 
     name = "executorch"
     runtime = "executorch"
 
-    def __init__(self, threads: int = 1, precision: str = "fp32", calibration: int = DEFAULT_CALIBRATION,
-                 clock: str = "auto", protocol: Protocol | None = None):
-        super().__init__()
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads={threads!r}: expected a positive integer")
-        self.precision = check_precision(precision)
-        self.calibration = check_calibration(calibration)
+    def _require(self) -> None:
         runtime_module("executorch.runtime", _PURPOSE)
-        self.threads, self.clock = threads, clock
-        self.protocol = protocol or Protocol()
-
-    def settings(self) -> dict[str, Any]:
-        return {"threads": self.threads, "precision": self.precision, "calibration": self.calibration,
-                "clock": self.clock, "protocol": self.protocol.to_dict()}
-
-    def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "settings": self.settings(), "device": device_info(),
-                "runtime": executorch_runtime()}
-
-    def _result(self, stats: dict[str, Any], shape: tuple[int, ...], num_classes: int, arch: str | None) -> LatencyResult:
-        return LatencyResult(
-            median_ms=stats["median_ms"], iqr_ms=stats["iqr_ms"], cv=stats["cv"], n=stats["n"], backend=self.name,
-            settings=self.settings(), input_size=int(shape[-1]), batch_size=int(shape[0]),
-            in_chans=int(shape[1]) if len(shape) == 4 else 0, num_classes=num_classes, device=device_info(),
-            runtime=executorch_runtime(), min_ms=stats["min_ms"], wall_median_ms=stats["wall_median_ms"],
-            number=stats["number"], clock=stats["clock"], arch=arch)
 
     def convert(self, model: Any, input_shape: tuple[int, ...]) -> bytes:
         return pte_bytes(model, tuple(input_shape), self.precision, self.calibration)
 
-    def measure_model(self, model: Any, input_shape: tuple[int, ...]) -> LatencyResult:
-        stats = measure_pte(self.convert(model, input_shape), input_shape, self.threads, self.protocol, self.clock)
-        return self._result(stats, tuple(input_shape), 0, None)
+    def _time(self, file: bytes, input_shape: tuple[int, ...]) -> dict[str, Any]:
+        return measure_pte(file, tuple(input_shape), self.threads, self.protocol, self.clock)
 
-    def _measure(self, arch: Arch, input_size: int, num_classes: int, batch_size: int,
-                 in_chans: int = 3) -> LatencyResult:
-        from mnas.latency.export import timing_model
-
-        shape = (batch_size, in_chans, input_size, input_size)
-        model = timing_model(arch, input_size, num_classes, batch_size, in_chans)
-        stats = measure_pte(self.convert(model, shape), shape, self.threads, self.protocol, self.clock)
-        return self._result(stats, shape, num_classes, str(arch))
+    def _versions(self) -> dict[str, str]:
+        return executorch_runtime()
