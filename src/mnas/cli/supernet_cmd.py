@@ -272,8 +272,7 @@ def cmd_rank_check(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(report)
         return 0
-    rows = [_row("inherited", report["inherited"])]
-    rows += [_row(name, s) for name, s in report["predictors"].items()]
+    rows = _predictor_rows(report)
     if "noise_ceiling" in report:
         nc = report["noise_ceiling"]
         rows.append({"name": f"seed-to-seed (n={nc['n']})", "tau": f"{nc['tau']:.3f}",
@@ -289,6 +288,11 @@ def cmd_rank_check(args: argparse.Namespace) -> int:
               f" against one seed of this recipe (train longer, or on more data, for a sharper ground truth)")
     print(f"report: {out / 'rank-check.json'}")
     return 0
+
+
+def _predictor_rows(report: dict) -> list[dict]:
+    """Table rows of inherited accuracy and each free predictor, as both rank checks print them."""
+    return [_row("inherited", report["inherited"])] + [_row(name, s) for name, s in report["predictors"].items()]
 
 
 def _ground_truth(path: str):
@@ -314,8 +318,7 @@ def _rank_check_truth(args: argparse.Namespace, net: Any, data: Any, truth: Any,
     if args.json:
         emit_json(report)
         return 0
-    rows = [_row("inherited", report["inherited"])]
-    rows += [_row(name, s) for name, s in report["predictors"].items()]
+    rows = _predictor_rows(report)
     if "noise_ceiling" in report:
         nc = report["noise_ceiling"]
         rows.append({"name": "seed-to-seed (ground truth)", "tau": f"{nc['tau']:.3f}", "tau_ci": _ci(nc["tau_ci"]),
