@@ -30,6 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=positive_int, default=50, metavar="N", help="rows in the table of best trials (default 50)")
     p.add_argument("--target-ms", type=positive_float, help="latency target to draw (default: the study's)")
     p.add_argument("--title", help="page title (default: 'mnas study: <file name>')")
+    p.add_argument("--ranking", metavar="FILE",
+                   help="a latency ranking (the --out file of benchmarks/deploy_ranking.py): fp32 against int8 latency"
+                        " per architecture and Kendall tau on the deployment page (default: STUDY.ranking.json when"
+                        " it is there); trials scored with 'mnas search --score int8' get the page without one")
     p.add_argument("--json", action="store_true", help="print the summary and the written paths as one JSON document")
     g = p.add_argument_group("instance-aware run (RUN_DIR)")
     g.add_argument("--data", help="data to evaluate on (default: the data the model was trained on)")
@@ -93,8 +97,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {args.out}: exists and is not a directory")
+    ranking = _ranking(args)  # a bad file: one line, before anything is written
     with read_study(args.study) as study:
-        info = write_report(study, out, top=args.top, target_ms=args.target_ms, title=args.title)
+        info = write_report(study, out, top=args.top, target_ms=args.target_ms, title=args.title, ranking=ranking)
     if args.json:
         emit_json(info)
         return 0
@@ -106,10 +111,54 @@ def cmd_report(args: argparse.Namespace) -> int:
               f" {best['latency_ms']:.3g} ms)")
     if under:
         print(f"best under target: #{under['number']} {100 * under['accuracy']:.2f}% at {under['latency_ms']:.3g} ms")
+    deployment = info.get("deployment")
+    if deployment:
+        print(deployment_line(deployment))
     if info.get("n_bad_values"):
         print(f"warning: {info['n_bad_values']} trial(s) hold values of the wrong type (edited outside mnas?):"
               " those figures are left out", file=sys.stderr)
     if not info["n_complete"]:
         print("no complete trials yet: the page and plots say so", file=sys.stderr)
-    print(f"wrote {info['files']['html']} (images embedded), {info['files']['pareto']}, {info['files']['history']}")
+    more = "".join(f", {info['files'][k]}" for k in ("deployment", "deployment_json") if k in info["files"])
+    print(f"wrote {info['files']['html']} (images embedded), {info['files']['pareto']}, {info['files']['history']}{more}")
     return 0
+
+
+def _ranking(args: argparse.Namespace) -> Any:
+    """--ranking FILE loaded (UsageError for a bad one), else the study's STUDY.ranking.json if present, else None."""
+    from mnas.reports import find_ranking, load_ranking
+
+    path = args.ranking
+    if path is None:
+        text = args.study.strip()
+        found = find_ranking(text.partition("://")[2][1:] if "://" in text else text)
+        if found is None:
+            return None
+        path = str(found)
+    try:
+        return load_ranking(path)
+    except ValueError as exc:
+        raise UsageError(f"--ranking {path}: {str(exc).splitlines()[0]}") from None
+
+
+def deployment_line(d: dict[str, Any]) -> str:
+    """'deployment: 12 trials with an int8 accuracy (onnxruntime), median drop 0.40 points (largest #3: 2.10); ...'."""
+    parts = []
+    if d.get("n_int8") or d.get("n_int8_failed"):
+        runtimes = ", ".join(d.get("int8_runtimes") or []) or "int8"
+        drop, worst = d.get("drop"), d.get("worst")
+        text = f"{d['n_int8']} trials with an int8 accuracy ({runtimes})"
+        if drop:
+            text += f", median drop {100 * drop['median']:.2f} points (largest #{worst['number']}: {100 * worst['drop']:.2f})"
+        if d.get("n_int8_failed"):
+            text += f", {d['n_int8_failed']} failed to quantize"
+        if d.get("pick_changes") is not None:
+            text += ("; int8 changes the best under the target" if d["pick_changes"] else
+                     "; the same best under the target by either accuracy")
+        parts.append(text)
+    ranking = d.get("ranking")
+    if ranking:
+        taus = ", ".join(f"{p['x']} vs {p['y']} {'n/a' if p['kendall'] is None else format(p['kendall'], '.3f')}"
+                         for p in ranking["pairs"])
+        parts.append(f"latency Kendall tau over {ranking['measured']} architectures: {taus}")
+    return "deployment: " + "; ".join(parts)

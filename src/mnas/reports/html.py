@@ -24,6 +24,7 @@ _COLUMNS = (  # (header, key, numeric?)
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:1200px;padding:0 16px;color:#222}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}.sub{color:#666;margin:0 0 16px}
+h3{font-size:15px;margin:18px 0 6px}
 .cards{display:flex;flex-wrap:wrap;gap:10px}.card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:130px}
 .card b{display:block;font-size:18px}.card span{color:#666;font-size:12px}
 .plots{display:flex;flex-wrap:wrap;gap:12px}.plots img{max-width:100%;border:1px solid #eee;border-radius:4px}
@@ -115,13 +116,103 @@ def _best_line(best: Mapping[str, Any] | None) -> str:
     return f"#{best['number']}: {100 * best['accuracy']:.2f}% at {best['latency_ms']:.3g} ms, reward {best['reward']:.4f}"
 
 
+def _pct(value: float | None, digits: int = 2) -> str:
+    return "" if value is None else f"{100 * value:.{digits}f}"
+
+
+def _plain_table(columns: Sequence[tuple[str, str, bool]], rows: Sequence[Mapping[str, Any]]) -> str:
+    """A sortable table of preformatted cells: `columns` (header, key, numeric?), each row's value of
+    `key` a (shown text, sort value) pair or plain text."""
+    head = "".join(f'<th data-num="{int(num)}">{_e(h)}</th>' for h, _, num in columns)
+    body = []
+    for r in rows:
+        cells = []
+        for _, key, num in columns:
+            shown, raw = r.get(key) if isinstance(r.get(key), tuple) else (r.get(key), r.get(key))
+            shown = "" if shown is None else shown
+            if num:
+                value = "" if raw is None or (isinstance(raw, float) and not math.isfinite(raw)) else repr(raw)
+                cells.append(f'<td class="num" data-v="{_e(value)}">{_e(shown)}</td>')
+            else:
+                cells.append(f'<td class="{"arch" if key == "arch" else ""}">{_e(shown)}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(body) + "\n</tbody></table>"
+
+
+def _tau(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _deployment_section(d: Mapping[str, Any], png: Path | None, top: int | None) -> list[str]:
+    """The deployment section: int8 accuracy per trial (the drop), and the ranking file's latencies."""
+    parts = ["<h2>Deployment: fp32 and int8</h2>"]
+    latency = " ".join(str(x) for x in (d.get("latency_runtime"), d.get("latency_precision")) if x)
+    runtimes = ", ".join(d.get("int8_runtimes") or []) or d.get("int8_runtime") or "-"
+    parts.append('<p class="note">Each trial\'s network quantized to int8 (static, per-channel weights'
+                 + (f", calibrated on {d['calibration']} training images" if d.get("calibration") else "")
+                 + f") and scored in {_e(runtimes)}; the drop is fp32 minus int8 accuracy, in points. The reward used"
+                 f" the {_e(d.get('score') or 'fp32')} accuracy; latency was measured in {_e(latency or '?')}.</p>")
+    rows = d.get("trials") or []
+    if rows or d.get("n_int8_failed"):
+        drop, worst = d.get("drop") or {}, d.get("worst")
+        picks = (f"#{d['pick_fp32']} / #{d['pick_int8']}" if d.get("pick_fp32") is not None
+                 and d.get("pick_int8") is not None else "-")
+        cards = [_card("trials with an int8 accuracy", str(d["n_int8"])),
+                 _card("median drop (points)", f"{100 * drop['median']:.2f}" if drop else "-"),
+                 _card("largest drop", f"#{worst['number']}: {100 * worst['drop']:.2f}" if worst else "-"),
+                 _card("Kendall tau fp32 vs int8 accuracy", _tau(d.get("kendall_accuracy"))),
+                 _card("best under target by fp32 / int8", picks),
+                 _card("failed to quantize", str(d.get("n_int8_failed") or 0))]
+        parts.append(f'<div class="cards">{"".join(cards)}</div>')
+    if png is not None:
+        parts.append(f'<div class="plots">{_image(png, "accuracy and latency, fp32 against int8")}</div>')
+    if rows:
+        ranked = sorted(rows, key=lambda r: (-r["drop"], r["number"]))[: top if top else len(rows)]
+        shown = [{"number": (str(r["number"]), r["number"]), "arch": r["arch"],
+                  "fp32": (_pct(r["accuracy_fp32"]), r["accuracy_fp32"]), "int8": (_pct(r["accuracy_int8"]),
+                                                                                   r["accuracy_int8"]),
+                  "drop": (_pct(r["drop"]), r["drop"]), "lat": (_fmt("latency_ms", r["latency_ms"]), r["latency_ms"]),
+                  "runtime": r.get("int8_runtime") or ""} for r in ranked]
+        parts.append(f'<p class="note">{len(ranked)} of {len(rows)} trials, largest drop first; click a column to'
+                     " sort.</p>")
+        parts.append(_plain_table((("#", "number", True), ("arch", "arch", False), ("fp32 (%)", "fp32", True),
+                                   ("int8 (%)", "int8", True), ("drop (points)", "drop", True),
+                                   ("latency (ms)", "lat", True), ("int8 runtime", "runtime", False)), shown))
+    elif not d.get("n_int8_failed"):
+        parts.append('<div class="empty">no trial carries an int8 accuracy: search with --score int8</div>')
+    if d.get("failed"):
+        items = "".join(f"<li>#{f['number']}: {_e(f['failure'])}</li>" for f in d["failed"][-(top or 50):])
+        parts.append(f"<p>Trials whose int8 quantization failed:</p><ul>{items}</ul>")
+    ranking = d.get("ranking")
+    if ranking:
+        size = (ranking.get("space") or {}).get("input_size")
+        where = f"{ranking['measured']} architectures of {ranking.get('space_type') or 'the space'}" + (
+            f" at {size}x{size}" if size else "")
+        other = (" <b>Not the study's space</b> (another class or settings): the ranking describes the space the"
+                 " file sampled." if ranking.get("same_space") is False else "")
+        parts.append(f"<h3>Latency ranking</h3><p class=\"note\">{_e(where)}, from <code>{_e(ranking.get('source') or '')}"
+                     f"</code> (<code>benchmarks/deploy_ranking.py</code>), each measured in"
+                     f" {_e(', '.join(ranking['backends']))}. Kendall tau 1: the same order; 0: unrelated.{other}</p>")
+        pairs = [{"x": p["x"], "y": p["y"], "tau": (_tau(p.get("kendall")), p.get("kendall")),
+                  "median": (f"{p['ratio']['median']:.2f}", p["ratio"]["median"]),
+                  "range": f"{p['ratio']['min']:.2f} to {p['ratio']['max']:.2f}"} for p in ranking["pairs"]]
+        parts.append(_plain_table((("latency of", "x", False), ("against", "y", False), ("Kendall tau", "tau", True),
+                                   ("ratio, median", "median", True), ("ratio, range", "range", False)), pairs))
+        every = [{"pair": k, "tau": (_tau(v), v)} for k, v in ranking.get("kendall", {}).items()]
+        if len(every) > len(pairs):
+            parts.append(_plain_table((("backends", "pair", False), ("Kendall tau", "tau", True)), every))
+    return parts
+
+
 def render_html(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], *, title: str,
                 pareto_png: Path | None = None, history_png: Path | None = None,
                 failures: Sequence[Mapping[str, Any]] = (), top: int | None = None,
-                alphas_png: Path | None = None) -> str:
+                alphas_png: Path | None = None, deployment: Mapping[str, Any] | None = None,
+                deployment_png: Path | None = None) -> str:
     """The page's HTML text: headline cards, both plots (embedded), the sortable table of `rows`
     (already ranked by reward), the failed trials' reasons, and the search config. With
-    `alphas_png` (a gradient search), a section with its architecture weights over epochs."""
+    `alphas_png` (a gradient search), a section with its architecture weights over epochs; with
+    `deployment` (`mnas.reports.deployment.deployment_data`), the fp32-against-int8 section."""
     s = summary
     target = s.get("target_ms")
     best, under = s.get("best"), s.get("best_under_target")
@@ -159,6 +250,8 @@ def render_html(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], *
                   " derived trial's accuracy is the search network's running validation figure, not the architecture"
                   " trained alone (<code>mnas train</code> gives that).</p>",
                   f'<div class="plots">{_image(alphas_png, "architecture weights over epochs")}</div>']
+    if deployment is not None:
+        parts += _deployment_section(deployment, deployment_png, top)
     shown = f"top {len(rows)} of {s['n_complete']} complete trials by reward" if top is not None else "trials"
     parts.append(f"<h2>Best trials</h2><p class=\"note\">{_e(shown)}; click a column to sort. "
                  "Orange edge: on the Pareto front; red latency: over the target.</p>")

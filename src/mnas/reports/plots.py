@@ -1,4 +1,5 @@
-"""Renderers: `ParetoData` and `HistoryData` to PNG images with matplotlib (the 'report' extra).
+"""Renderers: `ParetoData`, `HistoryData`, a gradient search's weights and the deployment data
+(`mnas.reports.deployment`) to PNG images with matplotlib (the 'report' extra).
 
 Figures are drawn on the object API with the Agg canvas (`matplotlib.figure.Figure`), never
 through pyplot: no global figure state, no GUI backend, safe from any thread.
@@ -15,7 +16,7 @@ from typing import Any
 from mnas._util import require
 from mnas.reports.data import HistoryData, ParetoData
 
-__all__ = ["plot_alphas", "plot_history", "plot_pareto"]
+__all__ = ["plot_alphas", "plot_deployment", "plot_history", "plot_pareto"]
 
 # Colour-blind-safe pairs (ColorBrewer PuOr / RdBu).
 _TRIAL, _FRONT, _TARGET, _BEST, _FAILED = "#7b8fc7", "#e66101", "#b2182b", "#fdb863", "#d7301f"
@@ -254,3 +255,92 @@ def _weight(rows: Any, i: int, c: int) -> float:
         return float(rows[i][c])
     except (TypeError, IndexError, ValueError):
         return float("nan")  # an epoch recorded before a change of layout: a gap, not a crash
+
+
+def plot_deployment(data: Mapping[str, Any], path: str | os.PathLike[str], title: str | None = None) -> Path:
+    """fp32 against int8: each trial's accuracy (left; the drop is the distance below the diagonal) and,
+    with a ranking file, each sampled architecture's latency in each runtime (right, log axes; Kendall
+    tau and the median int8/fp32 ratio in the legend). `data` is `deployment_data`'s result."""
+    ranking = data.get("ranking")
+    fig = _figure(13.0 if ranking else 7.0, 5.4)
+    axes = fig.subplots(1, 2 if ranking else 1, squeeze=False)[0]
+    _plot_accuracy_drop(axes[0], data)
+    if ranking:
+        _plot_latency_pairs(axes[1], ranking)
+    if title:
+        fig.suptitle(title, fontsize=12)
+    return _save(fig, path)
+
+
+def _plot_accuracy_drop(ax: Any, data: Mapping[str, Any]) -> None:
+    rows = data.get("trials") or []
+    runtime = ", ".join(data.get("int8_runtimes") or []) or data.get("int8_runtime") or "int8"
+    ax.set_xlabel("accuracy fp32 (%)")
+    ax.set_ylabel(f"accuracy int8, {runtime} (%)")
+    ax.grid(True, alpha=0.3)
+    if not rows:
+        failed = data.get("n_int8_failed") or 0
+        ax.set_title("Accuracy after int8 quantization", fontsize=11)
+        _empty(ax, f"{failed} trial(s) failed to quantize" if failed else
+               "no trial carries an int8 accuracy\n(search with --score int8)")
+        ax.set_xlim(0, 100)
+        ax.set_ylim(0, 100)
+        return
+    xs, ys = [100 * r["accuracy_fp32"] for r in rows], [100 * r["accuracy_int8"] for r in rows]
+    lo, hi = min(xs + ys), max(xs + ys)
+    pad = max(0.5, 0.05 * (hi - lo))
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.5", ls="--", lw=1, label="no drop", zorder=1)
+    ax.scatter(xs, ys, s=26, color=_TRIAL, alpha=0.75, edgecolors="none", label=f"trial ({len(rows)})", zorder=2)
+    pick = data.get("pick_int8")
+    if pick is not None:
+        r = next(r for r in rows if r["number"] == pick)
+        ax.scatter([100 * r["accuracy_fp32"]], [100 * r["accuracy_int8"]], s=200, marker="*", color=_BEST,
+                   edgecolors="black", linewidths=0.8, zorder=4, label=f"best by int8: #{pick}")
+    worst = data.get("worst")
+    if worst is not None and worst["drop"] > 0:
+        _annotate(ax, 100 * worst["accuracy_fp32"], 100 * worst["accuracy_int8"],
+                  f"#{worst['number']}: -{100 * worst['drop']:.2f} points")
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_ylim(lo - pad, hi + pad)
+    drop, tau = data.get("drop") or {}, data.get("kendall_accuracy")
+    text = f"median drop {100 * drop['median']:.2f} points" if drop else ""
+    text += "" if tau is None else f", Kendall tau {tau:.3f}"
+    ax.set_title(f"Accuracy after int8 quantization: {text}", fontsize=11)
+    failed = data.get("n_int8_failed") or 0
+    if failed:
+        ax.text(0.98, 0.02, f"{failed} trial(s) failed to quantize (not shown)", transform=ax.transAxes,
+                ha="right", fontsize=8, color="0.4")
+    ax.legend(loc="upper left", fontsize=9, framealpha=0.9)
+
+
+def _plot_latency_pairs(ax: Any, ranking: Mapping[str, Any]) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    lat = ranking["latency_ms"]
+    palette = _palette()
+    values = []
+    for i, pair in enumerate(ranking["pairs"]):
+        x, y, tau, ratio = pair["x"], pair["y"], pair.get("kendall"), pair.get("ratio") or {}
+        values += lat[x] + lat[y]
+        text = "n/a" if tau is None else f"{tau:.3f}"
+        median = f", {y.partition('/')[2] or y}/{x.partition('/')[2] or x} median {ratio['median']:.2f}" if ratio else ""
+        label = f"{x.partition('/')[0]}: tau {text}{median}" if ranking.get("precision_pairs") else f"{y}: tau {text}"
+        ax.scatter(lat[x], lat[y], s=12, alpha=0.7, color=palette[i % len(palette)], edgecolors="none", label=label,
+                   zorder=2)
+    lo, hi = min(values), max(values)
+    ax.plot([lo, hi], [lo, hi], color="0.5", ls="--", lw=1, label="equal latency", zorder=1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):  # 1, 2, 5 x 10^k written as plain numbers
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(NullFormatter())
+    first = ranking["pairs"][0]
+    ax.set_xlabel("fp32 latency (ms)" if ranking.get("precision_pairs") else f"{first['x']} latency (ms)")
+    ax.set_ylabel("int8 latency (ms)" if ranking.get("precision_pairs") else "latency (ms)")
+    ax.grid(True, alpha=0.3, which="both")
+    space = ranking.get("space_type") or "the space"
+    size = (ranking.get("space") or {}).get("input_size")
+    ax.set_title(f"Latency of {ranking['measured']} architectures of {space}" + (f" at {size}" if size else ""),
+                 fontsize=11)
+    ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
