@@ -12,6 +12,7 @@ the same for the free predictors (MACs, parameters) and for scores derived from 
 
     python benchmarks/nbmacro_rank.py runs/a.pt runs/b.pt --data ../shared/data/cifar10_10k.npz
     python benchmarks/nbmacro_rank.py runs/a.pt --images 250 500 1000      # BN recalibration size
+    python benchmarks/nbmacro_rank.py runs/a.pt --val-images 1000          # fewer scoring images
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ def main() -> int:
     p.add_argument("--n", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--images", type=int, nargs="+", default=[500], help="BN recalibration images (one run each)")
+    p.add_argument("--val-images", type=int, help="score on this many validation images (a fixed seeded subset;"
+                   " default all 2,000)")
+    p.add_argument("--with-test", action="store_true",
+                   help="score on the validation and test splits together (4,000 images): how much of the ranking"
+                        " error is the scoring set's sampling noise (a diagnostic; a search must not select on test)")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--json", help="also write every report here")
@@ -83,6 +89,19 @@ def main() -> int:
         return 2
     truth = load_ground_truth(args.truth)
     data = load(args.data, val_fraction=0.2, seed=0)
+    subset = ""
+    if args.val_images and args.val_images < len(data.y_val):
+        import dataclasses
+
+        keep = np.sort(np.random.default_rng(0).permutation(len(data.y_val))[:args.val_images])
+        data = dataclasses.replace(data, x_val=data.x_val[keep], y_val=data.y_val[keep])
+        subset = f"-val{args.val_images}"
+    if args.with_test:
+        import dataclasses
+
+        data = dataclasses.replace(data, x_val=np.concatenate([data.x_val, data.x_test]),
+                                   y_val=np.concatenate([data.y_val, data.y_test]))
+        subset += "-withtest"
     print(f"# {truth.name}: {len(truth)} networks; data {len(data.y_train)} train / {len(data.y_val)} val;"
           f" n={args.n}, seed {args.seed}; load {os.getloadavg()[0]:.2f}")
     out = []
@@ -118,7 +137,7 @@ def main() -> int:
                      "archs": [{k: a[k] for k in ("arch", "supernet_arch", "inherited", "truth", "macs")} for a in archs]}
             # The inherited accuracies are deterministic for (checkpoint, BN images): share them with
             # benchmarks/nbmacro_search.py, whose cache is keyed by the full-width network.
-            cache_path = Path(f"{ckpt}.inherited-{images}.json")
+            cache_path = Path(f"{ckpt}.inherited-{images}{subset}.json")
             cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
             cache.update({a["arch"]: a["inherited"] for a in archs})
             cache_path.write_text(json.dumps(cache))
