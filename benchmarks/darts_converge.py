@@ -20,6 +20,15 @@ Usage::
     python benchmarks/darts_converge.py --tag free --set stop_unchanged=None epochs=20  # the whole trajectory
     python benchmarks/darts_converge.py --train --random 5 --noise-seeds 1 2
     python benchmarks/darts_converge.py --table                                        # from the cache
+    python benchmarks/darts_converge.py --methods darts --seeds 0 1 2 3 4 --train --tag aux1 --set aux_skip=1.0
+    python benchmarks/darts_converge.py --tag aux1 --methods darts --seeds 0 1 2 3 4 --replay-nonone --train
+    python benchmarks/darts_converge.py --train --cells conv3="|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|..."
+
+``--replay-nonone``: the cached searches of ``--tag`` re-derived without ``none`` in the arg-max
+(``derive_none=False``) from their checkpoints' per-epoch alphas, the stopping rule replayed on the cells
+so derived (exact where it stops no later than the recorded search did; else reported and skipped), cached
+as tag ``<tag>-nonone``. ``--cells NAME=ARCH``: reference cells trained with the same recipe.
+The table ends each method with the mean +- s.e. over seeds against the random cells' median.
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ from typing import Any
 
 import torch
 
-from mnas.oneshot.darts import DartsConfig, param_free_share, search_darts
+from mnas.oneshot.darts import DartsConfig, derive, param_free_share, search_darts, stop_reason
 from mnas.space import as_arch
 from mnas.space.cells.spaces import NB201Space
 
@@ -67,6 +76,7 @@ def run_search(method: str, seed: int, overrides: dict[str, Any], tag: str, data
     def job() -> dict[str, Any]:
         def show(r: dict[str, Any]) -> None:
             print(f"    {method} s{seed} epoch {r['epoch']}: entropy {r['entropy']:.4f}/{r['entropy_max']:.4f}"
+                  f" aux_skip {r.get('aux_skip', 0):.2f} skip_dropout {r.get('skip_dropout', 0):.2f}"
                   f" changed {r['changed']} unchanged {r['unchanged_epochs']} param-free {r['param_free']:.2f}"
                   f" cpu {r['cpu_seconds']:.0f} s  {r['arch']}", flush=True)
 
@@ -74,13 +84,51 @@ def run_search(method: str, seed: int, overrides: dict[str, Any], tag: str, data
         r = search_darts(space(), data, cfg, out=out / "ckpt" / f"search_{tag}_{method}_s{seed}", resume=True,
                          progress=show)
         keep = ("epoch", "entropy", "entropy_max", "changed", "unchanged_epochs", "param_free", "arch", "val_acc",
-                "train_acc", "cpu_seconds", "seconds")
+                "train_acc", "cpu_seconds", "seconds", "aux_skip", "skip_dropout")
         return {"method": method, "seed": seed, "tag": tag, "config": cfg.to_dict(), "arch": str(r.arch),
                 "param_free": param_free_share(r.arch), "stop_reason": r.stop_reason, "search_s": r.seconds,
                 "search_cpu_s": r.cpu_seconds, "process_cpu_s": time.process_time() - c0,
                 "epochs": [{k: h.get(k) for k in keep} for h in r.history], "alphas": r.alphas}
 
     return _cached(out / f"search_{tag}_{method}_s{seed}.json", job)
+
+
+def replay_nonone(method: str, seed: int, tag: str, out: Path) -> dict | None:
+    """The search of (tag, method, seed) re-derived with ``derive_none=False`` from its checkpoint's history."""
+    from mnas.train.checkpoint import load_file
+
+    src = out / f"search_{tag}_{method}_s{seed}.json"
+    ckpt = out / "ckpt" / f"search_{tag}_{method}_s{seed}" / "search.pt"
+    if not src.is_file() or not ckpt.is_file():
+        return None
+    rec = json.loads(src.read_text())
+    cfg = DartsConfig(**{**rec["config"], "derive_none": False})
+    history = load_file(ckpt)["history"]
+    epochs, prev, unchanged, reason = [], None, 0, ""
+    for h in history:
+        logits = {k: torch.tensor(v).log() for k, v in h["softmax"].items()}
+        arch = derive(space(), logits, none=False)
+        edges = list(arch.ops)
+        warm = bool(h.get("warmup"))
+        changed = None if warm or prev is None else sum(a != b for a, b in zip(prev, edges, strict=True))
+        unchanged = unchanged + 1 if changed == 0 else 0
+        r = {**{k: h.get(k) for k in ("epoch", "entropy", "entropy_max", "cpu_seconds", "seconds", "aux_skip",
+                                      "skip_dropout")},
+             "arch": str(arch), "changed": changed, "unchanged_epochs": unchanged, "param_free": param_free_share(arch)}
+        epochs.append(r)
+        prev = None if warm else edges
+        if not warm:
+            reason = stop_reason(r, cfg, h["epoch"] == cfg.epochs)
+            if reason:
+                break
+    if not reason:
+        print(f"  replay {tag} {method} s{seed}: the rule without none would run past the recorded"
+              f" {len(history)} epochs ({rec['stop_reason']}): not replayable", flush=True)
+        return None
+    last = epochs[-1]
+    return {"method": method, "seed": seed, "tag": f"{tag}-nonone", "config": cfg.to_dict(), "arch": last["arch"],
+            "param_free": last["param_free"], "stop_reason": reason, "search_s": last["seconds"],
+            "search_cpu_s": last["cpu_seconds"], "epochs": epochs, "replayed_from": src.name}
 
 
 def run_train(name: str, arch_text: str, epochs: int, seed: int, data: Any, out: Path) -> dict | None:
@@ -108,11 +156,14 @@ def _mean_sd(xs: list[float]) -> str:
 
 
 def table(out: Path, tag: str, methods: list[str], seeds: list[int], n_random: int, epochs: int,
-          noise: list[int]) -> None:
+          noise: list[int], cells: dict[str, str] | None = None) -> None:
+    cells = cells or {}
     def get(name: str) -> dict | None:
         p = out / name
         return json.loads(p.read_text()) if p.is_file() else None
 
+    rand = [t["test_accuracy"] for i in range(n_random) if (t := get(f"train_random{i}_e{epochs}_t0.json"))]
+    median = statistics.median(rand) if rand else None
     print("| method | seed | epochs run | stop | CPU min | wall min | entropy / uniform per epoch | edges changed per "
           "epoch | unchanged at end | param-free | derived cell | test acc +- s.e. |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -135,6 +186,18 @@ def table(out: Path, tag: str, methods: list[str], seeds: list[int], n_random: i
                   f" {s['param_free']:.2f} | `{cell}` | {acc} |")
         if accs:
             print(f"| {method} | mean | | | | | | | | | | {_mean_sd(accs)} |")
+            if median is not None:
+                m = statistics.fmean(accs)
+                se = statistics.stdev(accs) / len(accs) ** 0.5 if len(accs) > 1 else float("nan")
+                above = sum(a > median for a in accs)
+                print(f"| {method} | vs random median {median:.3f} | | | | | | | | | | {m - median:+.3f} +- {se:.3f}"
+                      f" s.e. (mean {m:.3f}; {above} of {len(accs)} seeds above the median) |")
+    for name in cells:
+        t = get(f"train_cell_{name}_e{epochs}_t0.json")
+        if t is not None:
+            cell = t["arch"].split(" | ")[0].replace("|", "\\|")
+            print(f"| cell {name} | | | | | | | | | {param_free_share(as_arch(t['arch'])):.2f} | `{cell}` |"
+                  f" {t['test_accuracy']:.3f} +- {_se(t['test_accuracy'], t['n_test']):.3f} |")
     accs = []
     for i in range(n_random):
         t = get(f"train_random{i}_e{epochs}_t0.json")
@@ -166,6 +229,9 @@ def main() -> None:
     ap.add_argument("--train-epochs", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path("/tmp/darts_converge"))
     ap.add_argument("--table", action="store_true", help="only print the table from the cache")
+    ap.add_argument("--replay-nonone", action="store_true",
+                    help="re-derive --tag's cached searches without none (derive_none=False); tag <tag>-nonone")
+    ap.add_argument("--cells", nargs="+", default=[], metavar="NAME=ARCH", help="reference cells to train")
     args = ap.parse_args()
     overrides = {}
     for item in args.set:
@@ -174,6 +240,17 @@ def main() -> None:
     if args.tag == "default" and overrides:
         raise SystemExit("--set changes the config: name it with --tag")
     args.out.mkdir(parents=True, exist_ok=True)
+    cells = dict(item.split("=", 1) for item in args.cells)
+    if args.replay_nonone:
+        for seed in args.seeds:
+            for method in args.methods:
+                rec = replay_nonone(method, seed, args.tag, args.out)
+                if rec is not None:
+                    path = args.out / f"search_{rec['tag']}_{method}_s{seed}.json"
+                    path.write_text(json.dumps(rec, indent=1))
+                    print(f"  replay {rec['tag']} {method} s{seed}: {rec['stop_reason']} after {len(rec['epochs'])}"
+                          f" epochs; {rec['arch']}", flush=True)
+        args.tag = f"{args.tag}-nonone"
     if not args.table:
         from mnas.train.data import load
 
@@ -182,7 +259,11 @@ def main() -> None:
         print(f"data {data}; config {DartsConfig(**overrides)}; load {uptime()}", flush=True)
         for seed in args.seeds:
             for method in args.methods:
-                s = run_search(method, seed, overrides, args.tag, data, args.out)
+                path = args.out / f"search_{args.tag}_{method}_s{seed}.json"
+                if args.replay_nonone:  # only the replayable ones, never a fresh search
+                    s = json.loads(path.read_text()) if path.is_file() else None
+                else:
+                    s = run_search(method, seed, overrides, args.tag, data, args.out)
                 if s is None:
                     print(f"  {method} seed {seed}: another run holds it", flush=True)
                     continue
@@ -195,8 +276,11 @@ def main() -> None:
                 run_train(f"random{i}", str(space().sample(i)), args.train_epochs, 0, data, args.out)
             for seed in args.noise_seeds:
                 run_train("random0", str(space().sample(0)), args.train_epochs, seed, data, args.out)
+            for name, arch in cells.items():
+                text = arch if " | " in arch else f"{arch} | c8_n1"
+                run_train(f"cell_{name}", text, args.train_epochs, 0, data, args.out)
         print(f"load after: {uptime()}", flush=True)
-    table(args.out, args.tag, args.methods, args.seeds, args.random, args.train_epochs, args.noise_seeds)
+    table(args.out, args.tag, args.methods, args.seeds, args.random, args.train_epochs, args.noise_seeds, cells)
 
 
 if __name__ == "__main__":

@@ -263,3 +263,115 @@ def test_the_paper_recipe_runs_its_epochs_and_the_cpu_default_has_a_stopping_rul
         with pytest.raises(ValueError, match=next(iter(bad))):
             DartsConfig(**bad)
 
+
+
+# -- issue 22 part 2: remedies against the collapse to parameter-free cells ---------------------------------------
+
+
+def _edges(net):
+    return [m for m in net.modules() if isinstance(m, MixedOp)]
+
+
+@pytest.mark.parametrize("space", [NB201Space(4, 8), DartsSpace(4, 8, layers=3, steps=2)])
+def test_aux_skip_adds_beta_times_the_input_to_every_edge_of_the_inputs_shape(space):
+    from mnas.oneshot.darts import _Remedies
+
+    torch.manual_seed(0)
+    cfg = DartsConfig(**TINY, aux_skip=1.0)
+    net = build_search_net(space, cfg)
+    remedies = _Remedies(net, cfg)
+    remedies.beta = 0.25
+    same = strided = 0
+    for edge in _edges(net):
+        x = torch.randn(2, _in_chs(edge), 8, 8)
+        w = torch.softmax(torch.randn(len(edge.ops)), -1)
+        with torch.no_grad():
+            hooked = edge(x, w)
+            remedies.beta = 0.0
+            plain = edge(x, w)
+            remedies.beta = 0.25
+        if plain.shape == x.shape:
+            same += 1
+            assert torch.allclose(hooked, plain + 0.25 * x, atol=1e-6)
+        else:  # a stride-2 edge of a DARTS reduction cell: no identity to add
+            strided += 1
+            assert torch.equal(hooked, plain)
+    assert same and (strided > 0) == isinstance(space, DartsSpace)
+    remedies.remove()
+    edge = _edges(net)[0]
+    x = torch.randn(2, _in_chs(edge), 8, 8)
+    w = torch.softmax(torch.randn(len(edge.ops)), -1)
+    with torch.no_grad():
+        assert torch.allclose(edge(x, w), sum(wi * op(x) for wi, op in zip(w, edge.ops, strict=True)), atol=1e-6)
+
+
+def _in_chs(edge):
+    for m in edge.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            return m.in_channels
+    raise AssertionError("an edge without a convolution")
+
+
+def test_skip_dropout_drops_only_the_identity_skip_connect_ops():
+    from mnas.oneshot.darts import _Remedies
+
+    torch.manual_seed(0)
+    space = NB201Space(4, 8)
+    cfg = DartsConfig(**TINY, skip_dropout=0.5)
+    net = build_search_net(space, cfg)
+    remedies = _Remedies(net, cfg)
+    remedies.p = 0.5
+    skip = space.ops.index("skip_connect")
+    x = torch.rand(4, 4, 8, 8) + 0.1
+    for edge in _edges(net):
+        y = edge.ops[skip](x)
+        zero = (y == 0).float().mean()
+        assert 0.4 < zero < 0.6 and torch.allclose(y[y != 0], 2 * x[y != 0])  # inverted dropout, rate 0.5
+        pool = edge.ops[space.ops.index("avg_pool_3x3")]
+        assert (pool(x) != 0).all()  # other ops are not dropped
+    remedies.p = 0.0
+    assert torch.equal(_edges(net)[0].ops[skip](x), x)
+    # DARTS: the stride-2 skip_connect of a reduction cell is a FactorizedReduce (parameters): not dropped
+    dnet = build_search_net(DartsSpace(4, 8, layers=3, steps=2), DartsConfig(**TINY, skip_dropout=0.5))
+    dremedies = _Remedies(dnet, DartsConfig(**TINY, skip_dropout=0.5))
+    dskip = dnet.op_names.index("skip_connect")
+    hooked = [e for e in _edges(dnet) if e.ops[dskip]._forward_hooks]
+    assert hooked and all(isinstance(e.ops[dskip], torch.nn.Identity) for e in hooked)
+    assert any(not isinstance(e.ops[dskip], torch.nn.Identity) for e in _edges(dnet))
+    dremedies.remove()
+    assert not any(e.ops[dskip]._forward_hooks for e in _edges(dnet))
+
+
+def test_remedies_decay_linearly_over_the_epoch_cap_and_each_epoch_records_them(tmp_path):
+    space, data = NB201Space(4, 8), _data()
+    cfg = DartsConfig(**{**TINY, "epochs": 3, "train_images": 16}, stop_unchanged=None, aux_skip=0.9,
+                      skip_dropout=0.3)
+    full = search_darts(space, data, cfg, out=tmp_path / "a")
+    assert [r["aux_skip"] for r in full.history] == pytest.approx([0.9, 0.6, 0.3])
+    assert [r["skip_dropout"] for r in full.history] == pytest.approx([0.3, 0.2, 0.1])
+    plain = search_darts(space, data, replace(cfg, aux_skip=0.0, skip_dropout=0.0))
+    assert [r["aux_skip"] for r in plain.history] == [0.0] * 3
+    assert plain.alphas != full.alphas  # the remedies change the search
+    # resumable exactly (the dropout draws come from the epoch's seed)
+    with pytest.raises(_Stop):
+        search_darts(space, data, cfg, out=tmp_path / "b", progress=lambda r: _stop_after(r, 2))
+    resumed = search_darts(space, data, cfg, out=tmp_path / "b", resume=True)
+    assert resumed.alphas == full.alphas
+    for bad in ({"aux_skip": -0.1}, {"aux_skip": 1.5}, {"skip_dropout": 1.0}, {"skip_dropout": True}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            DartsConfig(**bad)
+    paper = DartsConfig.paper()
+    assert paper.aux_skip == 0.0 and paper.skip_dropout == 0.0  # DARTS's own recipe has neither
+
+
+def test_nb201_derivation_without_none_takes_the_best_other_op():
+    space = NB201Space(4, 8)
+    alpha = torch.full((6, 5), -1.0)
+    alpha[:, NB201_OPS.index("none")] = 3.0
+    alpha[:, NB201_OPS.index("nor_conv_3x3")] = 1.0
+    alpha[0, NB201_OPS.index("skip_connect")] = 2.0
+    assert derive(space, {"alpha": alpha}).ops == ("none",) * 6
+    assert derive(space, {"alpha": alpha}, none=False).ops == ("skip_connect",) + ("nor_conv_3x3",) * 5
+    assert DartsConfig().derive_none is True or DartsConfig().derive_none is False
+    with pytest.raises(ValueError, match="derive_none"):
+        DartsConfig(derive_none=0)

@@ -4,7 +4,8 @@
 network (`mnas.oneshot.mixed`), alternates an architecture step on a validation batch with a
 weight step on a training batch, and derives a discrete cell from the alphas:
 
-- NB201: the arg-max op on each edge (``none`` included, as the NAS-Bench-201 paper derives);
+- NB201: the arg-max op on each edge (``none`` included, as the NAS-Bench-201 paper derives; without it
+  under ``derive_none=False``, DARTS's rule);
 - DARTS: per intermediate node the two inputs with the largest best non-``none`` weight, each with
   that op (the DARTS code's ``genotype()``).
 
@@ -29,6 +30,16 @@ otherwise at `epochs` (`DartsResult.stop_reason`: "stable", "param_free" or "max
 first `warmup_epochs` train the weights only, the alphas frozen (uniform mixture / uniform
 sampling), so untrained convolutions do not lose their first comparisons to parameter-free ops.
 
+Remedies against the collapse to parameter-free cells (issue 22; both off by default, both decay
+linearly over the epoch cap, the value of epoch e (0-based) being v0 (1 - e / epochs)):
+
+- `aux_skip` (DARTS-, Chu et al., ICLR 2021): every edge whose output has its input's shape gets an
+  auxiliary skip connection outside the mixture, beta x added to the edge's output, so the
+  skip_connect op no longer owns the residual path the untrained network needs;
+- `skip_dropout` (P-DARTS, Chen et al., ICCV 2019): dropout of rate p on the output of every
+  identity skip_connect op, in the weight and the architecture steps alike (P-DARTS decays it
+  exponentially within a stage; here linearly over the cap).
+
 Each epoch ends with an atomic checkpoint ``out/search.pt``; `resume=True` continues from it
 exactly (each epoch reseeds the data order, augmentation and Gumbel noise from (seed, epoch)).
 """
@@ -46,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnas.oneshot.mixed import DartsSearchNet, NB201SearchNet
+from mnas.oneshot.mixed import DartsSearchNet, MixedOp, NB201SearchNet
 from mnas.space.cells.darts import DartsGenotype
 from mnas.space.cells.nb201 import NB201Cell
 from mnas.space.cells.spaces import DartsSpace, NB201Space
@@ -96,6 +107,12 @@ class DartsConfig:
     stop_unchanged: int | None = 3
     stop_entropy: float = 0.8
     warmup_epochs: int = 0  # epochs of weight training only (alphas frozen) before the architecture steps
+    # Collapse remedies (module docstring), each at its epoch-0 value, decaying linearly to 0 over `epochs`:
+    aux_skip: float = 0.0  # DARTS-'s auxiliary skip coefficient beta (DARTS-: 1.0)
+    skip_dropout: float = 0.0  # P-DARTS's dropout rate on the skip_connect ops
+    # NB201: derive each edge's arg-max with ``none`` among the candidates (the NAS-Bench-201 paper's way) or,
+    # False, without it (DARTS's way: `derive`); the stopping rule watches the cell so derived.
+    derive_none: bool = True
     fd_eps: float = 0.01  # second order: finite-difference step over ||dw'|| (the paper's 0.01)
     seed: int = 0
     threads: int | None = None
@@ -128,13 +145,20 @@ class DartsConfig:
                 or not 0 <= self.warmup_epochs < self.epochs:
             raise ValueError(f"warmup_epochs={self.warmup_epochs!r}: expected 0 <= warmup_epochs < epochs"
                              f" ({self.epochs})")
+        for name, top, what in (("aux_skip", 1.0, "a coefficient in [0, 1]"),
+                                ("skip_dropout", 0.99, "a dropout rate in [0, 0.99]")):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= top:
+                raise ValueError(f"{name}={v!r}: expected {what}")
+        if not isinstance(self.derive_none, bool):
+            raise ValueError(f"derive_none={self.derive_none!r}: expected True or False")
         object.__setattr__(self, "a_betas", tuple(self.a_betas))
 
     @classmethod
     def paper(cls, **overrides: Any) -> DartsConfig:
         """DARTS's CIFAR-10 search: 50 epochs, batch 64, 16 channels, 8 cells (NB201: its 5 per stage), all data."""
         base = cls(epochs=50, batch_size=64, train_images=None, channels=None, nb201_cells=None, darts_layers=None,
-                   a_lr=3e-4, stop_unchanged=None, warmup_epochs=0)
+                   a_lr=3e-4, stop_unchanged=None, warmup_epochs=0, aux_skip=0.0, skip_dropout=0.0, derive_none=True)
         return replace(base, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,11 +200,17 @@ def build_search_net(space: NB201Space | DartsSpace, config: DartsConfig, in_cha
     raise ValueError(f"differentiable search needs an NB201Space or a DartsSpace, got {type(space).__name__}")
 
 
-def derive(space: NB201Space | DartsSpace, alphas: dict[str, torch.Tensor]) -> NB201Cell | DartsGenotype:
-    """The discrete cell of `alphas` (logits per edge) in `space`'s macro settings (see the module docstring)."""
+def derive(space: NB201Space | DartsSpace, alphas: dict[str, torch.Tensor], none: bool = True) -> NB201Cell | DartsGenotype:
+    """The discrete cell of `alphas` (logits per edge) in `space`'s macro settings (see the module docstring).
+
+    NB201: `none=False` takes the arg-max over the ops other than ``none`` (as DARTS's own derivation
+    does: the zero op's weight only scales a node, so it says little about the op's use); DARTS never
+    derives ``none``."""
     if isinstance(space, NB201Space):
-        idx = alphas["alpha"].detach().argmax(-1).tolist()
-        return space.decode(idx)
+        a = alphas["alpha"].detach().clone()
+        if not none and "none" in space.ops:
+            a[:, space.ops.index("none")] = -math.inf
+        return space.decode(a.argmax(-1).tolist())
     ops = search_ops(space)
     cells = []
     for name in ("alpha_normal", "alpha_reduce"):
@@ -294,6 +324,44 @@ def _stability(arch: NB201Cell | DartsGenotype, history: list[dict[str, Any]], w
     return changed, (int(prev.get("unchanged_epochs", 0)) + 1 if changed == 0 else 0)
 
 
+def remedy_value(v0: float, epoch: int, config: DartsConfig) -> float:
+    """A remedy's value at 0-based `epoch`: v0 decaying linearly to 0 over the epoch cap."""
+    return float(v0) * (1.0 - epoch / config.epochs)
+
+
+class _Remedies:
+    """DARTS-'s auxiliary skip and P-DARTS's skip dropout, attached to a search net by forward hooks (the
+    search net's modules stay the standalone ones); `beta` and `p` are set per epoch."""
+
+    def __init__(self, net: nn.Module, config: DartsConfig):
+        self.beta, self.p = 0.0, 0.0
+        self.handles = []
+        if config.aux_skip > 0:
+            for m in net.modules():
+                if isinstance(m, MixedOp):
+                    self.handles.append(m.register_forward_hook(self._aux))
+        if config.skip_dropout > 0:
+            skip = net.op_names.index("skip_connect") if "skip_connect" in net.op_names else None
+            for m in net.modules():
+                if isinstance(m, MixedOp) and skip is not None and isinstance(m.ops[skip], nn.Identity):
+                    self.handles.append(m.ops[skip].register_forward_hook(self._drop))
+
+    def _aux(self, module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor | None:
+        x = inputs[0]
+        if self.beta == 0.0 or x.shape != output.shape:  # a stride-2 edge of a DARTS reduction cell: no identity
+            return None
+        return output + self.beta * x
+
+    def _drop(self, module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor | None:
+        if self.p == 0.0:
+            return None
+        return F.dropout(output, self.p, training=True)
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
 def _split(data: Dataset, config: DartsConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     x, y = data.x_train, data.y_train
     order = np.random.default_rng(config.seed).permutation(len(y))
@@ -323,6 +391,7 @@ def search_darts(space: NB201Space | DartsSpace, data: Dataset, config: DartsCon
         a_optim = torch.optim.Adam(net.arch_parameters(), lr=config.a_lr, betas=config.a_betas,
                                    weight_decay=config.a_weight_decay)
         net.mode = "gumbel" if config.strategy == "gdas" else "softmax"
+        remedies = _Remedies(net, config)
         history: list[dict[str, Any]] = []
         start, best, reason, seconds, cpu = 0, None, "", 0.0, 0.0
         if resume and ckpt is not None and ckpt.is_file():
@@ -350,6 +419,8 @@ def search_darts(space: NB201Space | DartsSpace, data: Dataset, config: DartsCon
                 group["lr"] = lr
             frac = epoch / max(1, config.epochs - 1)
             net.tau = config.tau_max - (config.tau_max - config.tau_min) * frac
+            remedies.beta = remedy_value(config.aux_skip, epoch, config)
+            remedies.p = remedy_value(config.skip_dropout, epoch, config)
             pt = torch.randperm(len(yt), generator=gen)
             pv = torch.randperm(len(yv), generator=gen)
             sums = np.zeros(6)  # train loss, correct, n; val loss, correct, n
@@ -379,7 +450,7 @@ def search_darts(space: NB201Space | DartsSpace, data: Dataset, config: DartsCon
                 sums += [float(loss.detach()) * n, int((logits.argmax(1) == bt[1]).sum()), n,
                          float(vloss) * n, val_correct, n]
             alphas = {k: v.detach() for k, v in net.alphas().items()}
-            arch = derive(space, alphas)
+            arch = derive(space, alphas, config.derive_none)
             share = param_free_share(arch)
             changed, unchanged = _stability(arch, history, warm)
             seconds += time.perf_counter() - t0
@@ -387,7 +458,7 @@ def search_darts(space: NB201Space | DartsSpace, data: Dataset, config: DartsCon
             record = {"epoch": epoch + 1, "train_loss": float(sums[0] / sums[2]), "train_acc": float(sums[1] / sums[2]),
                       "val_loss": None if warm else float(sums[3] / sums[5]),
                       "val_acc": None if warm else float(sums[4] / sums[5]), "lr": float(lr),
-                      "tau": float(net.tau),
+                      "tau": float(net.tau), "aux_skip": remedies.beta, "skip_dropout": remedies.p,
                       "softmax": {k: F.softmax(v, -1).tolist() for k, v in alphas.items()},
                       "entropy": _entropy(alphas), "entropy_max": _max_entropy(alphas), "arch": str(arch),
                       "changed": changed, "unchanged_epochs": unchanged, "param_free": share,
@@ -404,7 +475,8 @@ def search_darts(space: NB201Space | DartsSpace, data: Dataset, config: DartsCon
                              "cpu_seconds": cpu, "best": best, "stop_reason": reason}, ckpt)
             if progress is not None:
                 progress(record)
-    final = derive(space, net.alphas())
+        remedies.remove()
+    final = derive(space, net.alphas(), config.derive_none)
     if best is not None:
         final = type(final).parse(best)
     return DartsResult(final, history, {k: v.detach().tolist() for k, v in net.alphas().items()},
