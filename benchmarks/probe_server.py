@@ -1,14 +1,18 @@
 """Hostile requests against a device server this script starts itself on 127.0.0.1 (issue 13, items 1-5),
-and bad values of the server's own options, which must stop it at start (issue 21).
+hostile .tflite and .pte files where the server measures LiteRT and ExecuTorch (issue 20 item 1), and
+bad values of the server's own options, which must stop it at start (issue 21).
 
     python benchmarks/probe_server.py            # the checkout's server
     python benchmarks/probe_server.py --startup-only   # only the start-up options (seconds, no requests)
+    python benchmarks/probe_server.py --formats-only   # only the .tflite/.pte cases (and a legitimate ONNX one)
     PYTHONPATH=/tmp/old/src python benchmarks/probe_server.py   # an older tree, for a before/after
 
 Only loopback: the server listens on 127.0.0.1 and every request goes there. Every loop is bounded
 in count and every wait in time, so the probe ends even against a server that hangs. Prints each
 case's outcome, tried / handled counts, per-request overhead and the server's peak RSS (the
-parent's VmHWM and, sampled every 50 ms, parent plus measuring process). Needs onnx and onnxruntime.
+parent's VmHWM and, sampled every 50 ms, parent plus measuring process). Needs onnx and onnxruntime;
+the format cases need ai-edge-litert / executorch on the server's side (skipped, and said so, without
+them) and, for a real .pte, executorch's exporter here (a ~15-60 s conversion of a tiny network).
 """
 
 from __future__ import annotations
@@ -28,11 +32,19 @@ import time
 from pathlib import Path
 
 from mnas.latency.server_testing import (
+    Table,
+    Vector,
+    build_flatbuffer,
     expand_bomb,
     external_data_model,
     gather_out_of_range,
     loop_bomb,
+    patch_pte_segment,
+    pte_program,
     relu_model,
+    relu_tflite,
+    tflite_while_bomb,
+    xnnpack_blob,
 )
 
 TOKEN = "probe-token-0123456789"
@@ -334,6 +346,153 @@ def run_cases(srv: Server) -> list[tuple[str, bool, str]]:
     return results
 
 
+def _real_pte() -> bytes | None:
+    """A tiny network (8x8 input) lowered to XNNPACK as a .pte here, or None without executorch's exporter."""
+    try:
+        from mnas.latency.executorch_backend import pte_bytes
+        from mnas.latency.export import timing_model
+        from mnas.space import as_arch
+    except ImportError:
+        return None
+    arch = as_arch("r1_k3_s11_e1_i8_o8, r1_k3_s22_e3_i8_o16 | s2_h32_d0.2_relu")
+    try:
+        return pte_bytes(timing_model(arch, 8, 10), (1, 3, 8, 8))
+    except (ImportError, ValueError) as exc:
+        print(f"  (no real .pte: {str(exc).splitlines()[0][:120]})", flush=True)
+        return None
+
+
+def _dag_tflite() -> bytes:
+    """A 25 kB .tflite whose 3,000 subgraph entries share one subgraph of 3,000 tensors (9 M table visits)."""
+    tensor = Table({0: Vector("i32", [1]), 2: ("u32", 0)})
+    subgraph = Table({0: Vector("table", [tensor] * 3000), 1: Vector("i32", [0]), 2: Vector("i32", [0])})
+    return build_flatbuffer(Table({0: ("u32", 3), 1: Vector("table", [Table({3: ("i32", 19)})]),
+                                   2: Vector("table", [subgraph] * 3000), 4: Vector("table", [Table()])}), b"TFL3")
+
+
+def format_cases(srv: Server) -> list[tuple[str, bool, str]]:
+    """.tflite in LiteRT and .pte in ExecuTorch (issue 20 item 1): every hostile file gets one JSON line and a
+    4xx (or 422 for a limit), and a legitimate file in the same runtime is served after it."""
+    results: list[tuple[str, bool, str]] = []
+
+    def case(name: str, handled: bool, outcome: str) -> None:
+        results.append((name, handled, outcome))
+        print(f"  {'ok ' if handled else 'BAD'}  {name}: {outcome}", flush=True)
+
+    info = request(srv, "GET", "/v1/info")[1] or {}
+    served = info.get("runtimes") or {}
+    print(f"  server measures: {', '.join(served) or 'onnxruntime (an older server: no runtimes listed)'}", flush=True)
+    st, data, note = request(srv, "POST", "/v1/measure?shape=1,3,8,8&runtime=tvm", relu_tflite())
+    case("runtime=tvm", _json_error(st, data, (400,)), f"{st or note} {(data or {}).get('kind', '')}")
+
+    def probe(runtime: str, label: str, body: bytes, allowed: tuple[int, ...], kinds: tuple[str, ...],
+              shape: str = "1,3,8,8", legit: tuple[bytes, str] | None = None, timeout: float = 60.0) -> None:
+        t0 = time.perf_counter()
+        st, data, note = request(srv, "POST", f"/v1/measure?shape={shape}&runtime={runtime}", body, timeout=timeout)
+        took = time.perf_counter() - t0
+        kind = (data or {}).get("kind", note)
+        ok = _json_error(st, data, allowed) and kind in kinds and "\n" not in (data or {}).get("error", "")
+        after = ""
+        if legit is not None:
+            after_st = request(srv, "POST", f"/v1/measure?shape={legit[1]}&runtime={runtime}&repeats=5", legit[0],
+                               timeout=60)[0]
+            ok = ok and after_st == 200
+            after = f"; next legitimate {after_st}"
+        error = (data or {}).get("error", "")
+        case(f"{runtime}: {label}", ok, f"{st or note} {kind} in {took:.2f} s{after}: {error[:110]}")
+
+    def warm_up(runtime: str, body: bytes) -> None:
+        """The first request in a runtime starts its measuring process (imports: seconds, a minute under load)."""
+        t0 = time.perf_counter()
+        st, data, note = request(srv, "POST", f"/v1/measure?shape=1,3,8,8&runtime={runtime}&repeats=5", body,
+                                 timeout=300)
+        case(f"{runtime}: first request (starts its measuring process)", st == 200,
+             f"{st or note} after {time.perf_counter() - t0:.1f} s {(data or {}).get('error', '')[:80]}")
+
+    if "litert" in served:
+        good = (relu_tflite(), "1,3,8,8")
+        warm_up("litert", good[0])
+        st, data, note = request(srv, "POST", "/v1/measure?shape=1,3,8,8&runtime=litert&repeats=5", good[0])
+        case("litert: legitimate .tflite (hand-built Relu)", st == 200 and (data or {}).get("measured_in") == "litert",
+             f"{st or note} {(data or {}).get('median_ms', 0) * 1e3:.2f} us")
+        st, data, note = request(srv, "POST", "/v1/measure?shape=1,3,8,8&runtime=litert&repeats=5",
+                                 relu_tflite(weight_offset=0))
+        case("litert: legitimate .tflite with its weights after the flatbuffer", st == 200, f"{st or note}")
+        for label, body, kinds in [
+            ("truncated to 200 bytes", relu_tflite()[:200], ("invalid_model",)),
+            ("truncated real-size file (weights cut)", relu_tflite(weight_offset=0)[:-100], ("invalid_model",)),
+            ("wrong identifier TFL2", relu_tflite()[:4] + b"TFL2" + relu_tflite()[8:], ("invalid_model",)),
+            ("an ONNX file", relu_model((1, 3, 8, 8)), ("invalid_model",)),
+            ("buffer at offset 1e9 (past the end)", relu_tflite(weight_offset=10**9), ("invalid_model",)),
+            ("buffer at offset 2^63", relu_tflite(weight_offset=2**63), ("invalid_model",)),
+            ("buffer size 2^64-1 (overflow)", relu_tflite(weight_offset=64, weight_size=2**64 - 1), ("invalid_model",)),
+            ("root table past the end", b"\xff\xff\x00\x00" + relu_tflite()[4:], ("invalid_model",)),
+            ("custom op Convolution2DTransposeBias", relu_tflite(op=32, custom_code="Convolution2DTransposeBias"),
+             ("unsupported_op",)),
+            ("Flex (TensorFlow) custom op", relu_tflite(op=32, custom_code="FlexConv2D"), ("unsupported_op",)),
+            ("DELEGATE node", relu_tflite(op=51), ("unsupported_op",)),
+            ("STABLEHLO_CUSTOM_CALL", relu_tflite(op=173), ("unsupported_op",)),
+            ("external buffer (weights.bin)", relu_tflite(external_buffer=True), ("file_reference",)),
+            ("tensor names buffer 99", relu_tflite(tensor_buffer=99), ("invalid_model",)),
+            ("operator reads tensor 99", relu_tflite(op_input=99), ("invalid_model",)),
+            ("25 kB file, 9 M table visits (shared tables)", _dag_tflite(), ("invalid_model",)),
+        ]:
+            probe("litert", label, body, (400,), kinds, legit=good)
+        probe("litert", "66 MiB body (limit 64 MiB)", relu_tflite() + bytes(66 * 2**20), (413,), ("too_large",),
+              legit=good)
+        probe("litert", "WHILE that never ends", tflite_while_bomb(), (422,), ("time_limit",), shape="1",
+              legit=good, timeout=TIME_LIMIT_S + 30)
+        probe("litert", "three 8000x8000 float tensors alive (732 MiB; cap 512 MiB above idle)",
+              relu_tflite((1, 1, 8000, 8000), chain=2), (422,), ("memory_limit",), shape="1,1,8000,8000", legit=good)
+    else:
+        print("  (litert not served: pip install ai-edge-litert on the server's side)", flush=True)
+    if "executorch" in served:
+        real = _real_pte()
+        good = (real, "1,3,8,8") if real else None
+        if real:
+            warm_up("executorch", real)
+            st, data, note = request(srv, "POST", "/v1/measure?shape=1,3,8,8&runtime=executorch&repeats=5", real,
+                                     timeout=120)
+            case("executorch: legitimate .pte (tiny network, XNNPACK)", st == 200, f"{st or note}"
+                 f" {(data or {}).get('median_ms', 0) * 1e3:.1f} us, {len(real)} bytes")
+        cases = [
+            ("truncated (hand-built)", pte_program(delegate=xnnpack_blob())[:100], ("invalid_model",)),
+            ("wrong identifier XX12", pte_program(identifier=b"XX12"), ("invalid_model",)),
+            ("a .tflite", relu_tflite(), ("invalid_model",)),
+            ("segment at offset 2^40", pte_program(segments=[bytes(16)], segment_offsets=[(2**40, 16)]),
+             ("invalid_model",)),
+            ("segment size 2^64-1", pte_program(segments=[bytes(16)], segment_offsets=[(0, 2**64 - 1)]),
+             ("invalid_model",)),
+            ("segments without an extended header", pte_program(segment_offsets=[(0, 16)], header=False),
+             ("invalid_model",)),
+            ("tensor data EXTERNAL (.ptd)", pte_program(external_tensor=True), ("file_reference",)),
+            ("XNNPACK weights named but not in the file (.ptd)", pte_program(delegate=xnnpack_blob(named_key="w0")),
+             ("file_reference",)),
+            ("VulkanBackend delegate", pte_program(delegate=xnnpack_blob(), delegate_id="VulkanBackend"),
+             ("unsupported_op",)),
+            ("XNNPACK constant outside its data", pte_program(delegate=xnnpack_blob(constant_offset=8, constant_size=64)),
+             ("invalid_model",)),
+        ]
+        if real:
+            cases += [
+                ("real .pte truncated by half", real[: len(real) // 2], ("invalid_model",)),
+                ("real .pte, last 64 bytes cut", real[:-64], ("invalid_model",)),
+                ("real .pte, last segment's size 1e6 (past the end)", patch_pte_segment(real, -1, size=10**6),
+                 ("invalid_model",)),
+                ("real .pte, a segment at offset 2^40", patch_pte_segment(real, 1, offset=2**40), ("invalid_model",)),
+                ("real .pte, identifier XX12", real[:4] + b"XX12" + real[8:], ("invalid_model",)),
+            ]
+        for label, body, kinds in cases:
+            probe("executorch", label, body, (400,), kinds, legit=good)
+        probe("executorch", "66 MiB body (limit 64 MiB)", pte_program() + bytes(66 * 2**20), (413,), ("too_large",),
+              legit=good)
+    else:
+        print("  (executorch not served: pip install executorch on the server's side)", flush=True)
+    st = legit(srv)
+    case("ONNX after the format cases", st == 200, f"{st}")
+    return results
+
+
 def overhead(srv: Server, n: int = 20) -> str:
     """Round trip through the server against the same measurement in this process."""
     from mnas.latency import Protocol, measure_onnx
@@ -362,7 +521,8 @@ def overhead(srv: Server, n: int = 20) -> str:
 
 def startup_cases() -> list[tuple[str, bool, str]]:
     """The server's own options (issue 21): each bad value must stop `mnas device serve` at start with
-    exit 2 and one line, not start a server nobody can use. A server still up after 30 s is killed."""
+    exit 2 and one line, not start a server nobody can use. A server still up after 90 s is killed (a busy
+    machine takes tens of seconds to import the CLI)."""
     results = []
     for label, extra in [
         ("all-blank --token", ["--token", " " * 12]),
@@ -373,17 +533,19 @@ def startup_cases() -> list[tuple[str, bool, str]]:
         ("--max-connections 100000", ["--token", TOKEN, "--max-connections", "100000"]),
         ("--max-body-mb 1e308", ["--token", TOKEN, "--max-body-mb", "1e308"]),
         ("--max-memory-mb 1e308", ["--token", TOKEN, "--max-memory-mb", "1e308"]),
+        ("--runtimes tvm", ["--token", TOKEN, "--runtimes", "tvm"]),
+        ("--runtimes ''", ["--token", TOKEN, "--runtimes", ""]),
     ]:
         t0 = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "mnas.cli", "device", "serve", "--host", HOST, "--port", "0",
                                  "--quiet", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, "MNAS_DEVICE_TOKEN": ""})
         try:
-            _, err = proc.communicate(timeout=30)
+            _, err = proc.communicate(timeout=90)
         except subprocess.TimeoutExpired:
             proc.kill()
             _, err = proc.communicate(timeout=15)
-            outcome, ok = "started and kept serving (killed after 30 s)", False
+            outcome, ok = "started and kept serving (killed after 90 s)", False
         else:
             lines = err.strip().splitlines()
             ok = proc.returncode == 2 and len(lines) == 1 and "internal error" not in err
@@ -397,6 +559,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--startup-only", action="store_true",
                         help="only the server's own options at start (no server, no requests)")
+    parser.add_argument("--formats-only", action="store_true",
+                        help="only the .tflite/.pte cases (and the start-up options)")
     args = parser.parse_args()
     startup = startup_cases()
     print(f"start-up options: tried {len(startup)}, handled {sum(ok for _, ok, _ in startup)}", flush=True)
@@ -409,16 +573,19 @@ def main() -> int:
     print(f"server pid {srv.proc.pid} on {HOST}:{srv.port} ({'new' if srv.new_api else 'old'} options),"
           f" started in {time.perf_counter() - t0:.1f} s, RSS {srv.rss_kb() // 1024} MiB", flush=True)
     try:
-        if srv.new_api:
+        if srv.new_api and not args.formats_only:
             print(overhead(srv), flush=True)
-        results = run_cases(srv)
+        results = [] if args.formats_only else run_cases(srv)
         handled = sum(ok for _, ok, _ in results)
         print(f"requests: tried {len(results)}, handled {handled}")
+        formats = format_cases(srv)
+        print(f".tflite/.pte: tried {len(formats)}, handled {sum(ok for _, ok, _ in formats)}")
+        results += formats
         results += startup
         print(f"tried {len(results)}, handled {sum(ok for _, ok, _ in results)} (requests and start-up options)")
         print(f"server peak RSS: parent VmHWM {_rss_kb(srv.proc.pid, 'VmHWM') // 1024} MiB; parent + measuring process"
               f" (sampled every 50 ms) {srv.peak_total_kb // 1024} MiB")
-        if srv.new_api:
+        if srv.new_api and not args.formats_only:
             print(overhead(srv))
     finally:
         srv.close()

@@ -168,8 +168,8 @@ def test_cli_validate_and_measure_refuse_a_table_of_another_precision(capsys, in
 def test_cli_precision_errors_are_one_line(capsys):
     usage_error(capsys, "latency", "measure", str(SMALL), "--backend", "torch", "--precision", "int8",
                 match="--precision int8 and --calibration are for --backend onnxruntime, litert, executorch, not torch")
-    usage_error(capsys, "latency", "measure", str(SMALL), "--backend", "remote", "--url", "http://127.0.0.1:1",
-                "--precision", "int8", match="not measured on a device server")
+    usage_error(capsys, "latency", "measure", str(SMALL), "--backend", "onnxruntime", "--runtime", "litert",
+                "--precision", "int8", match="--runtime is for --backend remote")
     with pytest.raises(SystemExit) as exc:
         main(["latency", "measure", str(SMALL), "--precision", "int4"])
     assert exc.value.code == 2 and "invalid choice: 'int4'" in capsys.readouterr().err

@@ -27,6 +27,7 @@ from mnas.cli._common import (
 MAX_TABLE_FILE = 256 * 2**20  # a lookup table is a few MB; --out is read to resume it
 BACKEND_CHOICES = ("onnxruntime", "torch", "remote", "lut", "litert", "executorch")
 QUANTIZING = ("onnxruntime", "litert", "executorch")  # backends that take --precision int8
+REMOTE_RUNTIMES = ("onnxruntime", "litert", "executorch")  # what a device server can measure in (--runtime)
 
 
 def _backend_options(p: argparse.ArgumentParser, lut: bool = True) -> None:
@@ -47,6 +48,10 @@ def _backend_options(p: argparse.ArgumentParser, lut: bool = True) -> None:
                         " else wall time")
     p.add_argument("--url", help="remote backend: the device server, http://HOST:PORT")
     p.add_argument("--token", help="remote backend: the server's token (or set MNAS_DEVICE_TOKEN)")
+    p.add_argument("--runtime", choices=REMOTE_RUNTIMES, default=None,
+                   help="remote backend: the runtime the device server measures in (default onnxruntime); the model is"
+                        " converted here (.onnx, .tflite, .pte) in --precision and uploaded ('mnas device info' lists"
+                        " the server's runtimes)")
     p.add_argument("--repeats", type=positive_int, default=None, help="most timed samples per measurement")
 
 
@@ -111,16 +116,22 @@ def make_backend(args: argparse.Namespace, default: str = "onnxruntime") -> Any:
     protocol = None
     if getattr(args, "repeats", None):
         protocol = Protocol(min_repeats=min(10, args.repeats), max_repeats=args.repeats)
-    if name == "remote" and getattr(args, "precision", None) == "int8":
-        raise UsageError("--precision int8 is not measured on a device server yet: use --backend onnxruntime, litert or"
-                         " executorch on the device itself")
+    precision, runtime = getattr(args, "precision", None), getattr(args, "runtime", None)
     if name == "remote":
         if not args.url:
             raise UsageError("--backend remote needs --url http://HOST:PORT (and --token or MNAS_DEVICE_TOKEN)")
-        return get_backend("remote", url=args.url, token=args.token, repeats=args.repeats)
+        if getattr(args, "device", "cpu") != "cpu":
+            raise UsageError(f"--device {args.device} is for --backend torch; a device server measures on its CPU")
+        deployment = {"runtime": runtime or "onnxruntime", "precision": precision or "fp32"}
+        if getattr(args, "calibration", None):
+            deployment["calibration"] = args.calibration
+        return get_backend("remote", url=args.url, token=args.token, repeats=args.repeats, **deployment)
+    if runtime:
+        raise UsageError(f"--runtime is for --backend remote (the runtime a device server measures in): to measure on"
+                         f" this machine use --backend {runtime}")
     if args.url:
-        raise UsageError(f"--url is for --backend remote, not {name}")
-    precision = getattr(args, "precision", None)
+        hint = f": to measure {name} on a device server use --backend remote --runtime {name}" if name in QUANTIZING else ""
+        raise UsageError(f"--url is for --backend remote, not {name}{hint}")
     if name == "lut":
         if not getattr(args, "lut", None):
             raise UsageError("--backend lut needs --lut FILE (a table from 'mnas latency build-lut')")
@@ -172,7 +183,10 @@ def measure_lines(result: Any) -> str:
     """`latency measure`'s text: the figure named by its clock, the wall-clock median beside it."""
     shape = "x".join(str(d) for d in result.input_shape)
     precision = result.settings.get("precision", "fp32")
-    where = f"backend {result.backend} {precision}, input {shape}, cpu {result.device.get('cpu', '?')}"
+    backend = result.backend
+    if backend == "remote":
+        backend = f"remote ({result.settings.get('runtime', 'onnxruntime')} on {result.settings.get('url', '?')})"
+    where = f"backend {backend} {precision}, input {shape}, cpu {result.device.get('cpu', '?')}"
     if not result.n:
         return f"{result.median_ms:.3f} ms predicted by the lookup table\n{where}"
     spread = f"IQR {result.iqr_ms:.3f} ms, CV {100 * result.cv:.1f}%, n={result.n}"
@@ -314,12 +328,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
             settings = built.get("settings") if isinstance(built.get("settings"), dict) else {}
             name = built.get("backend", "onnxruntime")
             if name == "remote":
-                raise UsageError("the table was built on a device server: pass --backend remote --url ... to validate")
+                runtime, precision = table.deployment
+                raise UsageError("the table was built on a device server: pass --backend remote --url ... to validate"
+                                 f" (it measures in --runtime {runtime} --precision {precision} by default)")
             args.backend, args.threads = name, settings.get("threads", args.threads)
             args.clock = settings.get("clock", args.clock)
             if args.precision is None:  # and in the precision it was measured in
                 args.precision = table.deployment[1]
                 args.calibration = args.calibration or settings.get("calibration")
+        if (args.backend == "remote" or (args.backend is None and args.url)) and args.runtime is None \
+                and args.precision is None and table.deployment[0] in REMOTE_RUNTIMES:
+            args.runtime, args.precision = table.deployment  # on a device server, as the table was measured
+            args.calibration = args.calibration or ((table.meta.get("backend") or {}).get("settings") or {}).get(
+                "calibration")
         backend = make_backend(args)
         table.check_deployment(*backend.deployment)  # before the progress bar: one line, nothing measured
         with _progress("validate", unit="measurements") as progress:

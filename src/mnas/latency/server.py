@@ -1,20 +1,26 @@
-"""The device server: runs on the target, times ONNX models sent to it over HTTP.
+"""The device server: runs on the target, times models sent to it over HTTP.
 
-Needs only the standard library, NumPy and ONNX Runtime (never PyTorch). Endpoints, every one
-behind ``Authorization: Bearer <token>`` (compared in constant time, from the headers, before any
-body is read):
+Runtimes (`runtimes`, default every one installed): ONNX Runtime (.onnx; needs only the standard
+library, NumPy and ONNX Runtime, never PyTorch), LiteRT with XNNPACK (.tflite; needs ai-edge-litert)
+and ExecuTorch (.pte lowered to XNNPACK; needs executorch, which brings torch into its measuring
+process only). Endpoints, every one behind ``Authorization: Bearer <token>`` (compared in constant
+time, from the headers, before any body is read):
 
-- ``GET /v1/info``: CPU, runtime versions, threads, protocol and the server's limits;
-- ``POST /v1/measure?shape=1,3,224,224[&repeats=N]`` with the ONNX file as the body (a
-  ``Content-Length`` is required; ``Expect: 100-continue`` is honoured): the statistics of
-  `mnas.latency.ort.measure_onnx`, plus device and runtime.
+- ``GET /v1/info``: CPU, runtime versions, threads, protocol, the server's limits, and under
+  ``runtimes`` each runtime it measures with its file format, precisions and versions;
+- ``POST /v1/measure?shape=1,3,224,224[&runtime=litert][&repeats=N]`` with the file as the body
+  (a ``Content-Length`` is required; ``Expect: 100-continue`` is honoured): the statistics of the
+  shared protocol (as `mnas.latency.ort.measure_onnx`), plus device and runtime. ``runtime`` is
+  ``onnxruntime`` (the default), ``litert`` or ``executorch``; the precision is the file's.
 
 Every answer, including those of the HTTP layer itself, is JSON; errors are
 ``{"error": "<one line>", "kind": "<one word>"}``:
 
 ====  ==================================================================================
-400   malformed request, parameters or ONNX (`invalid_model`, `bad_request`, `http`); a model
-      that keeps tensor data in a file (`file_reference`: refused before ONNX Runtime sees it)
+400   malformed request, parameters or model (`invalid_model`, `bad_request`, `http`); a model
+      that keeps tensor data in a file (`file_reference`: refused before the runtime sees it);
+      a .tflite custom or delegate operator, a .pte delegate other than XNNPACK (`unsupported_op`);
+      a runtime this server does not measure (`unsupported_runtime`)
 401   missing or wrong token (the body, if any, is read and dropped, never kept)
 404   unknown path; 405 known path, other method; 411 no ``Content-Length``
 413   body over ``max_body_bytes`` (the body is read and dropped for up to 10 s so that a client
@@ -27,9 +33,12 @@ Every answer, including those of the HTTP layer itself, is JSON; errors are
       the device lock for 10 minutes) or `worker_unavailable`: all worth a retry
 ====  ==================================================================================
 
-Messages never contain ONNX Runtime's own text (it can print tensor values); the server's log
-has it. Models are loaded and timed in a killable child process (`mnas.latency.server_worker`),
-one at a time (a lock here, and the cross-process device lock there).
+Messages never contain a runtime's own text (it can print tensor values); the server's log has
+it. Models are loaded and timed in a killable child process per runtime (`mnas.latency.server_worker`;
+ONNX Runtime's starts with the server, the others on their first request), one at a time (a lock
+here, and the cross-process device lock there). Every file is checked in that process before its
+runtime is given it: `mnas.latency.server_check` (ONNX), `mnas.latency.server_flatbuffers` (.tflite,
+.pte; the identifier is checked here first).
 """
 
 from __future__ import annotations
@@ -45,11 +54,15 @@ from urllib.parse import parse_qs, urlsplit
 
 from mnas.latency.base import Protocol
 from mnas.latency.ort import check_shape
+from mnas.latency.quantize import PRECISIONS
+from mnas.latency.server_check import ModelRefused
+from mnas.latency.server_flatbuffers import check_identifier
 from mnas.latency.server_http import MAX_HEADER_BYTES, MAX_REQUEST_LINE, BoundedServer, CappedReader, discard
+from mnas.latency.server_job import DISTRIBUTIONS, FORMATS, INSTALL, MODULES, NAMES, RUNTIMES
 from mnas.latency.server_worker import MeasureWorker, WorkerError
 
 __all__ = ["DEFAULT_MAX_BODY", "DEFAULT_MAX_CONNECTIONS", "DEFAULT_MAX_MEMORY", "DEFAULT_TIME_LIMIT_S", "MAX_REPEATS",
-           "DeviceServer", "check_token"]
+           "RUNTIMES", "DeviceServer", "check_runtimes", "check_token", "installed_runtimes"]
 
 DEFAULT_MAX_BODY = 64 * 2**20
 DEFAULT_MAX_MEMORY = 2**30
@@ -58,7 +71,7 @@ DEFAULT_TIME_LIMIT_S = 60.0
 # Upper bounds of the server's own options: past them a setting is a typo that breaks every request
 # (a time limit of 1e308 s overflows the wait; 100,000 threads time every measurement out).
 MAX_TIME_LIMIT_S = 86400.0
-MAX_BODY_LIMIT = 2**31  # protobuf's own limit for one ONNX file
+MAX_BODY_LIMIT = 2**31  # protobuf's own limit for one ONNX file, and a flatbuffer's
 MAX_CONNECTIONS_LIMIT = 1024
 MAX_MEMORY_LIMIT = 2**40
 MAX_REPEATS = 1000
@@ -209,6 +222,13 @@ class _Handler(BaseHTTPRequestHandler):
     def handle_expect_100(self) -> bool:
         try:
             self._precheck()
+            if self.command == "POST":  # parameters and runtime too: a request that cannot be measured sends nothing
+                query = parse_qs(urlsplit(self.path).query)
+                try:
+                    _parse_params(query)
+                except ValueError as exc:
+                    raise _HTTPError(400, str(exc)[:300]) from None
+                self.server.device.check_runtime(query)
         except _HTTPError as exc:  # answer now: the client has not sent the body, and need not
             self._refuse(exc, drain=False)
             return False
@@ -232,6 +252,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             try:
                 _parse_params(query)  # before the body: a request that cannot be measured is not read
+                device.check_runtime(query)
+            except _HTTPError as exc:
+                self._refuse(exc)
+                return
             except ValueError as exc:
                 self._refuse(_HTTPError(400, str(exc)[:300]))
                 return
@@ -267,9 +291,10 @@ class _Server(BoundedServer):
 
 
 def _parse_params(query: dict[str, list[str]]) -> tuple[tuple[int, ...], int | None]:
-    unknown = sorted(set(query) - {"shape", "repeats"})
+    unknown = sorted(set(query) - {"shape", "repeats", "runtime"})
     if unknown:
-        raise ValueError(f"unknown parameter {unknown[0][:40]!r}: expected shape and optionally repeats")
+        raise ValueError(f"unknown parameter {unknown[0][:40]!r}: expected shape and optionally runtime and repeats")
+    _runtime_param(query)
     if "shape" not in query:
         raise ValueError("missing parameter 'shape', e.g. ?shape=1,3,224,224")
     try:
@@ -283,6 +308,46 @@ def _parse_params(query: dict[str, list[str]]) -> tuple[tuple[int, ...], int | N
             raise ValueError(f"bad repeats {text[:20]!r}: expected an integer in [1, {MAX_REPEATS}]")
         repeats = int(text)
     return check_shape(shape), repeats
+
+
+def _runtime_param(query: dict[str, list[str]]) -> str:
+    text = query.get("runtime", ["onnxruntime"])[-1]
+    if text not in RUNTIMES:
+        raise ValueError(f"unknown runtime {text[:40]!r}: expected one of {', '.join(RUNTIMES)}")
+    return text
+
+
+def installed_runtimes() -> tuple[str, ...]:
+    """The runtimes whose packages this machine has, found without importing them (the parent stays small)."""
+    import importlib.util
+
+    def has(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            return False
+
+    return tuple(r for r in RUNTIMES if has(MODULES[r]) and (r != "executorch" or has("torch")))
+
+
+def check_runtimes(runtimes: Any) -> tuple[str, ...]:
+    """`runtimes` (names, or a comma-separated string; None: every installed one) checked against this
+    machine: ValueError for an unknown name, ImportError (one line, what to install) for a missing one."""
+    installed = installed_runtimes()
+    if runtimes is None:
+        if not installed:
+            raise ImportError("the device server needs a runtime: pip install 'mnas[server]' (ONNX Runtime),"
+                              " ai-edge-litert (LiteRT) or executorch")
+        return installed
+    names = [r.strip() for r in runtimes.split(",")] if isinstance(runtimes, str) else list(runtimes)
+    if not names or not all(isinstance(r, str) and r for r in names):
+        raise ValueError(f"runtimes={runtimes!r}: expected names among {', '.join(RUNTIMES)}")
+    for name in names:
+        if name not in RUNTIMES:
+            raise ValueError(f"unknown runtime {name[:40]!r}: expected one of {', '.join(RUNTIMES)}")
+        if name not in installed:
+            raise ImportError(f"runtime {name} is not installed on this machine: {INSTALL[name]}")
+    return tuple(dict.fromkeys(names))
 
 
 def check_token(token: Any) -> None:
@@ -317,7 +382,8 @@ class DeviceServer:
     def __init__(self, token: str, host: str = "127.0.0.1", port: int = 0, threads: int = 1,
                  max_body_bytes: int = DEFAULT_MAX_BODY, protocol: Protocol | None = None, quiet: bool = False,
                  time_limit_s: float = DEFAULT_TIME_LIMIT_S, max_memory_bytes: int | None = DEFAULT_MAX_MEMORY,
-                 max_connections: int = DEFAULT_MAX_CONNECTIONS, header_timeout_s: float = 10.0):
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS, header_timeout_s: float = 10.0,
+                 runtimes: Any = None):
         check_token(token)
         _positive("threads", threads)
         _positive("max_body_bytes", max_body_bytes)
@@ -333,19 +399,18 @@ class DeviceServer:
         _at_most("max_connections", max_connections, MAX_CONNECTIONS_LIMIT, "a thread each")
         if max_memory_bytes is not None:
             _at_most("max_memory_bytes", max_memory_bytes, MAX_MEMORY_LIMIT, "1 TiB")
-        import importlib.util
-
-        if importlib.util.find_spec("onnxruntime") is None:  # checked without importing it into this process
-            from mnas._util import require
-
-            require("onnxruntime", "the device server")
+        self.runtimes = check_runtimes(runtimes)  # checked without importing them into this process
         self.token, self.threads, self.max_body_bytes = token, threads, max_body_bytes
         self.protocol, self.quiet = protocol or Protocol(), quiet
         self.time_limit_s, self.max_memory_bytes = float(time_limit_s), max_memory_bytes
         self.max_connections, self.header_timeout_s = max_connections, float(header_timeout_s)
         self._measure_lock = threading.Lock()
         self.upload_slots = threading.BoundedSemaphore(2)
-        self.worker = MeasureWorker(threads, max_memory_bytes, self.time_limit_s, quiet)
+        self.workers = {r: MeasureWorker(threads, max_memory_bytes, self.time_limit_s, quiet, r) for r in self.runtimes}
+        self.worker = self.workers[self.runtimes[0]]  # started now (ONNX Runtime's, when served); the others on first use
+        self._facts_of: dict[str, dict[str, Any]] = {}
+        self._unavailable: dict[str, str] = {}  # advertised runtimes whose measuring process could not import them
+        self._installed_versions: dict[str, dict[str, str]] = {}
         try:
             self.httpd = _Server((host, port), _Handler, max_connections)
         except OSError as exc:
@@ -356,6 +421,7 @@ class DeviceServer:
         except WorkerError as exc:
             self.httpd.server_close()
             raise RuntimeError(str(exc)) from None
+        self._facts_of[self.runtimes[0]] = self._facts
         self._thread: threading.Thread | None = None
 
     @property
@@ -363,26 +429,69 @@ class DeviceServer:
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}"
 
+    def _versions(self, runtime: str) -> dict[str, str]:
+        """`runtime`'s versions: its measuring process's, or (not started yet) the installed distribution's."""
+        facts = self._facts_of.get(runtime)
+        if facts:
+            return dict(facts["runtime"])
+        if runtime not in self._installed_versions:  # read once: a metadata lookup scans the environment
+            from mnas.latency.quantize import package_versions
+
+            self._installed_versions[runtime] = package_versions(DISTRIBUTIONS[runtime])
+        return dict(self._installed_versions[runtime])
+
+    def served_runtimes(self) -> dict[str, dict[str, Any]]:
+        """What `/v1/info` says under ``runtimes``: each runtime measured here, its format and precisions."""
+        return {r: {"format": FORMATS[r], "precisions": list(PRECISIONS), "versions": self._versions(r)}
+                for r in self.runtimes if r not in self._unavailable}
+
     def info(self) -> dict[str, Any]:
         cap = self.max_memory_bytes if (self._facts or {}).get("address_space_cap") else None
         return {"device": self._facts["device"], "runtime": self._facts["runtime"],
                 "settings": {"threads": self.threads, "inter_threads": 1, "protocol": self.protocol.to_dict()},
-                "max_body_bytes": self.max_body_bytes, "api": 1,
+                "max_body_bytes": self.max_body_bytes, "api": 1, "runtimes": self.served_runtimes(),
                 "limits": {"max_body_bytes": self.max_body_bytes, "time_limit_s": self.time_limit_s,
                            "max_memory_bytes": cap, "max_connections": self.max_connections}}
+
+    def check_runtime(self, query: dict[str, list[str]]) -> str:
+        """The runtime a request asks for; `_HTTPError` 400 ``unsupported_runtime`` when it is not served here."""
+        runtime = _runtime_param(query)
+        if runtime in self.runtimes and runtime not in self._unavailable:
+            return runtime
+        served = ", ".join(self.served_runtimes()) or "none"
+        why = self._unavailable.get(runtime) or (
+            f"install it on the device ({INSTALL[runtime]}) and restart 'mnas device serve'"
+            + (" with it in --runtimes" if runtime in installed_runtimes() else ""))
+        raise _HTTPError(400, f"this device server does not measure {NAMES[runtime]} ({runtime}); it measures {served}:"
+                              f" {why}"[:300], "unsupported_runtime")
 
     def measure(self, model: bytes, query: dict[str, list[str]]) -> dict[str, Any]:
         """Time `model` as the request asks, one request at a time; `WorkerError` if it cannot be timed."""
         shape, repeats = _parse_params(query)
+        runtime = self.check_runtime(query)
         if not model:
-            raise ValueError("empty body: send the ONNX file as the request body")
+            raise ValueError(f"empty body: send the {FORMATS[runtime]} file as the request body")
+        if runtime != "onnxruntime":  # the identifier here, at no cost: junk never starts a runtime's process;
+            try:                        # the whole walk runs in the worker, under its time and memory caps
+                check_identifier(model, "tflite" if runtime == "litert" else "pte")
+            except ModelRefused as exc:
+                raise _HTTPError(400, str(exc)[:300], exc.kind) from None
         protocol = self.protocol
         if repeats is not None:
             protocol = Protocol(**{**protocol.to_dict(), "max_repeats": repeats,
                                    "min_repeats": min(protocol.min_repeats, repeats)})
+        worker = self.workers[runtime]
         with self._measure_lock:
-            stats = self.worker.measure(model, shape, protocol.to_dict())
-        return {**stats, "input_shape": list(shape), **self.info()}
+            try:
+                stats = worker.measure(model, shape, protocol.to_dict())
+            except WorkerError as exc:
+                if exc.kind == "unsupported_runtime":  # installed, but its measuring process cannot import it
+                    self._unavailable[runtime] = str(exc)
+                raise
+            if worker.ready_facts:
+                self._facts_of[runtime] = worker.ready_facts
+        return {**stats, "input_shape": list(shape), **self.info(), "runtime": self._versions(runtime),
+                "measured_in": runtime}
 
     def serve_forever(self) -> None:
         self.httpd.serve_forever()
@@ -398,7 +507,11 @@ class DeviceServer:
             self._thread.join(timeout=10)
             self._thread = None
         self.httpd.server_close()
-        self.worker.close()
+        self.close_workers()
+
+    def close_workers(self) -> None:
+        for worker in self.workers.values():
+            worker.close()
 
     def __enter__(self) -> DeviceServer:
         return self.start()

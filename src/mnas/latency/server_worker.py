@@ -1,17 +1,18 @@
-"""The device server's measuring process: ONNX Runtime in a child that can be killed.
+"""The device server's measuring process: a runtime (ONNX Runtime, LiteRT or ExecuTorch) in a child that can be killed.
 
 A model sent to the server can loop for ever (``Loop`` of 10^15 iterations) or allocate gigabytes
 (``Expand`` to 20000 x 20000), and no Python thread can stop a native call. So the server loads and
-times every model in one persistent child process (``python -m mnas.latency.server_worker``):
+times every model in a persistent child process per runtime (``python -m mnas.latency.server_worker``):
 
 - the child caps its own address space (``RLIMIT_AS``: its size after start-up plus
   `max_memory_bytes`), so an allocation over the cap fails inside ONNX Runtime instead of
   swapping the device;
 - the parent gives each request `time_limit_s` (not counting the wait for the device lock, which
   another process may hold) and kills and restarts the child when it is exceeded;
-- the child runs in an empty temporary directory, refuses models that refer to files
-  (`mnas.latency.server_check`) and answers with messages that never contain ONNX Runtime's
-  own text, which can print tensor values; that text goes to the parent's log only.
+- the child runs in an empty temporary directory, refuses models that refer to files or point
+  outside themselves (`mnas.latency.server_check`, `mnas.latency.server_flatbuffers`) and answers
+  with messages that never contain the runtime's own text, which can print tensor values; that
+  text goes to the parent's log only.
 
 Protocol over the child's stdin/stdout: one JSON line per message; a job line is followed by the
 model's bytes. The child reports ``wait`` before it takes the device lock and ``go`` once it has it.
@@ -83,22 +84,26 @@ class MeasureWorker:
     """The parent's handle on the measuring child; `measure` is not thread-safe (the server serialises it)."""
 
     def __init__(self, threads: int = 1, max_memory_bytes: int | None = 2**30, time_limit_s: float = 60.0,
-                 quiet: bool = False):
+                 quiet: bool = False, runtime: str = "onnxruntime"):
         self.threads, self.max_memory_bytes, self.time_limit_s, self.quiet = threads, max_memory_bytes, time_limit_s, quiet
+        self.runtime = runtime
         self._proc: subprocess.Popen | None = None
         self._messages: queue.Queue = queue.Queue()
         self._ready: dict[str, Any] | None = None
         self._dir: str | None = None
+        self._started = False
         self.restarts = 0
 
     # -- the child's life -------------------------------------------------------------------
     def start(self, wait: bool = True) -> dict[str, Any] | None:
-        """Start the child; with `wait`, block until it has imported ONNX Runtime and return its runtime facts."""
+        """Start the child; with `wait`, block until it has imported its runtime and return its runtime facts."""
         import mnas
 
+        self._started = True
         self._dir = tempfile.mkdtemp(prefix="mnas-device-worker-")
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(mnas.__file__)))
         env = {**os.environ, "MALLOC_ARENA_MAX": "2", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+               "TF_CPP_MIN_LOG_LEVEL": "2", "ET_LOG_LEVEL": "error",
                "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
         self._proc = _Spawner.popen([sys.executable, "-m", "mnas.latency.server_worker"], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, cwd=self._dir, env=env)
@@ -107,7 +112,7 @@ class MeasureWorker:
         threading.Thread(target=_read_messages, args=(self._proc.stdout, self._messages), daemon=True,
                          name="mnas-device-worker-reader").start()
         config = {"threads": self.threads, "max_memory_bytes": self.max_memory_bytes, "quiet": self.quiet,
-                  "parent": os.getpid()}
+                  "parent": os.getpid(), "runtime": self.runtime}
         self._proc.stdin.write(json.dumps(config).encode() + b"\n")
         self._proc.stdin.flush()
         return self._await_ready() if wait else None
@@ -122,6 +127,8 @@ class MeasureWorker:
         if not message or "ready" not in message:
             reason = (message or {}).get("fatal", "it exited or did not answer")
             self._kill()
+            if (message or {}).get("missing"):  # the runtime is not installed: retrying cannot help
+                raise WorkerError(400, "unsupported_runtime", str(reason))
             raise WorkerError(503, "worker_unavailable", f"the measuring process did not start: {reason}")
         self._ready = message
         return message
@@ -151,13 +158,20 @@ class MeasureWorker:
         self._kill()
 
     @property
+    def ready_facts(self) -> dict[str, Any] | None:
+        """The running child's ready message (device, runtime versions), or None before it is ready."""
+        return self._ready
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
     # -- one measurement ---------------------------------------------------------------------
     def measure(self, model: bytes, shape: tuple[int, ...], protocol: dict[str, Any]) -> dict[str, Any]:
         """Statistics for `model` at `shape`; `WorkerError` with the status to answer otherwise."""
-        if self._proc is None or self._proc.poll() is not None:
+        if self._proc is None and not self._started:
+            self.start(wait=False)  # a runtime's first request starts its process
+        elif self._proc is None or self._proc.poll() is not None:
             self.restart()
         self._await_ready()
         header = json.dumps({"shape": list(shape), "protocol": protocol, "size": len(model)}).encode() + b"\n"
@@ -282,12 +296,24 @@ def _child_main() -> int:
     stdin = sys.stdin.buffer
     config = json.loads(stdin.readline(4096) or b"{}")
     _die_with_parent(config.get("parent"))
+    if config.get("quiet"):  # the runtimes' own chatter (ExecuTorch logs every thread-pool reset) off the log
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    runtime = str(config.get("runtime", "onnxruntime"))
     try:
-        from mnas.latency.server_job import run_job, runtime_facts
+        from mnas.latency.server_job import INSTALL, NAMES, run_job, runtime_facts
     except ImportError as exc:
         send({"fatal": f"cannot import the measuring code ({exc}): pip install 'mnas[server]'"})
         return 1
-    facts = runtime_facts()
+    try:
+        facts = runtime_facts(runtime)
+    except ImportError as exc:
+        send({"fatal": f"this device server cannot load {NAMES.get(runtime, runtime)} ({type(exc).__name__}:"
+                       f" {str(exc)[:120]}): {INSTALL.get(runtime, 'install it')} on the device and restart the server",
+              "missing": True})
+        return 1
     cap = _cap_memory(config.get("max_memory_bytes"), int(config.get("threads", 1)))
     send({"ready": True, **facts, "address_space_cap": cap})
     while True:
@@ -296,7 +322,7 @@ def _child_main() -> int:
             return 0
         job = json.loads(line)
         model = stdin.read(int(job["size"]))
-        reply = run_job(model, job, int(config.get("threads", 1)), bool(config.get("quiet")), send)
+        reply = run_job(model, job, int(config.get("threads", 1)), bool(config.get("quiet")), send, runtime)
         send(reply)
         if reply.get("restart"):
             return 0
