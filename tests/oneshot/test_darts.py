@@ -141,6 +141,24 @@ def test_resume_equals_uninterrupted(tmp_path, space, strategy, order):
     assert [{k: v for k, v in r.items() if k not in ("seconds", "cpu_seconds")} for r in resumed.history] == strip
 
 
+@pytest.mark.parametrize("space", [NB201Space(4, 8)])
+def test_resume_of_a_checkpoint_saved_before_the_remedy_fields(tmp_path, space):
+    """A search interrupted under the version before aux_skip / skip_dropout / derive_none existed
+    resumes: its stored config lacks those keys, and they ran at their defaults (off)."""
+    import torch
+
+    data = _data()
+    cfg = DartsConfig(**{**TINY, "epochs": 2, "train_images": 16})
+    with pytest.raises(_Stop):
+        search_darts(space, data, cfg, out=tmp_path, progress=lambda r: _stop_after(r, 1))
+    ckpt = tmp_path / "search.pt"
+    state = torch.load(ckpt, weights_only=False)
+    for key in ("aux_skip", "skip_dropout", "derive_none"):
+        state["config"].pop(key, None)
+    torch.save(state, ckpt)
+    assert search_darts(space, data, cfg, out=tmp_path, resume=True).history[-1]["epoch"] == 2
+
+
 class _Stop(Exception):
     pass
 

@@ -396,7 +396,9 @@ def search_darts(space: NB201Space | DartsSpace, data: Dataset, config: DartsCon
         start, best, reason, seconds, cpu = 0, None, "", 0.0, 0.0
         if resume and ckpt is not None and ckpt.is_file():
             state = load_file(ckpt)
-            if state.get("config") != config.to_dict() or state.get("space") != space.settings():
+            # a field the saving version did not have ran at its default (off: the old behaviour)
+            saved = {**DartsConfig().to_dict(), **state.get("config", {})}
+            if saved != config.to_dict() or state.get("space") != space.settings():
                 raise ValueError(f"{ckpt}: saved by a search with another config or space; use a fresh out directory")
             net.load_state_dict(state["net"])
             w_optim.load_state_dict(state["w_optim"])
