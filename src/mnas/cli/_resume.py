@@ -214,7 +214,9 @@ SEARCH_PATHS = ("data", "data_root", "supernet", "lut")
 # in). The budget is the study's own (`config["budget"]`), the token is never stored.
 SEARCH_RECORDED = ("data", "data_root", "val_fraction", *SPACE_OPTIONS, "supernet", "target", "reward", "alpha", "beta",
                    "max_params", "max_macs", "max_peak_memory", "strategy", "strategy_opt", "seed", "epochs",
-                   "batch_size", "lr", "max_train_seconds", "backend", "latency_threads", "url", "lut", *SEARCH_SAFE)
+                   "batch_size", "lr", "max_train_seconds", "backend", "latency_threads", "url", "lut", "precision",
+                   "score", "calibration", *SEARCH_SAFE)
+DEPLOYMENT = ("precision", "score", "calibration")  # recorded since issue 20: an older record lacks them
 SEARCH_HINT = ", or give a new --storage for a new study"
 
 
@@ -257,7 +259,9 @@ def search_resume(args: argparse.Namespace, storage: str) -> SearchResume:
     config, record = _read(storage)
     if record is not None:
         stored = {k: v for k, v in (record.get("args") or {}).items() if k in SEARCH_RECORDED}
+        older = [k for k in DEPLOYMENT if k not in stored]  # recorded before they existed: the config says
         stored = {k: stored.get(k) for k in SEARCH_RECORDED}  # a setting added since: stored as its default
+        stored.update({k: v for k, v in _deployment_from_config(config).items() if k in older})
         cwd = record.get("cwd")
     else:
         stored, cwd = _search_settings_from_config(config), None
@@ -416,16 +420,33 @@ def _search_settings_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
         except json.JSONDecodeError:
             key = {}
         backend = key.get("backend")
-        if backend in ("onnxruntime", "torch"):
+        if backend in ("onnxruntime", "torch", "litert", "executorch"):
             out.update({"backend": backend, "latency_threads": key.get("threads", 1), "url": None, "lut": None})
         elif backend == "remote":
             out.update({"url": key.get("url"), "lut": None})
         elif key.get("table"):
             out.update({"lut": key["table"], "url": None})
+    out.update(_deployment_from_config(config))
     if evaluator.get("kind") == "supernet":  # the space is the checkpoint's: no space option
         out["supernet"] = (config.get("evaluation") or {}).get("checkpoint") or UNKNOWN
     elif _kind((config.get("space") or {}).get("class", "")) in _KINDS.values():
         out["space"] = _kind(config["space"]["class"])
+    return out
+
+
+def _deployment_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """--precision, --score and --calibration of a study that did not record them: its evaluator's
+    latency key (a quantizing backend names its precision when it is not fp32; a table's is the
+    table's, UNKNOWN here) and its score (in the identity only under int8)."""
+    evaluator = config.get("evaluator") or {}
+    score = evaluator.get("score") if isinstance(evaluator.get("score"), Mapping) else {}
+    out: dict[str, Any] = {"score": score.get("score", "fp32"),
+                           "calibration": score.get("calibration") if score.get("score") == "int8" else None}
+    try:
+        key = json.loads(evaluator["latency"]) if isinstance(evaluator.get("latency"), str) else {}
+    except json.JSONDecodeError:
+        key = {}
+    out["precision"] = UNKNOWN if not key else key.get("precision", UNKNOWN if key.get("table") else "fp32")
     return out
 
 

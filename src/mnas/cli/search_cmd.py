@@ -29,7 +29,6 @@ from mnas.cli._gradient import (
     check_gradient_args,
     check_supernet_file,
     checkpoint_space,
-    measuring_backend,
     search_gradient,
 )
 from mnas.cli._progress import Phases
@@ -39,6 +38,10 @@ from mnas.cli._resume import SearchResume, new_study_record, resume_command, sea
 from mnas.cli.retrain_opts import add_retrain_arguments, check_retrain_arguments, run_retrain
 
 DEFAULT_TRIALS = 30
+LOCAL_BACKENDS = ("onnxruntime", "torch", "litert", "executorch")
+QUANTIZING = ("onnxruntime", "litert", "executorch")  # local backends that measure --precision int8
+PRECISION_CHOICES = SCORES = ("fp32", "int8")
+DEFAULT_SCORE_CALIBRATION = 100  # training images, as ProxyEvaluator and mnas export
 ASK_TELL = ("auto", "ppo", "reinforce", "replay", "evolution", "predictor", "boundary", "random", "tpe", "nsga2", "gp")
 STRATEGY_CHOICES = (*ASK_TELL, "enas", *GRADIENT)
 # Strategies that need an optional package: (module, what to install).
@@ -76,6 +79,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-macs", metavar="N", help="hard limit on multiply-adds, e.g. 300M (checked before training)")
     g.add_argument("--max-peak-memory", metavar="BYTES",
                    help="hard limit on peak activation memory at batch 1, e.g. 256KB (checked before training)")
+    g.add_argument("--score", choices=SCORES, default=None,
+                   help="the accuracy the reward uses: fp32 (default) or int8: each trained candidate (or supernet "
+                   "sub-network) quantized for the latency runtime (ONNX Runtime for --backend torch or --url), "
+                   "calibrated on --calibration training images and scored there; the float accuracy is recorded "
+                   "beside it (a resumed study keeps its own)")
+    g.add_argument("--calibration", type=positive_int, metavar="N", default=None,
+                   help=f"--score int8: training images the int8 accuracy is calibrated on (default "
+                   f"{DEFAULT_SCORE_CALIBRATION}, as 'mnas export --precision int8 --calibration N'); an int8 latency "
+                   "figure does not depend on them (the backend calibrates on 8 seeded random inputs)")
     g = p.add_argument_group("strategy and budget")
     g.add_argument("--strategy", default="auto", choices=STRATEGY_CHOICES,
                    help="auto (default): boundary under a hard target (--reward hard), predictor otherwise; "
@@ -105,12 +117,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--threads", type=positive_int, default=1, help="torch threads per training worker (default 1)")
     g.add_argument("--max-train-seconds", type=positive_float, help="cap on each candidate's training time")
     g = p.add_argument_group("latency")
-    g.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "torch"),
-                   help="measure locally with this runtime (default onnxruntime)")
+    g.add_argument("--backend", default="onnxruntime", choices=LOCAL_BACKENDS,
+                   help="measure locally with this runtime (default onnxruntime; litert: .tflite in LiteRT + XNNPACK,"
+                   " extra [litert]; executorch: .pte lowered to XNNPACK, extra [executorch]; both convert each "
+                   "candidate in seconds to a minute: prefer a --lut table built with them for long searches); "
+                   "zoo-relative targets are measured the same way")
+    g.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
+                   help="latency as deployed: fp32 (default) or int8, static post-training quantization (per-channel "
+                   "weights) with the runtime's own quantizer (QDQ for onnxruntime, XNNPACK's for litert and "
+                   "executorch); not for torch or --url; with --lut, the table's (checked)")
     g.add_argument("--latency-threads", type=positive_int, default=1, help="threads of the measured runtime (default 1)")
     g.add_argument("--url", help="measure on a device server (mnas device serve) at this URL")
     g.add_argument("--token", help="the device server's token")
-    g.add_argument("--lut", help="predict latency from a lookup table (mnas latency build-lut)")
+    g.add_argument("--lut", help="predict latency from a lookup table (mnas latency build-lut): it stands for the runtime"
+                   " and precision it was measured in, and refuses a --backend or --precision that differs (with --strategy"
+                   " fbnet, --backend measures the derived network)")
     g = p.add_argument_group("storage and execution")
     g.add_argument("--storage", help="study file or sqlite:/// URL (default: a new runs/search-<time>.db)")
     g.add_argument("--resume", action="store_true",
@@ -163,8 +184,75 @@ def _strategy_options(items: list[str]) -> dict[str, Any]:
     return options
 
 
-def _latency_backend(args: argparse.Namespace, resume: SearchResume | None = None):
-    from mnas.latency import LookupTable, OnnxRuntime, Remote, Torch
+def _check_deployment(args: argparse.Namespace) -> Any:
+    """--backend, --precision, --score and --calibration: one line for a combination that cannot work
+    (before any data is loaded); with --lut, the table is checked against the runtime and precision
+    given (`LookupTable.check_deployment`) and stands for them when they are not. Fills the resolved
+    values into `args` (so the study records them); returns the loaded table, or None."""
+    from mnas.cli._resume import given_options
+
+    given = given_options(args)
+    score = args.score or "fp32"
+    if args.calibration is not None and score != "int8":
+        raise UsageError(f"--calibration {args.calibration} calibrates the int8 accuracy: it goes with --score int8 (an"
+                         " int8 latency does not depend on the calibration images)")
+    if score == "int8" and args.strategy in ("enas", *GRADIENT):
+        raise UsageError(f"--score int8 scores each trial's trained network (proxy training or --supernet) after int8"
+                         f" quantization: --strategy {args.strategy} derives its architectures inside one network;"
+                         " quantize its pick with 'mnas export --precision int8'")
+    table = None
+    if args.url:
+        if "backend" in given and args.backend != "onnxruntime":
+            raise UsageError(f"--backend {args.backend}: --url measures on the device server, which runs ONNX Runtime;"
+                             " drop --backend (or --url to measure here)")
+        if args.precision == "int8":
+            raise UsageError("--precision int8 is not measured on a device server yet: use --backend onnxruntime,"
+                             " litert or executorch on the device itself")
+    if args.lut:
+        if not Path(args.lut).is_file():
+            raise UsageError(f"lookup table not found: {args.lut}")
+        from mnas.latency import LookupTable
+
+        # fbnet: the table is its loss's latency model, --backend (or --url) measures the derived network
+        measured_apart = args.strategy == "fbnet" and ("backend" in given or args.url)
+        try:
+            table = LookupTable.load(args.lut)
+            table.check_deployment(args.backend if "backend" in given and not measured_apart else None,
+                                   args.precision if "precision" in given else None)
+        except ValueError as exc:
+            raise UsageError(str(exc).splitlines()[0]) from None  # names the file
+        if not args.url:  # recorded: the study's latency is the table's runtime and precision
+            runtime, args.precision = table.deployment
+            if not measured_apart and runtime in LOCAL_BACKENDS:
+                args.backend = runtime
+    if not args.url and args.precision == "int8" and args.backend not in QUANTIZING:
+        raise UsageError(f"--precision int8 is measured in --backend {', '.join(QUANTIZING)}, not {args.backend}"
+                         + (f" (--lut {args.lut} was measured in int8)" if args.lut else ""))
+    args.precision = args.precision or "fp32"
+    args.score = score
+    if score == "int8" and args.calibration is None:
+        args.calibration = DEFAULT_SCORE_CALIBRATION
+    if args.backend in ("litert", "executorch") and not (args.url or args.lut):
+        _check_runtime(args.backend)
+    return table
+
+
+def _check_runtime(backend: str) -> None:
+    """--backend litert/executorch without its optional packages: one line saying what to install (exit 2),
+    before the data is loaded (the backend's own import says the same, later)."""
+    import importlib.util
+
+    modules = {"litert": ("ai_edge_litert", "litert_torch"), "executorch": ("executorch",)}[backend]
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            raise UsageError(f"--backend {backend} needs the optional package '{module}': pip install 'mnas[{backend}]'"
+                             " (with torch pinned to the installed version: pip install -c constraints.txt ...)")
+
+
+def _latency_backend(args: argparse.Namespace, resume: SearchResume | None = None, table: Any = None):
+    """The latency source the options describe (after `_check_deployment`): a device server, a lookup
+    table, or a local runtime at --precision (`mnas.latency.get_backend`)."""
+    from mnas.latency import LookupTable, Remote
 
     if sum(x is not None for x in (args.url, args.lut)) > 1:
         raise UsageError("give one latency source: --url (device server) or --lut (lookup table), not both")
@@ -173,14 +261,33 @@ def _latency_backend(args: argparse.Namespace, resume: SearchResume | None = Non
             raise UsageError("--url needs --token (the device server's token)")
         return Remote(args.url, args.token)
     if args.lut:
-        if not Path(args.lut).is_file():
-            raise UsageError(f"lookup table not found: {args.lut}")
-        table = LookupTable.load(args.lut)
+        if table is None:
+            if not Path(args.lut).is_file():
+                raise UsageError(f"lookup table not found: {args.lut}")
+            table = LookupTable.load(args.lut)
         stored = resume.settings.get("lut") if resume is not None else None
         if isinstance(stored, str) and stored != args.lut:
             table.path = stored  # the same table reached from elsewhere: its identity is the path the study recorded
         return table
-    return (OnnxRuntime if args.backend == "onnxruntime" else Torch)(threads=args.latency_threads)
+    return _local_backend(args)
+
+
+def _local_backend(args: argparse.Namespace) -> Any:
+    """This machine's runtime (--backend) at --precision and --latency-threads, or the device server (--url)."""
+    from mnas.latency import Remote, get_backend
+
+    if args.url:
+        return Remote(args.url, args.token)
+    if args.backend == "torch":
+        return get_backend("torch", threads=args.latency_threads)
+    return get_backend(args.backend, threads=args.latency_threads, precision=args.precision or "fp32")
+
+
+def _backend_text(latency: Any) -> str:
+    """'OnnxRuntime int8', 'LiteRT fp32', 'LookupTable litert int8': what measures the target's reference."""
+    name = type(latency).__name__
+    runtime, precision = getattr(latency, "deployment", (None, "fp32"))
+    return f"{name} {runtime} {precision}" if name in ("LookupTable", "Remote") else f"{name} {precision}"
 
 
 def _holds_study(storage: str) -> bool:
@@ -216,11 +323,19 @@ def _supernet_evaluator(args: argparse.Namespace, data: Any, latency: Any) -> An
 
     check_supernet_file(args)
     try:
-        evaluator = SupernetEvaluator(args.supernet, data, latency)
+        evaluator = SupernetEvaluator(args.supernet, data, latency, **_score_settings(args))
         evaluator.check_space(evaluator.space)
     except ValueError as exc:
         raise UsageError(f"--supernet {args.supernet}: {str(exc).splitlines()[0]}") from None
     return evaluator
+
+
+def _score_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The evaluator's int8 settings: under --score int8 the reward's accuracy is the int8 one (the float one
+    recorded beside it), calibrated on --calibration training images; nothing under fp32 (identity unchanged)."""
+    if (args.score or "fp32") != "int8":
+        return {}
+    return {"score": "int8", "calibration": int(args.calibration or DEFAULT_SCORE_CALIBRATION)}
 
 
 def _constraints(args: argparse.Namespace) -> Any:
@@ -316,6 +431,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError("--url needs --token (the device server's token)")
     if args.strategy in GRADIENT:
         check_gradient_args(args, resuming)
+    table = _check_deployment(args)
     if args.space in ("nb201", "darts") and not (args.target or resuming or args.reward == "accuracy"
                                                  or args.strategy in GRADIENT):
         raise UsageError(f"--space {args.space} needs --target (a latency such as 5ms): the default target,"
@@ -325,16 +441,17 @@ def cmd_search(args: argparse.Namespace) -> int:
         phases(f"loading the data: {args.data}")
         data = load(args.data, root=args.data_root, val_fraction=args.val_fraction, seed=args.seed)
         phases.end()
-        return _search_with_data(args, storage, resume, resuming, options, constraints, data, phases)
+        return _search_with_data(args, storage, resume, resuming, options, constraints, data, phases, table)
 
 
 def _search_with_data(args: argparse.Namespace, storage: str, resume: SearchResume | None, resuming: bool,
-                      options: dict[str, Any], constraints: Any, data: Any, phases: Phases) -> int:
+                      options: dict[str, Any], constraints: Any, data: Any, phases: Phases, table: Any = None) -> int:
     from mnas.evaluate import ProxyEvaluator
     from mnas.objectives import Target
     from mnas.train import ProxyConfig
 
-    latency = measuring_backend(args) if args.strategy == "fbnet" else _latency_backend(args, resume)
+    # fbnet: the table is in its loss and the derived network is measured here (or on --url)
+    latency = _local_backend(args) if args.strategy == "fbnet" else _latency_backend(args, resume, table)
     if args.supernet and args.strategy not in GRADIENT:
         evaluator = _supernet_evaluator(args, data, latency)
         space = evaluator.space
@@ -345,7 +462,7 @@ def _search_with_data(args: argparse.Namespace, storage: str, resume: SearchResu
             space = _search_space(args, data, resume)
         proxy = ProxyConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, threads=args.threads,
                             max_seconds=args.max_train_seconds, seed=args.seed, input_size=args.input_size)
-        evaluator = ProxyEvaluator(data, latency, proxy)
+        evaluator = ProxyEvaluator(data, latency, proxy, **_score_settings(args))
     width = getattr(space, "width_mult", 1.0)
     target_text = args.target or (None if resuming else f"mobilenetv2_x{width:g}" if width != 1 else "mobilenetv2")
     if args.strategy in ("darts", "gdas") and not args.target and not resuming:
@@ -355,7 +472,7 @@ def _search_with_data(args: argparse.Namespace, storage: str, resume: SearchResu
     else:
         reference = Target.parse(target_text).reference if target_text and args.reward != "accuracy" else None
         if reference:
-            phases(f"data: {data!r}; measuring the target's reference {reference} ({type(latency).__name__}),"
+            phases(f"data: {data!r}; measuring the target's reference {reference} ({_backend_text(latency)}),"
                    " then the search")
         try:
             reward = _reward(args, target_text, lambda name: evaluator.reference_latency(name, space))
@@ -411,7 +528,7 @@ def _search(args: argparse.Namespace, space: Any, evaluator: Any, reward: Any, o
 def _busy_line(evaluator: Any) -> str | None:
     """The busy-machine warning when candidates' latency is measured on this machine, else None."""
     latency = getattr(evaluator, "latency", None)
-    if getattr(latency, "name", None) not in ("onnxruntime", "torch"):
+    if getattr(latency, "name", None) not in LOCAL_BACKENDS:
         return None
     from mnas.latency.device import busy_note
 

@@ -58,7 +58,7 @@ def quantized_accuracy(model: Any, data: Any, runtime: str = "onnxruntime", cali
     if not len(y_all):
         raise ValueError(f"{getattr(data, 'name', 'the data')}: the {split} split is empty")
     shape = (1, int(data.channels), size, size)
-    model = model.eval()
+    model = _for_conversion(model)
     correct = 0
     with torch_threads(1):
         if runtime == "onnxruntime":
@@ -86,6 +86,18 @@ def quantized_accuracy(model: Any, data: Any, runtime: str = "onnxruntime", cali
             logits = run(_preprocess(data, x_all[i:i + _EVAL_BATCH], size))
             correct += int((np.asarray(logits).argmax(1) == np.asarray(y_all[i:i + _EVAL_BATCH])).sum())
     return correct / len(y_all)
+
+
+def _for_conversion(model: Any) -> Any:
+    """A copy of `model` in eval mode with its weights in the default (NCHW-contiguous) layout. Training
+    on the CPU leaves them channels_last (`mnas.train.loop.CPU_CHANNELS_LAST`), which ExecuTorch's
+    XNNPACK lowering refuses in int8 ('ChannelsLastTaggedReshapePass'): every trained candidate of a
+    `--backend executorch --score int8` search failed. The caller's model is left as it is."""
+    import copy
+
+    import torch
+
+    return copy.deepcopy(model).to(memory_format=torch.contiguous_format).eval()
 
 
 def quant_settings(latency: Any, score: str, record_int8: bool, int8_runtime: str | None,
