@@ -32,7 +32,8 @@ def _closed_port() -> int:
 
 
 def test_unreachable_url_exits_2_with_one_line(tmp_path, capsys):
-    code = main(["search", *FAST, "--trials", "1", "--url", f"http://127.0.0.1:{_closed_port()}", "--token", "t",
+    here = [a for i, a in enumerate(FAST) if a != "--backend" and (i == 0 or FAST[i - 1] != "--backend")]
+    code = main(["search", *here, "--trials", "1", "--url", f"http://127.0.0.1:{_closed_port()}", "--token", "t",
                  "--storage", str(tmp_path / "u.db")])
     _, err = capsys.readouterr()
     assert code == 2 and "cannot reach" in err and len(err.strip().splitlines()) == 1
