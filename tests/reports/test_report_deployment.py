@@ -10,7 +10,8 @@ import math
 import pytest
 
 from mnas.cli import main
-from mnas.reports.deployment import deployment_data, kendall_tau_b, load_ranking, ranking_data
+from mnas.latency.ranking import kendall_tau as kendall_tau_b
+from mnas.reports.deployment import deployment_data, load_ranking, ranking_data
 from mnas.study import SQLiteStorage, Study
 
 pytest.importorskip("matplotlib")

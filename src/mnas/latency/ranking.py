@@ -13,8 +13,9 @@ seconds per network and backend.
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -34,15 +35,28 @@ def label_of(backend: LatencyBackend) -> str:
     return f"{runtime}/{precision}"
 
 
-def kendall_tau(a: list[float], b: list[float]) -> float | None:
-    """Kendall's tau-b of two equally long lists (None with fewer than 3 pairs)."""
+def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Kendall's tau-b of two equally long sequences (ties counted as SciPy does); None with fewer
+    than 3 pairs or when either side is constant."""
+    if len(a) != len(b):
+        raise ValueError(f"Kendall tau of {len(a)} and {len(b)} values: expected equal lengths")
     if len(a) < 3:
         return None
-    from mnas._util import require
-
-    stats = require("scipy.stats", "Kendall tau")
-    tau = stats.kendalltau(np.asarray(a, float), np.asarray(b, float)).statistic
-    return None if tau is None or np.isnan(tau) else float(tau)
+    concordant = discordant = tie_a = tie_b = 0
+    for i, j in combinations(range(len(a)), 2):
+        da, db = a[i] - a[j], b[i] - b[j]
+        if da == 0 and db == 0:
+            continue  # tied in both: neither numerator nor either denominator term
+        if da == 0:
+            tie_a += 1
+        elif db == 0:
+            tie_b += 1
+        elif (da > 0) == (db > 0):
+            concordant += 1
+        else:
+            discordant += 1
+    denominator = math.sqrt((concordant + discordant + tie_a) * (concordant + discordant + tie_b))
+    return None if denominator == 0 else (concordant - discordant) / denominator
 
 
 def compare_rankings(space: Any, backends: Mapping[str, LatencyBackend] | list[LatencyBackend], n: int = 200,

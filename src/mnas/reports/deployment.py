@@ -12,8 +12,8 @@ Two questions a pick shipped in int8 raises (issue 20 item 5):
   several runtimes and precisions. `ranking_data` pairs fp32 and int8 of each runtime (else every
   backend against the first), with Kendall's tau and the int8/fp32 ratio per architecture.
 
-Kendall's tau-b is computed here (pure Python, no SciPy), the same statistic as
-`mnas.latency.ranking.kendall_tau`. Accuracy stays a fraction in [0, 1]; renderers show percent.
+Kendall's tau-b is `mnas.latency.ranking.kendall_tau` (pure Python, no SciPy). Accuracy stays a
+fraction in [0, 1]; renderers show percent.
 """
 
 from __future__ import annotations
@@ -27,38 +27,15 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from mnas.latency.ranking import kendall_tau
 from mnas.study import Trial, TrialState
 
-__all__ = ["RANKING_SUFFIX", "deployment_data", "deployment_headline", "find_ranking", "kendall_tau_b",
+__all__ = ["RANKING_SUFFIX", "deployment_data", "deployment_headline", "find_ranking",
            "load_ranking", "ranking_data", "same_space"]
 
 RANKING_SUFFIX = ".ranking.json"  # runs/x.db.ranking.json: the ranking file `mnas report runs/x.db` finds by itself
 MAX_RANKING_FILE = 64 * 2**20  # 200 architectures in four backends is ~100 kB
 _INT8_FAILURE = "int8 quantization for"  # how mnas.evaluate.quantized.int8_scores words a failed quantization
-
-
-def kendall_tau_b(a: Sequence[float], b: Sequence[float]) -> float | None:
-    """Kendall's tau-b of two equally long sequences (ties counted as SciPy does); None with fewer
-    than 3 pairs or when either side is constant."""
-    if len(a) != len(b):
-        raise ValueError(f"Kendall tau of {len(a)} and {len(b)} values: expected equal lengths")
-    if len(a) < 3:
-        return None
-    concordant = discordant = tie_a = tie_b = 0
-    for i, j in combinations(range(len(a)), 2):
-        da, db = a[i] - a[j], b[i] - b[j]
-        if da == 0 and db == 0:
-            continue  # tied in both: neither numerator nor either denominator term
-        if da == 0:
-            tie_a += 1
-        elif db == 0:
-            tie_b += 1
-        elif (da > 0) == (db > 0):
-            concordant += 1
-        else:
-            discordant += 1
-    denominator = math.sqrt((concordant + discordant + tie_a) * (concordant + discordant + tie_b))
-    return None if denominator == 0 else (concordant - discordant) / denominator
 
 
 def _number(value: Any) -> float | None:
@@ -134,7 +111,7 @@ def deployment_data(trials: Sequence[Trial], meta: Mapping[str, Any] | None = No
         "drop": _spread(drops),
         "worst": None if worst is None else {k: worst[k] for k in ("number", "arch", "accuracy_fp32", "accuracy_int8",
                                                                      "drop")},
-        "kendall_accuracy": kendall_tau_b([r["accuracy_fp32"] for r in rows], [r["accuracy_int8"] for r in rows]),
+        "kendall_accuracy": kendall_tau([r["accuracy_fp32"] for r in rows], [r["accuracy_int8"] for r in rows]),
         "target_ms": target_ms,
         "pick_fp32": pick_fp32,
         "pick_int8": pick_int8,
@@ -218,12 +195,12 @@ def ranking_data(raw: Mapping[str, Any], source: str | None = None) -> dict[str,
     out_pairs = []
     for x, y in pairs:
         ratios = [b / a for a, b in zip(lat[x], lat[y], strict=True)]
-        out_pairs.append({"x": x, "y": y, "kendall": kendall_tau_b(lat[x], lat[y]), "ratio": _spread(ratios),
+        out_pairs.append({"x": x, "y": y, "kendall": kendall_tau(lat[x], lat[y]), "ratio": _spread(ratios),
                           "ratios": ratios})
     return {"source": source, "format": raw.get("format"), "space_type": raw.get("space_type"),
             "space": raw.get("space"), "seed": raw.get("seed"), "n": raw.get("n"), "measured": len(archs),
             "backends": labels, "precision_pairs": bool(precision_pairs), "pairs": out_pairs,
-            "kendall": {f"{a} vs {b}": kendall_tau_b(lat[a], lat[b]) for a, b in combinations(labels, 2)},
+            "kendall": {f"{a} vs {b}": kendall_tau(lat[a], lat[b]) for a, b in combinations(labels, 2)},
             "archs": archs, "latency_ms": lat}
 
 
