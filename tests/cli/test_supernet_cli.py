@@ -118,3 +118,30 @@ def test_bad_option_lists_exit_2_with_one_line(tmp_path, tiny_npz, capsys, argv,
     code, _, err = _run(capsys, "supernet", "train", "--data", tiny_npz, *SPACE, *argv, "--out", str(tmp_path / "x.pt"))
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_skeleton_builds_the_layerwise_space_on_a_zoo_networks_stages(tmp_path, tiny_npz, capsys):
+    from mnas.oneshot.train import load_supernet
+    from mnas.space.presets import skeleton_space
+
+    out = tmp_path / "sk.pt"
+    args = ["supernet", "train", "--data", tiny_npz, "--space", "layerwise", "--skeleton", "mnasnet_small",
+            "--width", "0.25", "--head", "16", "--epochs", "1", "--batch-size", "32", "--warmup-epochs", "0",
+            "--eval-images", "0", "--ops", "k3e3,skip"]
+    code, _, err = _run(capsys, *args, "--out", str(out))
+    assert code == 0, err
+    space = load_supernet(out)[0].space
+    want = skeleton_space("mnasnet_small", 3, 8, width_mult=0.25, head_chs=16, ops=("k3e3", "skip"))
+    assert space.settings() == want.settings() and space.stages != skeleton_space("mobilenetv2", 3, 8).stages
+    # resuming with another skeleton names the option at fault
+    code, _, err = _run(capsys, *args[:6], "--skeleton", "mnasnet_b1", "--out", str(out), "--resume")
+    assert code == 2 and "--skeleton" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--skeleton", "mnasnet_b1"], "only the layerwise space takes a skeleton"),
+    (["--space", "layerwise", "--skeleton", "resnet50"], "--skeleton 'resnet50': not a zoo network"),
+])
+def test_bad_skeleton_exits_2_with_one_line(tmp_path, tiny_npz, capsys, argv, needle):
+    code, _, err = _run(capsys, "supernet", "train", "--data", tiny_npz, *argv, "--out", str(tmp_path / "x.pt"))
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err

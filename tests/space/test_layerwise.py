@@ -93,3 +93,26 @@ def test_archs_outside_the_space_are_refused():
     blocks[1] = blocks[1].__class__(**{**blocks[1].__dict__, "repeats": blocks[1].repeats + 1})
     with pytest.raises(ValueError, match="not in this space"):
         space.encode(Arch(tuple(blocks), too_deep.stem_stride, too_deep.head_chs, too_deep.dropout, too_deep.act))
+
+
+def test_skeleton_space_holds_the_zoo_networks_channel_plan():
+    from mnas.models import build_model, count_params
+    from mnas.space import get_arch
+    from mnas.space.presets import skeleton_space
+    from mnas.space.zoo import for_space
+
+    space = skeleton_space("mnasnet_b1", 10, 32, width_mult=0.5, ops=("k3e1", "k3e3", "k3e6", "k5e3", "k5e6", "skip"))
+    ref = for_space(get_arch("mnasnet_b1_x0.5"), 32, space.strides)
+    assert space.strides == (1, 1, 1, 2, 2, 1, 2, 1) and space.act == "relu" and space.head_chs == 1280
+    assert space.widths == tuple(b.out_chs for b in ref.blocks) and space.stem_chs == ref.blocks[0].in_chs
+    plan = ["k3e1"] + ["k3e3"] * 3 + ["k5e3"] * 3 + ["k5e6"] * 3 + ["k3e6"] * 2 + ["k5e6"] * 4 + ["k3e6"]
+    arch = space.decode([space.ops.index(op) for op in plan])
+    assert [(b.repeats, b.kernel_size, b.exp_ratio, b.stride) for b in arch.blocks] == \
+        [(b.repeats, b.kernel_size, b.exp_ratio, b.stride) for b in ref.blocks]
+    assert count_params(build_model(arch, num_classes=10)) == count_params(build_model(ref, num_classes=10))
+    # settings alone rebuild it (a supernet checkpoint stores only those)
+    assert LayerwiseSpace(**space.settings()).settings() == space.settings()
+    mbv2 = skeleton_space("mobilenetv2", 10, 32)
+    assert mbv2.stages == LayerwiseSpace(10, 32).stages and mbv2.act == "relu6"
+    with pytest.raises(ValueError, match="unknown model|expected a zoo name"):
+        skeleton_space("resnet50", 10, 32)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mnas.space import Arch, as_arch, get_arch, is_zoo_name
+from mnas.space import ZOO, Arch, as_arch, get_arch, is_zoo_name
 
 __all__ = ["UsageError", "add_space_options", "check_data_args", "check_output_file", "emit_json", "physical_memory",
            "positive_float", "positive_int", "resolve_arch", "space_from_args", "table", "thread_count"]
@@ -176,12 +176,20 @@ SPACES = ("mnasnet", "layerwise", "nbmacro", "nb201", "darts")
 CHOICE_NAMES = tuple(c[0] for c in CHOICE_OPTIONS)
 
 
+def add_skeleton_option(group: Any) -> None:
+    """--skeleton: the layer-wise space on a zoo network's stages (`mnas.space.presets.skeleton_space`)."""
+    group.add_argument("--skeleton", metavar="ZOO",
+                       help="layerwise: the stages (filters, depth, stride), stem, head and activation of this zoo"
+                            " network, e.g. mnasnet_b1 (scaled by --width-mult), instead of MobileNetV2's")
+
+
 def add_family_space_options(group: Any) -> None:
     """--space and the cell spaces' macro settings (the block spaces use --width-mult, --head, --strides)."""
     group.add_argument("--space", choices=SPACES, default=None,  # None: not given (--supernet refuses space options)
                        help="mnasnet (default: factorized hierarchical blocks), layerwise (one op per layer),"
                             " nbmacro (NAS-Bench-Macro's layer-wise space), nb201 (NAS-Bench-201 cell),"
                             " darts (DARTS normal + reduction cell)")
+    add_skeleton_option(group)
     group.add_argument("--cell-channels", type=positive_int,
                        help="nb201/darts: channels of the first stage (default 16)")
     group.add_argument("--cells-per-stage", type=positive_int, help="nb201: cells in each of the 3 stages (default 5)")
@@ -224,6 +232,12 @@ def space_from_args(args: argparse.Namespace, num_classes: int, data_size: int) 
     if kind == "nbmacro":
         return _nbmacro_space(args, num_classes, size)
     choices = choice_kwargs(args, kind)
+    skeleton = getattr(args, "skeleton", None)
+    if skeleton and kind != "layerwise":
+        raise UsageError(f"--skeleton {skeleton}: only the layerwise space takes a skeleton; add --space layerwise")
+    if skeleton and not is_zoo_name(skeleton):
+        raise UsageError(f"--skeleton {skeleton!r}: not a zoo network; give one of {', '.join(ZOO)}"
+                         " (the base name: --width-mult scales it)")
 
     strides = None
     if args.strides:
@@ -236,6 +250,11 @@ def space_from_args(args: argparse.Namespace, num_classes: int, data_size: int) 
     head = args.head if args.head is not None else (256 if small else 1280)
     cls = LayerwiseSpace if kind == "layerwise" else MnasNetSpace
     try:
+        if skeleton:
+            from mnas.space.presets import skeleton_space
+
+            return skeleton_space(skeleton, num_classes, size, width_mult=width, strides=strides,
+                                  head_chs=args.head if args.head is not None else (256 if small else None), **choices)
         return cls(num_classes, size, width_mult=width, head_chs=head, strides=strides, **choices)
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -14,11 +14,12 @@ from mnas.cli._common import CHOICE_NAMES, UsageError
 from mnas.cli._report import device_error, report_study
 from mnas.cli._resume import resume_command
 
-__all__ = ["GRADIENT", "check_gradient_args", "checkpoint_space", "measuring_backend", "search_gradient"]
+__all__ = ["GRADIENT", "check_gradient_args", "checkpoint_space", "search_gradient"]
 
 GRADIENT = ("darts", "gdas", "fbnet")  # one relaxed network trained, one architecture derived
 # The space options a --supernet checkpoint fixes (as mnas.cli.search_cmd's).
-_SPACE_OPTIONS = ("space", "width_mult", "head", "strides", "input_size", "cell_channels", "cells_per_stage", "cell_layers",
+_SPACE_OPTIONS = ("space", "width_mult", "head", "strides", "skeleton", "input_size", "cell_channels", "cells_per_stage",
+                  "cell_layers",
                   *CHOICE_NAMES)
 
 
@@ -47,15 +48,6 @@ def check_gradient_args(args: argparse.Namespace, resuming: bool) -> None:
     if given:
         raise UsageError(f"--strategy {args.strategy} trains one network in this process and derives one architecture:"
                          f" drop {', '.join(given)} (its length is --strategy-opt epochs=N)")
-
-
-def measuring_backend(args: argparse.Namespace):
-    """fbnet's measured latency: the device server (--url) or this machine (--backend); --lut is its table."""
-    from mnas.latency import OnnxRuntime, Remote, Torch
-
-    if args.url:
-        return Remote(args.url, args.token)
-    return (OnnxRuntime if args.backend == "onnxruntime" else Torch)(threads=args.latency_threads)
 
 
 def check_supernet_file(args: argparse.Namespace) -> None:

@@ -178,7 +178,7 @@ def _listed(value: Any) -> Any:
 SPACE_SETTING = {"width_mult": "width_mult", "head": "head_chs", "strides": "strides", "input_size": "input_size",
                  "cell_channels": "channels", "cells_per_stage": "cells_per_stage", "cell_layers": "layers",
                  **{name: name for name in CHOICE_NAMES}}
-SPACE_OPTIONS = ("space", *SPACE_SETTING)
+SPACE_OPTIONS = ("space", "skeleton", *SPACE_SETTING)  # --skeleton: several settings (stages, stem, head, act)
 
 
 def space_refusal(args: argparse.Namespace, stored: Mapping[str, Any], new: Mapping[str, Any], where: str,
@@ -496,7 +496,7 @@ def resume_command(command: str, option: str, path: str) -> str:
 
 # -- mnas supernet train -----------------------------------------------------------------------------
 SUPERNET_SAFE = ("threads", "device")
-SUPERNET_SPACE = ("space", "width_mult", "head", "strides", *CHOICE_NAMES)  # --input-size: the training's
+SUPERNET_SPACE = ("space", "width_mult", "head", "strides", "skeleton", *CHOICE_NAMES)  # --input-size: the training's
 
 
 def sidecar(out: Path) -> Path:

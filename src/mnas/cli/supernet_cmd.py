@@ -22,6 +22,7 @@ from typing import Any
 from mnas.cli._common import (
     UsageError,
     add_choice_options,
+    add_skeleton_option,
     emit_json,
     nonneg_int,
     positive_float,
@@ -54,6 +55,7 @@ def _space_args(p: argparse.ArgumentParser) -> None:
                    help="scale every filter count (default 0.35 for images <= 16 px, else 1.0)")
     g.add_argument("--head", type=nonneg_int, help="head conv filters (default 1280; 256 for images <= 16 px)")
     g.add_argument("--strides", help="stem and block strides, e.g. 1,1,1,2,2,1,2,1 (default: adapted to the input size)")
+    add_skeleton_option(g)
     add_choice_options(g)
     g.add_argument("--seed", type=nonneg_int, default=0,
                    help="seeds the validation split, the sampled sub-networks and the training (default 0)")

@@ -1,4 +1,5 @@
-"""Named spaces that reproduce a published benchmark's networks exactly.
+"""Named spaces: one that reproduces a published benchmark's networks exactly, and the layer-wise space
+on a hand-designed network's skeleton.
 
 `nas_bench_macro_space` is NAS-Bench-Macro's space (Su et al., CVPR 2021: "Prioritized Architecture
 Sampling with Monte-Carlo Tree Search"; the benchmark's ``train/model.py``) as a `LayerwiseSpace`:
@@ -25,9 +26,12 @@ full-width networks by token.
 
 from __future__ import annotations
 
-from mnas.space.layerwise import LayerwiseSpace
+from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["NAS_BENCH_MACRO_OPS", "nas_bench_macro_space"]
+from mnas.space.layerwise import DEFAULT_LAYER_OPS, LayerwiseSpace
+
+__all__ = ["NAS_BENCH_MACRO_OPS", "nas_bench_macro_space", "skeleton_space"]
 
 NAS_BENCH_MACRO_OPS = ("skip", "k3e3", "k5e6")  # token i = the benchmark's digit i
 _STAGES = ((64, 2, 2), (128, 3, 2), (256, 3, 2))
@@ -39,3 +43,27 @@ def nas_bench_macro_space(num_classes: int = 10, input_size: int = 32, *, width_
     return LayerwiseSpace(num_classes, input_size, width_mult=width_mult, stem_chs=32, stem_stride=1,
                           stages=_STAGES, strides=(1, 2, 2, 2), head_chs=1280, dropout=0.0, act="relu",
                           ops=NAS_BENCH_MACRO_OPS)
+
+
+def skeleton_space(skeleton: Any, num_classes: int = 1000, input_size: int = 224, *, width_mult: float = 1.0,
+                   strides: Sequence[int] | None = None, head_chs: int | None = None,
+                   ops: Sequence[str] = DEFAULT_LAYER_OPS, min_feature_size: int = 4) -> LayerwiseSpace:
+    """The layer-wise space on the macro skeleton of `skeleton` (a zoo name such as ``mnasnet_b1``, or an
+    `Arch`): its stem filters and stride, one stage per block with the block's output filters, repeats
+    and first stride, its head filters, dropout and activation. Every layer then chooses one of `ops`,
+    so the space holds the network's channel plan with any op per layer; the network itself is in it
+    when each of its blocks is one of `ops` (MnasNet-B1: all but its first, depthwise-separable layer,
+    which is in it with ``k3e1`` added to `ops`). Filters are the skeleton's times `width_mult` (give
+    the zoo's base name, e.g. ``mnasnet_b1`` with ``width_mult=0.5`` for MnasNet-B1 x0.5's plan).
+    `strides=None` adapts them to `input_size` as every block space does."""
+    from mnas.space.zoo import get_arch
+
+    arch = get_arch(skeleton) if isinstance(skeleton, str) else skeleton
+    blocks = getattr(arch, "blocks", None)
+    if not blocks:
+        raise ValueError(f"skeleton {skeleton!r}: expected a zoo name (e.g. mnasnet_b1) or an architecture with blocks")
+    stages = tuple((b.out_chs, b.repeats, b.stride) for b in blocks)
+    return LayerwiseSpace(num_classes, input_size, width_mult=width_mult, stem_chs=blocks[0].in_chs,
+                          stem_stride=arch.stem_stride, stages=stages, strides=strides, min_feature_size=min_feature_size,
+                          head_chs=arch.head_chs if head_chs is None else head_chs, dropout=arch.dropout, act=arch.act,
+                          ops=ops)
