@@ -72,9 +72,8 @@ def _config(db):
 @pytest.mark.parametrize("given, words", [
     (["--precision", "int8", "--backend", "torch"],
      "--precision int8 is measured in --backend onnxruntime, litert, executorch, not torch"),
-    (["--precision", "int8", "--url", "http://127.0.0.1:9", "--token", "t"], "not measured on a device server"),
-    (["--backend", "litert", "--url", "http://127.0.0.1:9", "--token", "t"], "--url measures on the device server"),
-    (["--backend", "torch", "--url", "http://127.0.0.1:9", "--token", "t"], "--url measures on the device server"),
+    (["--backend", "torch", "--url", "http://127.0.0.1:9", "--token", "t"],
+     "--backend torch: a device server (--url) measures in onnxruntime, litert, executorch"),
     (["--calibration", "50"], "--calibration 50 calibrates the int8 accuracy: it goes with --score int8"),
     (["--precision", "int8", "--calibration", "50"], "it goes with --score int8"),
     (["--score", "int8", "--strategy", "enas"], "--strategy enas derives its architectures inside one network"),

@@ -122,10 +122,8 @@ def make_backend(args: argparse.Namespace, default: str = "onnxruntime") -> Any:
             raise UsageError("--backend remote needs --url http://HOST:PORT (and --token or MNAS_DEVICE_TOKEN)")
         if getattr(args, "device", "cpu") != "cpu":
             raise UsageError(f"--device {args.device} is for --backend torch; a device server measures on its CPU")
-        deployment = {"runtime": runtime or "onnxruntime", "precision": precision or "fp32"}
-        if getattr(args, "calibration", None):
-            deployment["calibration"] = args.calibration
-        return get_backend("remote", url=args.url, token=args.token, repeats=args.repeats, **deployment)
+        return remote_backend(args.url, args.token, runtime, precision, getattr(args, "calibration", None),
+                              args.repeats)
     if runtime:
         raise UsageError(f"--runtime is for --backend remote (the runtime a device server measures in): to measure on"
                          f" this machine use --backend {runtime}")
@@ -146,6 +144,20 @@ def make_backend(args: argparse.Namespace, default: str = "onnxruntime") -> Any:
     if args.device != "cpu":
         raise UsageError(f"--device {args.device} is for --backend torch; {name} runs on the CPU")
     return get_backend(name, threads=args.threads, clock=args.clock, protocol=protocol, **quantize)
+
+
+def remote_backend(url: str, token: str | None, runtime: str | None = None, precision: str | None = None,
+                   calibration: int | None = None, repeats: int | None = None) -> Any:
+    """The device server at `url` measuring in `runtime` (default onnxruntime) at `precision` (default
+    fp32): `mnas.latency.Remote`, which converts each model here (.onnx, .tflite, .pte) and uploads it.
+    `latency measure --backend remote --runtime R` and `mnas search --url URL --backend R` both build it
+    here. ValueError (one line) for a bad URL or a missing token, ImportError for a missing converter."""
+    from mnas.latency import get_backend
+
+    deployment: dict[str, Any] = {"runtime": runtime or "onnxruntime", "precision": precision or "fp32"}
+    if calibration:
+        deployment["calibration"] = calibration
+    return get_backend("remote", url=url, token=token, repeats=repeats, **deployment)
 
 
 @contextmanager

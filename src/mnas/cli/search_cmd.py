@@ -40,6 +40,7 @@ from mnas.cli.retrain_opts import add_retrain_arguments, check_retrain_arguments
 DEFAULT_TRIALS = 30
 LOCAL_BACKENDS = ("onnxruntime", "torch", "litert", "executorch")
 QUANTIZING = ("onnxruntime", "litert", "executorch")  # local backends that measure --precision int8
+DEVICE_RUNTIMES = ("onnxruntime", "litert", "executorch")  # what --url measures in (mnas.latency.REMOTE_RUNTIMES)
 PRECISION_CHOICES = SCORES = ("fp32", "int8")
 DEFAULT_SCORE_CALIBRATION = 100  # training images, as ProxyEvaluator and mnas export
 ASK_TELL = ("auto", "ppo", "reinforce", "replay", "evolution", "predictor", "boundary", "random", "tpe", "nsga2", "gp")
@@ -81,7 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="hard limit on peak activation memory at batch 1, e.g. 256KB (checked before training)")
     g.add_argument("--score", choices=SCORES, default=None,
                    help="the accuracy the reward uses: fp32 (default) or int8: each trained candidate (or supernet "
-                   "sub-network) quantized for the latency runtime (ONNX Runtime for --backend torch or --url), "
+                   "sub-network) quantized for the latency runtime (--backend's, also with --url; ONNX Runtime for "
+                   "--backend torch), "
                    "calibrated on --calibration training images and scored there; the float accuracy is recorded "
                    "beside it (a resumed study keeps its own)")
     g.add_argument("--calibration", type=positive_int, metavar="N", default=None,
@@ -121,13 +123,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="measure locally with this runtime (default onnxruntime; litert: .tflite in LiteRT + XNNPACK,"
                    " extra [litert]; executorch: .pte lowered to XNNPACK, extra [executorch]; both convert each "
                    "candidate in seconds to a minute: prefer a --lut table built with them for long searches); "
-                   "zoo-relative targets are measured the same way")
+                   "with --url, the runtime the device server measures in (onnxruntime, litert or executorch: "
+                   "converted here, uploaded); zoo-relative targets are measured the same way")
     g.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
                    help="latency as deployed: fp32 (default) or int8, static post-training quantization (per-channel "
                    "weights) with the runtime's own quantizer (QDQ for onnxruntime, XNNPACK's for litert and "
-                   "executorch); not for torch or --url; with --lut, the table's (checked)")
+                   "executorch, also on a device server with --url); not for torch; with --lut, the table's (checked)")
     g.add_argument("--latency-threads", type=positive_int, default=1, help="threads of the measured runtime (default 1)")
-    g.add_argument("--url", help="measure on a device server (mnas device serve) at this URL")
+    g.add_argument("--url", help="measure on a device server (mnas device serve) at this URL, in --backend's runtime at"
+                   " --precision (each candidate converted here and uploaded, as 'mnas latency measure --backend remote"
+                   " --runtime R')")
     g.add_argument("--token", help="the device server's token")
     g.add_argument("--lut", help="predict latency from a lookup table (mnas latency build-lut): it stands for the runtime"
                    " and precision it was measured in, and refuses a --backend or --precision that differs (with --strategy"
@@ -202,12 +207,14 @@ def _check_deployment(args: argparse.Namespace) -> Any:
                          " quantize its pick with 'mnas export --precision int8'")
     table = None
     if args.url:
-        if "backend" in given and args.backend != "onnxruntime":
-            raise UsageError(f"--backend {args.backend}: --url measures on the device server, which runs ONNX Runtime;"
-                             " drop --backend (or --url to measure here)")
-        if args.precision == "int8":
-            raise UsageError("--precision int8 is not measured on a device server yet: use --backend onnxruntime,"
-                             " litert or executorch on the device itself")
+        if args.lut and args.strategy != "fbnet":
+            raise UsageError("give one latency source: --url (device server) or --lut (lookup table), not both")
+        if args.backend not in DEVICE_RUNTIMES:
+            if "backend" in given:
+                raise UsageError(f"--backend {args.backend}: a device server (--url) measures in"
+                                 f" {', '.join(DEVICE_RUNTIMES)}; give one of them, or drop --url to measure"
+                                 f" {args.backend} on this machine")
+            args.backend = "onnxruntime"  # an older study recorded --backend torch beside --url: it measured ONNX
     if args.lut:
         if not Path(args.lut).is_file():
             raise UsageError(f"lookup table not found: {args.lut}")
@@ -232,9 +239,31 @@ def _check_deployment(args: argparse.Namespace) -> Any:
     args.score = score
     if score == "int8" and args.calibration is None:
         args.calibration = DEFAULT_SCORE_CALIBRATION
-    if args.backend in ("litert", "executorch") and not (args.url or args.lut):
-        _check_runtime(args.backend)
+    if args.backend in ("litert", "executorch") and (args.url or not args.lut):
+        _check_runtime(args.backend)  # with --url: the converter runs here (and --score int8's runtime)
     return table
+
+
+def _device_backend(args: argparse.Namespace) -> Any:
+    """--url: the device server measuring in --backend at --precision, built as 'mnas latency measure
+    --backend remote --runtime R' builds it (`latency_cmd.remote_backend`: the model converted here and
+    uploaded; the latency's calibration is the backend's default, --calibration being the int8 accuracy's).
+    The server is asked first, before any data is loaded, whether it answers and measures that runtime
+    and precision: one line (exit 2) otherwise."""
+    from mnas.cli.latency_cmd import remote_backend
+    from mnas.latency import DeviceUnavailable
+
+    try:
+        backend = remote_backend(args.url, args.token, runtime=args.backend, precision=args.precision or "fp32")
+    except ValueError as exc:
+        raise UsageError(str(exc).strip().splitlines()[0]) from None
+    try:
+        backend.check_server()
+    except DeviceUnavailable as exc:
+        raise _device_error(args, exc) from None
+    except ValueError as exc:  # a refused token, a runtime or precision the server does not measure
+        raise UsageError(str(exc).strip().splitlines()[0]) from None
+    return backend
 
 
 def _check_runtime(backend: str) -> None:
@@ -249,17 +278,18 @@ def _check_runtime(backend: str) -> None:
                              " (with torch pinned to the installed version: pip install -c constraints.txt ...)")
 
 
-def _latency_backend(args: argparse.Namespace, resume: SearchResume | None = None, table: Any = None):
-    """The latency source the options describe (after `_check_deployment`): a device server, a lookup
-    table, or a local runtime at --precision (`mnas.latency.get_backend`)."""
-    from mnas.latency import LookupTable, Remote
+def _latency_backend(args: argparse.Namespace, resume: SearchResume | None = None, table: Any = None,
+                     device: Any = None):
+    """The latency source the options describe (after `_check_deployment`): a device server (`device`,
+    from `_device_backend`), a lookup table, or a local runtime at --precision (`mnas.latency.get_backend`)."""
+    from mnas.latency import LookupTable
 
     if sum(x is not None for x in (args.url, args.lut)) > 1:
         raise UsageError("give one latency source: --url (device server) or --lut (lookup table), not both")
     if args.url:
         if not args.token:
             raise UsageError("--url needs --token (the device server's token)")
-        return Remote(args.url, args.token)
+        return device if device is not None else _device_backend(args)
     if args.lut:
         if table is None:
             if not Path(args.lut).is_file():
@@ -272,12 +302,12 @@ def _latency_backend(args: argparse.Namespace, resume: SearchResume | None = Non
     return _local_backend(args)
 
 
-def _local_backend(args: argparse.Namespace) -> Any:
+def _local_backend(args: argparse.Namespace, device: Any = None) -> Any:
     """This machine's runtime (--backend) at --precision and --latency-threads, or the device server (--url)."""
-    from mnas.latency import Remote, get_backend
+    from mnas.latency import get_backend
 
     if args.url:
-        return Remote(args.url, args.token)
+        return device if device is not None else _device_backend(args)
     if args.backend == "torch":
         return get_backend("torch", threads=args.latency_threads)
     return get_backend(args.backend, threads=args.latency_threads, precision=args.precision or "fp32")
@@ -432,6 +462,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.strategy in GRADIENT:
         check_gradient_args(args, resuming)
     table = _check_deployment(args)
+    device = _device_backend(args) if args.url else None  # asked now: a refusal costs no data loading
     if args.space in ("nb201", "darts") and not (args.target or resuming or args.reward == "accuracy"
                                                  or args.strategy in GRADIENT):
         raise UsageError(f"--space {args.space} needs --target (a latency such as 5ms): the default target,"
@@ -441,17 +472,19 @@ def cmd_search(args: argparse.Namespace) -> int:
         phases(f"loading the data: {args.data}")
         data = load(args.data, root=args.data_root, val_fraction=args.val_fraction, seed=args.seed)
         phases.end()
-        return _search_with_data(args, storage, resume, resuming, options, constraints, data, phases, table)
+        return _search_with_data(args, storage, resume, resuming, options, constraints, data, phases, table, device)
 
 
 def _search_with_data(args: argparse.Namespace, storage: str, resume: SearchResume | None, resuming: bool,
-                      options: dict[str, Any], constraints: Any, data: Any, phases: Phases, table: Any = None) -> int:
+                      options: dict[str, Any], constraints: Any, data: Any, phases: Phases, table: Any = None,
+                      device: Any = None) -> int:
     from mnas.evaluate import ProxyEvaluator
     from mnas.objectives import Target
     from mnas.train import ProxyConfig
 
     # fbnet: the table is in its loss and the derived network is measured here (or on --url)
-    latency = _local_backend(args) if args.strategy == "fbnet" else _latency_backend(args, resume, table)
+    latency = (_local_backend(args, device) if args.strategy == "fbnet"
+               else _latency_backend(args, resume, table, device))
     if args.supernet and args.strategy not in GRADIENT:
         evaluator = _supernet_evaluator(args, data, latency)
         space = evaluator.space
