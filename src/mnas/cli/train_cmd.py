@@ -4,6 +4,9 @@
 `mnas train ARCH --recipe proxy --seed S` reproduces the accuracy `mnas search --seed S` recorded
 for ARCH: the same validation split (PROXY_VAL_FRACTION, split seed S), the same training seed
 (`mnas.evaluate.trial_seed(S, ARCH)`), the same 3 epochs of batch 32 at lr 0.05 on one thread.
+With `--out DIR` it also writes DIR/model.pt (the format `train_full` writes: `mnas export --weights`
+takes it) and DIR/metrics.json, so exporting what a search recorded is `mnas train <trial arch>
+--recipe proxy --seed S --out DIR` then `mnas export --weights DIR/model.pt`.
 """
 
 from __future__ import annotations
@@ -30,13 +33,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one architecture (full training with checkpoints, or --recipe proxy)",
                        description="Train ARCH on a data set. Full training writes DIR/checkpoint.pt every epoch"
                                    " and DIR/model.pt at the end. --recipe proxy runs the search's proxy training"
-                                   " instead and reproduces the accuracy 'mnas search --seed S' recorded for ARCH.")
+                                   " instead and reproduces the accuracy 'mnas search --seed S' recorded for ARCH;"
+                                   " with --out DIR it writes DIR/model.pt (for 'mnas export --weights') and"
+                                   " DIR/metrics.json.")
     p.add_argument("arch", metavar="ARCH", nargs="?",
                    help="zoo name, canonical string or JSON file (with --resume: the checkpoint's)")
     p.add_argument("--data", help="'digits' (default), 'cifar10', 'cifar100', a .npz file or an image folder")
     p.add_argument("--data-root", help="folder of the official CIFAR batches (with --data cifar10/cifar100)")
     p.add_argument("--download", action="store_true", help="download and verify CIFAR into --data-root if missing")
-    p.add_argument("--out", help="output directory (checkpoint.pt, model.pt, metrics.json)")
+    p.add_argument("--out", help="output directory (checkpoint.pt, model.pt, metrics.json; with --recipe proxy: model.pt"
+                                 " and metrics.json, optional)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run checkpointed in --out with the settings it was trained with (--threads and"
                         " --stop-after may change; other options must agree)")
@@ -127,6 +133,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_resume(args, saved, args.out)  # the data options restored, every given option checked
     elif not args.proxy and not args.out:
         raise UsageError("full training needs --out DIR (or pass --proxy for one proxy run)")
+    elif args.proxy and args.out:
+        _check_proxy_out(Path(args.out))
     arch = resolve_arch(args.arch) if args.arch is not None else None
     overrides = _overrides(args)
 
@@ -172,6 +180,49 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _full(args, arch, data, config)
 
 
+def _check_proxy_out(out: Path) -> None:
+    """--recipe proxy --out DIR: a new directory, or one without a model or checkpoint (one line otherwise)."""
+    from mnas.train.full import CHECKPOINT, MODEL
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: a file, not a directory: give a directory for model.pt and metrics.json")
+    held = [name for name in (MODEL, CHECKPOINT) if (out / name).exists()]
+    if held:
+        raise UsageError(f"--out {out} already holds {held[0]}: a proxy run does not overwrite a trained model; choose"
+                         " another --out")
+
+
+def _save_proxy(args: argparse.Namespace, arch, data, config, model, result, split_seed: int) -> dict:
+    """DIR/model.pt in `train_full`'s format (`mnas.train.full.load_model` and `mnas export --weights` read
+    it; "data" names the training data, for the export's int8 calibration) and DIR/metrics.json. The test
+    accuracy is measured after the run (evaluation only: the weights and the printed figures are the run's)."""
+    import math
+
+    from mnas.train.checkpoint import atomic_save, atomic_write_json
+    from mnas.train.full import METRICS, MODEL, data_identity
+    from mnas.train.loop import Loop
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    test_accuracy, test_loss = math.nan, math.nan
+    if len(data.y_test):
+        test_accuracy, test_loss = Loop(model, data, config, train=False).evaluate("test")
+    input_size = config.input_size or data.input_size
+    final = {"arch": str(arch), "data": data.name, "recipe": "proxy", "split_seed": split_seed,
+             "training_seed": config.seed, **result.to_dict(), "val_accuracy": result.accuracy,
+             "val_loss": result.loss, "test_accuracy": test_accuracy, "test_loss": test_loss,
+             "num_train": len(data.y_train), "num_val": len(data.y_val), "num_test": len(data.y_test),
+             "input_size": input_size, "model": str(out / MODEL)}
+    state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_save({"format": "mnas.model/1", "arch": str(arch), "num_classes": data.num_classes,
+                 "in_chans": data.channels, "input_size": input_size, "state_dict": state_dict,
+                 "normalization": {"mean": [float(m) for m in data.mean], "std": [float(v) for v in data.std]},
+                 "class_names": list(data.class_names), "metrics": final, "config": config.to_dict(),
+                 "data": data_identity(data)}, out / MODEL)
+    atomic_write_json(final, out / METRICS)
+    return final
+
+
 def _proxy(args: argparse.Namespace, arch, data, config) -> int:
     from mnas._util import seed_everything
     from mnas.evaluate import trial_seed
@@ -182,11 +233,18 @@ def _proxy(args: argparse.Namespace, arch, data, config) -> int:
     seed = trial_seed(config.seed, str(arch))
     _log(args, f"proxy: {config.epochs:g} epochs, batch {config.batch_size}, lr {config.lr:g}, {config.threads} thread(s),"
                f" split seed {config.seed}, training seed {seed} (as 'mnas search --seed {config.seed}' trains it)")
+    split_seed = config.seed
     config = config.replace(seed=seed)
     seed_everything(seed)
-    result = train_proxy(build_model(arch, num_classes=data.num_classes, in_chans=data.channels), data, config)
+    model = build_model(arch, num_classes=data.num_classes, in_chans=data.channels)
+    result = train_proxy(model, data, config)
+    saved = _save_proxy(args, arch, data, config, model, result, split_seed) if args.out and result.ok else None
+    if saved is not None:
+        _log(args, f"model: {saved['model']} (test accuracy {saved['test_accuracy']:.4f}); export it with 'mnas export"
+                   f" --weights {saved['model']} --format tflite --precision int8'")
     if args.json:
-        emit_json({"arch": str(arch), "data": data.name, "training_seed": seed, **result.to_dict()})
+        emit_json({"arch": str(arch), "data": data.name, "training_seed": seed, **result.to_dict(),
+                   **({"model": saved["model"], "test_accuracy": saved["test_accuracy"]} if saved else {})})
     elif result.ok:
         print(f"val accuracy {result.accuracy:.4f}  loss {result.loss:.4f}  {result.images_per_second:.1f} img/s"
               f"  {result.steps} steps ({result.epochs:.2f} epochs) in {result.seconds:.1f}s"
