@@ -103,6 +103,32 @@ def test_resume_continues_from_the_checkpoint_and_equals_an_uninterrupted_run(tm
     assert got == strip and resumed.best().arch == full.best().arch
 
 
+def test_a_study_made_under_older_defaults_resumes_with_its_own_options(tmp_path):
+    """Regression (issue 22's default change): a study made before the remedy fields existed, or under
+    the defaults of its day, was refused on resume as 'searched with other options'; it now continues
+    with the options it was made with, and a given option that differs is still refused."""
+    db = tmp_path / "old.db"
+    old = {**TINY, "epochs": 2, "aux_skip": 0.0, "derive_none": True}  # what the search ran with before
+    with pytest.raises(_Stop):
+        gradient_study(_space(), _data(), Reward.accuracy(), StubLatency(), strategy="darts", options=old, storage=db,
+                       progress=_stop_at(1))
+    store = load_study(db).storage
+    config = store.get_meta("config")
+    for key in ("aux_skip", "skip_dropout", "derive_none"):  # an older mnas stored no such fields
+        config["strategy_options"].pop(key)
+    store.set_meta("config", config)
+    store.close()
+    seen = []
+    resumed = gradient_study(_space(), _data(), Reward.accuracy(), StubLatency(), strategy="darts",
+                             options={**TINY, "epochs": 2}, storage=db, progress=lambda r: seen.append(r["epoch"]))
+    assert seen == [2] and len(resumed.trials) == 1
+    options = resumed.meta["config"]["strategy_options"]
+    assert (options["aux_skip"], options["derive_none"]) == (0.0, True)  # the study's, not today's defaults
+    with pytest.raises(ValueError, match="aux_skip"):
+        gradient_study(_space(), _data(), Reward.accuracy(), StubLatency(), strategy="darts",
+                       options={**TINY, "epochs": 2, "aux_skip": 0.5}, storage=db)
+
+
 def test_finished_study_is_returned_without_searching_and_other_options_are_refused(tmp_path):
     db, latency = tmp_path / "s.db", StubLatency()
     gradient_study(_space(), _data(), Reward.accuracy(), latency, strategy="darts", options=TINY, storage=db)

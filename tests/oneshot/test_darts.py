@@ -148,7 +148,7 @@ def test_resume_of_a_checkpoint_saved_before_the_remedy_fields(tmp_path, space):
     import torch
 
     data = _data()
-    cfg = DartsConfig(**{**TINY, "epochs": 2, "train_images": 16})
+    cfg = DartsConfig(**{**TINY, "epochs": 2, "train_images": 16}, aux_skip=0.0, derive_none=True)  # as it ran then
     with pytest.raises(_Stop):
         search_darts(space, data, cfg, out=tmp_path, progress=lambda r: _stop_after(r, 1))
     ckpt = tmp_path / "search.pt"
@@ -156,6 +156,9 @@ def test_resume_of_a_checkpoint_saved_before_the_remedy_fields(tmp_path, space):
     for key in ("aux_skip", "skip_dropout", "derive_none"):
         state["config"].pop(key, None)
     torch.save(state, ckpt)
+    # today's defaults (the remedies on) are not what it ran with: refused, not silently mixed
+    with pytest.raises(ValueError, match="another config"):
+        search_darts(space, data, DartsConfig(**{**TINY, "epochs": 2, "train_images": 16}), out=tmp_path, resume=True)
     assert search_darts(space, data, cfg, out=tmp_path, resume=True).history[-1]["epoch"] == 2
 
 
@@ -243,7 +246,8 @@ def test_search_stops_once_the_cell_is_stable_and_not_before():
     """A large architecture step on a fixed batch: the alphas decide within a few epochs, and the search
     stops at the first epoch whose cell has been unchanged for `stop_unchanged` epochs with low entropy."""
     space = NB201Space(4, 8)
-    cfg = DartsConfig(**{**TINY, "epochs": 12, "train_images": 16}, a_lr=0.5, stop_unchanged=2, stop_entropy=0.9)
+    cfg = DartsConfig(**{**TINY, "epochs": 12, "train_images": 16}, a_lr=0.5, stop_unchanged=2, stop_entropy=0.9,
+                      aux_skip=0.0, derive_none=True)  # the rule alone (the remedies change the trajectory)
     result = search_darts(space, _data(), cfg)
     h = result.history
     assert result.stop_reason == "stable" and result.converged and len(h) < cfg.epochs
@@ -390,6 +394,8 @@ def test_nb201_derivation_without_none_takes_the_best_other_op():
     alpha[0, NB201_OPS.index("skip_connect")] = 2.0
     assert derive(space, {"alpha": alpha}).ops == ("none",) * 6
     assert derive(space, {"alpha": alpha}, none=False).ops == ("skip_connect",) + ("nor_conv_3x3",) * 5
-    assert DartsConfig().derive_none is True or DartsConfig().derive_none is False
+    # issue 22: the CPU default has the auxiliary skip on and derives without `none`; the paper's recipe neither
+    assert (DartsConfig().aux_skip, DartsConfig().derive_none, DartsConfig().skip_dropout) == (1.0, False, 0.0)
+    assert (DartsConfig.paper().aux_skip, DartsConfig.paper().derive_none) == (0.0, True)
     with pytest.raises(ValueError, match="derive_none"):
         DartsConfig(derive_none=0)

@@ -180,6 +180,15 @@ def _cell_config(strategy: str, options: dict[str, Any], seed: int) -> tuple[Any
     return config, {**config.to_dict(), "recipe": recipe}
 
 
+def _resumed_options(options: dict[str, Any], stored: dict[str, Any] | None, seed: int) -> dict[str, Any]:
+    """A resumed study keeps the options it was made with, including the defaults of its day: the
+    given `options` are laid over the stored ones (a given one that differs is refused later)."""
+    if not stored or stored.get("seed") != seed:
+        return options
+    kept = {k: v for k, v in stored.items() if k not in ("strategy", "seed")}
+    return {**kept, **options}
+
+
 def _cell_search(space: Any, data: Any, config: Any, out: Path | None, resume: bool,
                  progress: Any) -> tuple[Any, list[dict[str, Any]], bool, float, dict[str, Any]]:
     """The search's derived cell, history, early stop, seconds, and how it ended (for the trial's extra)."""
@@ -214,7 +223,7 @@ def gradient_study(space: Any, data: Any, reward: Reward, latency: Any, *, strat
     if latency is None:
         raise ValueError(f"{strategy}: pass latency= (a mnas.latency backend): the derived trial needs its latency")
     if strategy in CELL_STRATEGIES:
-        config, config_dict = _cell_config(strategy, options or {}, seed)
+        config, config_dict = _cell_config(strategy, options or {}, seed)  # checked before a study file is made
     else:
         if table is None:
             raise ValueError("fbnet: pass table= (a mnas.latency.LookupTable of the target device for this space:"
@@ -226,9 +235,17 @@ def gradient_study(space: Any, data: Any, reward: Reward, latency: Any, *, strat
     resuming = "strategy" in stored
     if resuming and stored["strategy"] != strategy:
         raise ValueError(f"{study.storage!r} holds a {stored['strategy']} study: use a new storage for --strategy {strategy}")
-    if resuming and stored.get("strategy_options") != config_dict:
-        changed = sorted(k for k in set(config_dict) | set(stored.get("strategy_options") or {})
-                         if (stored.get("strategy_options") or {}).get(k) != config_dict.get(k))
+    stored_options = stored.get("strategy_options") or {}
+    if strategy in CELL_STRATEGIES:
+        from mnas.oneshot.darts import LEGACY_FIELDS
+
+        if stored_options:
+            stored_options = {**LEGACY_FIELDS, **stored_options}  # stored before those fields existed: they were off
+        if resuming:  # it keeps the options it was made with, the defaults of its day included
+            config, config_dict = _cell_config(strategy, _resumed_options(options or {}, stored_options, seed), seed)
+    if resuming and stored_options != config_dict:
+        changed = sorted(k for k in set(config_dict) | set(stored_options)
+                         if stored_options.get(k) != config_dict.get(k))
         raise ValueError(f"{study.storage!r} was searched with other options ({', '.join(changed)} differ): repeat the"
                          " first run's --strategy-opt, or use a new storage")
     if not resuming and study.storage.count_trials():
