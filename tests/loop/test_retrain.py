@@ -304,3 +304,36 @@ def test_supernet_scores_are_smoothed_before_choosing_what_to_retrain():
         assert smoothed_scores(proxy, proxy) == {t.number: t.reward for t in proxy}  # trained scores: as they are
     # better on average and far more often than worse (measured: +0.0058, 12 better, 2 worse of 40)
     assert np.mean(gain) > 0.003 and sum(g > 0 for g in gain) >= 8 and sum(g > 0 for g in gain) >= 4 * (40 - wins)
+
+
+def test_retrain_reference_trains_the_targets_zoo_network_on_the_same_recipe_and_says_how_the_pick_compares(
+        searched, tmp_path, capsys, monkeypatch):
+    from mnas.evaluate import trial_seed
+    from mnas.space import get_arch
+    from mnas.space.zoo import for_space
+
+    with pytest.raises(UsageError, match="go with --retrain-top"):
+        check_retrain_arguments(_parse(["--retrain-reference"], target="mnasnet_small"))
+    for target in (None, "5ms"):
+        with pytest.raises(UsageError, match="give a zoo target"):
+            check_retrain_arguments(_parse(["--retrain-top", "1", "--retrain-reference"], target=target))
+    db = _copy(searched, tmp_path)
+    study = load_study(db)
+    args = _parse(["--retrain-top", "1", "--retrain-epochs", "1", "--retrain-out", str(tmp_path / "out"),
+                   "--retrain-reference"], storage=db, target="0.5x mnasnet_small")
+    monkeypatch.setattr("mnas.loop.retrain.default_recipe", lambda mode, epochs: RECIPE.replace(epochs=epochs))
+    assert run_retrain(args, study, tiny_data()) == 0
+    out = capsys.readouterr().out
+    ref = study.storage.get_meta("retrain_reference")
+    arch = for_space(get_arch("mnasnet_small"), 8, getattr(study.space, "strides", None))
+    assert ref["name"] == "mnasnet_small" and ref["arch"] == str(arch) and ref["epochs"] == 1
+    assert ref["seed"] == trial_seed(0, str(arch)) and 0 <= ref["accuracy"] <= 1
+    pick = study.best()
+    diff = 100 * (pick.accuracy - ref["accuracy"])
+    assert f"reference mnasnet_small (1 epochs from scratch, seed {ref['seed']})" in out
+    assert f"the pick is {diff:+.1f} validation points" in out
+    assert ("ship it (mnas train mnasnet_small" in out) == (diff < 0)
+    # a rerun reads both finished trainings instead of training again
+    counting = _Counting(monkeypatch)
+    assert run_retrain(args, study, tiny_data()) == 0
+    assert counting.calls == 0 and "reference mnasnet_small" in capsys.readouterr().out

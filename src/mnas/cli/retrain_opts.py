@@ -28,12 +28,16 @@ def add_retrain_arguments(parser: argparse.ArgumentParser) -> None:
                    help="scratch (default: the network's own accuracy) or finetune (from the weights inherited "
                    "from --supernet)")
     g.add_argument("--retrain-out", metavar="DIR", help="folder for the retrained models (default: STORAGE.retrain/)")
+    g.add_argument("--retrain-reference", action="store_true",
+                   help="also train the zoo network --target names (e.g. mnasnet_b1_x0.5) with the same recipe and"
+                   " say whether the pick beats it")
 
 
 def check_retrain_arguments(args: argparse.Namespace) -> None:
     """UsageError (exit 2) for options that cannot work, before any search time is spent."""
     k = getattr(args, "retrain_top", None)
-    given = [f"--{n.replace('_', '-')}" for n in ("retrain_epochs", "retrain_mode", "retrain_out") if getattr(args, n, None)]
+    given = [f"--{n.replace('_', '-')}" for n in ("retrain_epochs", "retrain_mode", "retrain_out", "retrain_reference")
+             if getattr(args, n, None)]
     if k is None and given:
         raise UsageError(f"{', '.join(given)} go with --retrain-top K (how many trials to retrain)")
     if k is not None and getattr(args, "strategy", None) in ("enas", "darts", "gdas", "fbnet"):
@@ -41,6 +45,22 @@ def check_retrain_arguments(args: argparse.Namespace) -> None:
                          f"--strategy {args.strategy}: retrain its architecture with 'mnas train'")
     if getattr(args, "retrain_mode", None) == "finetune" and not getattr(args, "supernet", None):
         raise UsageError("--retrain-mode finetune starts from inherited weights: it needs --supernet CHECKPOINT")
+    if getattr(args, "retrain_reference", False) and _reference(args) is None:
+        raise UsageError("--retrain-reference trains the network --target names: give a zoo target such as --target"
+                         " mnasnet_b1_x0.5 (or '0.8x mobilenetv2')")
+
+
+def _reference(args: argparse.Namespace) -> str | None:
+    """The zoo model the --target text names (None for a target in ms or none)."""
+    from mnas.objectives import Target
+
+    text = getattr(args, "target", None)
+    if not text:
+        return None
+    try:
+        return Target.parse(text).reference
+    except ValueError:
+        return None
 
 
 def run_retrain(args: argparse.Namespace, study: Any, data: Any, storage: str | None = None) -> int:
@@ -80,6 +100,37 @@ def run_retrain(args: argparse.Namespace, study: Any, data: Any, storage: str | 
     print(f"final pick: trial {pick['trial']} (from search trial {pick['source_trial']}), standalone "
           f"{_pct(pick['accuracy'])} at {pick['latency_ms']:.3f} ms; weights: {pick['model']}", file=file)
     print(f"  export it: mnas export {storage or 'STUDY'} --best --weights {pick['model']} --out model.onnx", file=file)
+    if getattr(args, "retrain_reference", False):
+        return _against_reference(args, study, data, out, mode, pick, say, file, storage)
+    return 0
+
+
+def _against_reference(args: argparse.Namespace, study: Any, data: Any, out: Path, mode: str, pick: dict[str, Any],
+                       say: Any, file: Any, storage: str | None) -> int:
+    """Train the --target's zoo network with the same recipe and say, in one line, how the pick compares."""
+    from mnas.loop.retrain import retrain_reference
+
+    name = _reference(args)
+    epochs = args.retrain_epochs if mode == "scratch" else None  # fine-tuning's epochs are not a scratch recipe's
+    try:
+        ref = retrain_reference(study, data, name, epochs=epochs, out=out, log=say)
+    except KeyboardInterrupt:
+        print(f"\nmnas: reference training interrupted; the retrained pick is saved in {storage}. Continue with "
+              "the same command and --resume", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as exc:
+        raise UsageError(f"--retrain-reference: {str(exc).splitlines()[0]}") from None
+    diff = 100 * (pick["accuracy"] - ref["accuracy"])
+    test = "" if pick["test_accuracy"] is None or ref["test_accuracy"] is None else \
+        f", test {100 * (pick['test_accuracy'] - ref['test_accuracy']):+.1f}"
+    same = "" if mode == "scratch" else f" (the pick was fine-tuned; {name} trained from scratch)"
+    print(f"reference {name} ({ref['epochs']} epochs from scratch, seed {ref['seed']}): standalone "
+          f"{_pct(ref['accuracy'])}, test {_pct(ref['test_accuracy'])}; the pick is {diff:+.1f} validation points"
+          f"{test}{same} — one seed each: compare over seeds (mnas train ARCH --seed S) before trusting a gap of a"
+          f" few points", file=file)
+    if diff < 0:
+        print(f"  the hand-designed network scored higher here: ship it (mnas train {name} --out DIR) unless more"
+              " seeds say otherwise", file=file)
     return 0
 
 

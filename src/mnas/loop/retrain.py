@@ -35,7 +35,8 @@ from mnas.evaluate import trial_seed
 from mnas.loop.lease import WriterLease
 from mnas.study import Study, Trial
 
-__all__ = ["DEFAULT_EPOCHS", "MODES", "STANDALONE", "default_recipe", "retrain_candidates", "retrain_top"]
+__all__ = ["DEFAULT_EPOCHS", "MODES", "STANDALONE", "default_recipe", "retrain_candidates", "retrain_reference",
+           "retrain_top"]
 
 STANDALONE = "standalone"  # the accuracy source of a retrained trial
 MODES = ("scratch", "finetune")
@@ -135,21 +136,9 @@ def retrain_top(study: Study, data: Any, k: int, *, recipe: Any = None, epochs: 
     `epochs` overrides its epochs. Each candidate trains with the study's seed for its architecture.
     `out`: a folder, one subfolder per training (`resume=False` refuses one that holds a training).
     Returns [] (and logs one line saying why) when no trial meets the target or limits."""
-    from mnas.train import TrainConfig
-    from mnas.train import recipe as named_recipe
-
     _check_mode(mode)
     log = log or (lambda _: None)
-    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
-        raise ValueError(f"epochs={epochs!r}: expected a whole number of epochs >= 1")
-    if recipe is None:
-        config = default_recipe(mode, epochs)
-    elif isinstance(recipe, str):
-        config = named_recipe(recipe, **({"epochs": epochs} if epochs else {}))
-    elif isinstance(recipe, TrainConfig):
-        config = recipe.replace(epochs=epochs) if epochs else recipe
-    else:
-        raise ValueError(f"recipe={recipe!r}: expected a mnas.train.TrainConfig or a recipe name (e.g. 'fast')")
+    config = _config(recipe, epochs, mode)
     _check_data(study, data)
     candidates, why = retrain_candidates(study, k)
     if why:
@@ -183,7 +172,68 @@ def retrain_top(study: Study, data: Any, k: int, *, recipe: Any = None, epochs: 
     return results
 
 
+def retrain_reference(study: Study, data: Any, name: str, *, recipe: Any = None, epochs: int | None = None,
+                      out: str | Path, resume: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train the zoo network `name` (e.g. ``mnasnet_b1_x0.5``, the one a ``--target`` names) from scratch
+    with the recipe `retrain_top` uses (same `recipe` and `epochs`), laid out as the study's candidates
+    are (`mnas.space.zoo.for_space`: the space's strides), so the retrained pick can be compared with the
+    hand-designed network on one footing. Its seed follows the same rule (`trial_seed` of the study's
+    seed and the architecture). It is not a trial of the study (it is not in the space's token
+    encoding, and it is not the search's answer); its result is stored in the study's metadata
+    (``retrain_reference``) and returned: "name", "arch", "accuracy" (validation), "test_accuracy",
+    "epochs", "seconds", "model", "cached". A rerun reads a finished training from `out`."""
+    from mnas.space import get_arch, is_zoo_name
+    from mnas.space.zoo import for_space
+    from mnas.train import train_full
+    from mnas.train.full import CHECKPOINT, METRICS
+
+    log = log or (lambda _: None)
+    if not isinstance(name, str) or not is_zoo_name(name):
+        raise ValueError(f"reference {name!r}: expected a zoo model name such as mnasnet_b1_x0.5 (see 'mnas models')")
+    config = _config(recipe, epochs, "scratch")
+    _check_data(study, data)
+    arch = for_space(get_arch(name), data.input_size, getattr(study.space, "strides", None))
+    seed = int((study.storage.get_meta("config") or {}).get("seed", 0))
+    cfg = config.replace(seed=trial_seed(seed, str(arch)))
+    folder = Path(out) / f"reference-{name}-{_recipe_key(config, 'scratch')}"
+    cached = (folder / METRICS).is_file()
+    if cached:
+        log(f"reference {name}: training finished earlier, reading {folder / METRICS}")
+        final = json.loads((folder / METRICS).read_text())
+    else:
+        started = (folder / CHECKPOINT).is_file()
+        if started and not resume:
+            raise ValueError(f"{folder} already holds a training checkpoint: pass resume=True, or another out=")
+        log(f"reference {name}: training scratch for {cfg.epochs:g} epochs -> {folder}")
+        final = train_full(arch, data, cfg, folder, resume=started, log=log)
+    test = final.get("test_accuracy")
+    result = {"name": name, "arch": str(arch), "accuracy": _accuracy(final),
+              "test_accuracy": test if test is not None and math.isfinite(test) else None,
+              "epochs": final.get("epochs"), "seconds": final.get("seconds"), "model": final.get("model"),
+              "seed": cfg.seed, "cached": cached}
+    with WriterLease(study.storage, name="mnas retrain"):
+        study.storage.set_meta("retrain_reference", {k: v for k, v in result.items() if k != "cached"})
+    return result
+
+
 # -- pieces ---------------------------------------------------------------------------------------
+
+def _config(recipe: Any, epochs: int | None, mode: str) -> Any:
+    """The retraining's `TrainConfig`: `recipe` (a TrainConfig, a recipe name or None: `default_recipe`)
+    with `epochs` when given."""
+    from mnas.train import TrainConfig
+    from mnas.train import recipe as named_recipe
+
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise ValueError(f"epochs={epochs!r}: expected a whole number of epochs >= 1")
+    if recipe is None:
+        return default_recipe(mode, epochs)
+    if isinstance(recipe, str):
+        return named_recipe(recipe, **({"epochs": epochs} if epochs else {}))
+    if isinstance(recipe, TrainConfig):
+        return recipe.replace(epochs=epochs) if epochs else recipe
+    raise ValueError(f"recipe={recipe!r}: expected a mnas.train.TrainConfig or a recipe name (e.g. 'fast')")
+
 
 def _check_mode(mode: str) -> None:
     if mode not in MODES:
