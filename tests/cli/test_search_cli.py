@@ -30,6 +30,15 @@ def test_tiny_search_then_resume(tmp_path):
     assert "Pareto front" in text and "best under the target" in text or "no complete trial" in text
 
 
+def test_the_resolved_target_is_said_before_the_search(tmp_path):
+    # regression: a zoo target's milliseconds were printed only in the report after the search
+    proc = run("--trials", "1", "--epochs", "0.2", "--width-mult", "0.25", "--head", "32", "--reward", "hard",
+               "--storage", str(tmp_path / "s.db"))
+    line = next(x for x in proc.stderr.splitlines() if x.startswith("target: "))
+    assert line.startswith("target: mobilenetv2_x0.25 = ") and " ms (OnnxRuntime" in line and "reward hard" in line
+    assert proc.stderr.index(line) < proc.stderr.index("trial 0 complete")
+
+
 @pytest.mark.parametrize("args, needle", [
     (("--target", "fast"), "not a zoo model"),
     (("--target", "5xx"), "target '5xx'"),

@@ -512,6 +512,10 @@ def _search_with_data(args: argparse.Namespace, storage: str, resume: SearchResu
         except ConnectionError as exc:
             raise _device_error(args, exc) from None
         phases.end()
+        target_ms = getattr(reward, "target_ms", None)
+        if target_ms is not None and not (args.quiet or args.json):  # said before the search, not only after it
+            print(f"target: {target_text} = {target_ms:.4g} ms ({_backend_text(latency)}), reward {args.reward}",
+                  file=sys.stderr, flush=True)
         args.target = target_text if args.reward != "accuracy" else None  # recorded as resolved
     with contextlib.nullcontext() if resuming else new_study_record(storage, args):
         if args.strategy == "enas":
