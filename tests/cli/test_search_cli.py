@@ -39,6 +39,18 @@ def test_the_resolved_target_is_said_before_the_search(tmp_path):
     assert proc.stderr.index(line) < proc.stderr.index("trial 0 complete")
 
 
+def test_a_study_made_with_retrain_reference_resumes_with_the_printed_command(tmp_path):
+    # regression (review): --retrain-reference was restored on resume but --target was not, so the
+    # 'mnas search --resume --storage S' mnas prints exited 2 asking for a zoo target
+    db = str(tmp_path / "s.db")
+    common = ("--epochs", "0.2", "--width-mult", "0.25", "--head", "32", "--storage", db)
+    first = run("--trials", "1", "--target", "mnasnet_small", "--reward", "hard", "--retrain-top", "1",
+                "--retrain-epochs", "1", "--retrain-reference", *common)
+    assert "reference mnasnet_small (1 epochs from scratch" in first.stdout
+    again = run("--resume", "--storage", db, "--trials", "2")
+    assert "reference mnasnet_small" in again.stdout and "training finished earlier" in again.stderr
+
+
 @pytest.mark.parametrize("args, needle", [
     (("--target", "fast"), "not a zoo model"),
     (("--target", "5xx"), "target '5xx'"),

@@ -112,6 +112,8 @@ def test_the_server_is_asked_before_the_data_is_loaded(tmp_path, capsys, server,
         code, _, err = _run(capsys, "search", "--url", onnx_only.url, "--token", TOKEN, "--backend", "litert",
                             "--storage", db)
         _one_line(code, err, f"device server {onnx_only.url} does not measure litert (it measures onnxruntime)")
+        # regression: it named 'mnas latency measure's --runtime, which mnas search does not have
+        assert err.rstrip().endswith("or ask for --backend onnxruntime"), err
     assert not Path(db).exists()
 
 

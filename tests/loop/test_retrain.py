@@ -317,10 +317,19 @@ def test_retrain_reference_trains_the_targets_zoo_network_on_the_same_recipe_and
     for target in (None, "5ms"):
         with pytest.raises(UsageError, match="give a zoo target"):
             check_retrain_arguments(_parse(["--retrain-top", "1", "--retrain-reference"], target=target))
+    # regression (review): a factor made it train the full network, over the target, and advise shipping it
+    with pytest.raises(UsageError, match="'0.8x mnasnet_b1' is 0.8 of it: give --target mnasnet_b1"):
+        check_retrain_arguments(_parse(["--retrain-top", "1", "--retrain-reference"], target="0.8x mnasnet_b1"))
+    with pytest.raises(UsageError, match="drop --retrain-mode finetune"):
+        check_retrain_arguments(_parse(["--retrain-top", "1", "--retrain-reference", "--retrain-mode", "finetune"],
+                                       target="mnasnet_b1", supernet="sn.pt"))
+    # a resumed study's recorded target counts (its --target is not typed again)
+    check_retrain_arguments(_parse(["--retrain-top", "1", "--retrain-reference"], target=None,
+                                   stored_target="mnasnet_small"))
     db = _copy(searched, tmp_path)
     study = load_study(db)
     args = _parse(["--retrain-top", "1", "--retrain-epochs", "1", "--retrain-out", str(tmp_path / "out"),
-                   "--retrain-reference"], storage=db, target="0.5x mnasnet_small")
+                   "--retrain-reference"], storage=db, target="mnasnet_small")
     monkeypatch.setattr("mnas.loop.retrain.default_recipe", lambda mode, epochs: RECIPE.replace(epochs=epochs))
     assert run_retrain(args, study, tiny_data()) == 0
     out = capsys.readouterr().out

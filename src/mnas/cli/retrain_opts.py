@@ -45,22 +45,37 @@ def check_retrain_arguments(args: argparse.Namespace) -> None:
                          f"--strategy {args.strategy}: retrain its architecture with 'mnas train'")
     if getattr(args, "retrain_mode", None) == "finetune" and not getattr(args, "supernet", None):
         raise UsageError("--retrain-mode finetune starts from inherited weights: it needs --supernet CHECKPOINT")
-    if getattr(args, "retrain_reference", False) and _reference(args) is None:
-        raise UsageError("--retrain-reference trains the network --target names: give a zoo target such as --target"
-                         " mnasnet_b1_x0.5 (or '0.8x mobilenetv2')")
+    if getattr(args, "retrain_reference", False):
+        target = _target(args)
+        if target is None or target.reference is None:
+            raise UsageError("--retrain-reference trains the network --target names: give a zoo target such as --target"
+                             " mnasnet_b1_x0.5")
+        if target.factor != 1.0:
+            raise UsageError(f"--retrain-reference compares the pick with the network the target names at that"
+                             f" network's latency, and '{target}' is {target.factor:g} of it: give --target"
+                             f" {target.reference} (or drop --retrain-reference)")
+        if getattr(args, "retrain_mode", None) == "finetune":
+            raise UsageError("--retrain-reference trains the hand-designed network from scratch, which is no footing to"
+                             " compare a fine-tuned pick on: drop --retrain-mode finetune (or --retrain-reference)")
+
+
+def _target(args: argparse.Namespace) -> Any:
+    """The parsed --target (on a resume, the study's recorded one; None for none or an unreadable one)."""
+    from mnas.objectives import Target
+
+    text = getattr(args, "target", None) or getattr(args, "stored_target", None)
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return Target.parse(text)
+    except ValueError:
+        return None
 
 
 def _reference(args: argparse.Namespace) -> str | None:
-    """The zoo model the --target text names (None for a target in ms or none)."""
-    from mnas.objectives import Target
-
-    text = getattr(args, "target", None)
-    if not text:
-        return None
-    try:
-        return Target.parse(text).reference
-    except ValueError:
-        return None
+    """The zoo model the --target names (None for a target in ms or none)."""
+    target = _target(args)
+    return None if target is None else target.reference
 
 
 def run_retrain(args: argparse.Namespace, study: Any, data: Any, storage: str | None = None) -> int:
@@ -101,19 +116,18 @@ def run_retrain(args: argparse.Namespace, study: Any, data: Any, storage: str | 
           f"{_pct(pick['accuracy'])} at {pick['latency_ms']:.3f} ms; weights: {pick['model']}", file=file)
     print(f"  export it: mnas export {storage or 'STUDY'} --best --weights {pick['model']} --out model.onnx", file=file)
     if getattr(args, "retrain_reference", False):
-        return _against_reference(args, study, data, out, mode, pick, say, file, storage)
+        return _against_reference(args, study, data, out, pick, say, file, storage)
     return 0
 
 
-def _against_reference(args: argparse.Namespace, study: Any, data: Any, out: Path, mode: str, pick: dict[str, Any],
+def _against_reference(args: argparse.Namespace, study: Any, data: Any, out: Path, pick: dict[str, Any],
                        say: Any, file: Any, storage: str | None) -> int:
     """Train the --target's zoo network with the same recipe and say, in one line, how the pick compares."""
     from mnas.loop.retrain import retrain_reference
 
     name = _reference(args)
-    epochs = args.retrain_epochs if mode == "scratch" else None  # fine-tuning's epochs are not a scratch recipe's
     try:
-        ref = retrain_reference(study, data, name, epochs=epochs, out=out, log=say)
+        ref = retrain_reference(study, data, name, epochs=args.retrain_epochs, out=out, log=say)
     except KeyboardInterrupt:
         print(f"\nmnas: reference training interrupted; the retrained pick is saved in {storage}. Continue with "
               "the same command and --resume", file=sys.stderr)
@@ -123,10 +137,9 @@ def _against_reference(args: argparse.Namespace, study: Any, data: Any, out: Pat
     diff = 100 * (pick["accuracy"] - ref["accuracy"])
     test = "" if pick["test_accuracy"] is None or ref["test_accuracy"] is None else \
         f", test {100 * (pick['test_accuracy'] - ref['test_accuracy']):+.1f}"
-    same = "" if mode == "scratch" else f" (the pick was fine-tuned; {name} trained from scratch)"
     print(f"reference {name} ({ref['epochs']} epochs from scratch, seed {ref['seed']}): standalone "
           f"{_pct(ref['accuracy'])}, test {_pct(ref['test_accuracy'])}; the pick is {diff:+.1f} validation points"
-          f"{test}{same} — one seed each: compare over seeds (mnas train ARCH --seed S) before trusting a gap of a"
+          f"{test} — one seed each: compare over seeds (mnas train ARCH --seed S) before trusting a gap of a"
           f" few points", file=file)
     if diff < 0:
         print(f"  the hand-designed network scored higher here: ship it (mnas train {name} --out DIR) unless more"

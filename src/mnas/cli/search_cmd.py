@@ -258,7 +258,7 @@ def _device_backend(args: argparse.Namespace) -> Any:
     except ValueError as exc:
         raise UsageError(str(exc).strip().splitlines()[0]) from None
     try:
-        backend.check_server()
+        backend.check_server(flag="--backend")
     except DeviceUnavailable as exc:
         raise _device_error(args, exc) from None
     except ValueError as exc:  # a refused token, a runtime or precision the server does not measure
@@ -441,6 +441,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.resume and not resuming:
         raise UsageError(f"--resume: {storage} holds no study to resume")
     resume = search_resume(args, storage) if resuming else None  # the study's settings, given options checked
+    args.stored_target = (resume.settings.get("target") if resume else None)  # --retrain-reference's, on a resume
     if (args.alpha is None) != (args.beta is None):
         raise UsageError("--alpha and --beta go together (a custom reward needs both)")
     if args.alpha is not None and args.reward in ("absolute", "accuracy"):

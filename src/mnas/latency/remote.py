@@ -152,13 +152,14 @@ class Remote(OnnxBackend):
             return {"onnxruntime": {"format": ".onnx", "precisions": list(PRECISIONS)}}
         return served
 
-    def check_server(self) -> None:
-        """ValueError (one line) unless the server measures this backend's runtime and precision."""
+    def check_server(self, flag: str = "--runtime") -> None:
+        """ValueError (one line) unless the server measures this backend's runtime and precision; `flag` is
+        the option that picks the runtime in the caller's command (`mnas search`: --backend)."""
         served = self.served_runtimes()
         if self.runtime not in served:
             raise ValueError(f"device server {self.url} does not measure {self.runtime} (it measures"
                              f" {', '.join(served) or 'nothing'}): {_DEVICE_INSTALL[self.runtime]} on the device and"
-                             f" restart 'mnas device serve', or ask for --runtime {next(iter(served), 'onnxruntime')}")
+                             f" restart 'mnas device serve', or ask for {flag} {next(iter(served), 'onnxruntime')}")
         precisions = (served[self.runtime] or {}).get("precisions", list(PRECISIONS))
         if self.precision not in precisions:
             raise ValueError(f"device server {self.url} measures {self.runtime} in {', '.join(precisions)}, not"

@@ -195,11 +195,16 @@ def retrain_reference(study: Study, data: Any, name: str, *, recipe: Any = None,
     arch = for_space(get_arch(name), data.input_size, getattr(study.space, "strides", None))
     seed = int((study.storage.get_meta("config") or {}).get("seed", 0))
     cfg = config.replace(seed=trial_seed(seed, str(arch)))
-    folder = Path(out) / f"reference-{name}-{_recipe_key(config, 'scratch')}"
+    folder = Path(out) / f"reference-{name}-seed{cfg.seed}-{_recipe_key(config, 'scratch')}"
     cached = (folder / METRICS).is_file()
     if cached:
-        log(f"reference {name}: training finished earlier, reading {folder / METRICS}")
         final = json.loads((folder / METRICS).read_text())
+        if final.get("arch") != str(arch):
+            raise ValueError(f"{folder} holds the training of another network ({str(final.get('arch'))[:60]}): give"
+                             " another out=")
+        if not resume:
+            raise ValueError(f"{folder} already holds a finished training: pass resume=True, or another out=")
+        log(f"reference {name}: training finished earlier, reading {folder / METRICS}")
     else:
         started = (folder / CHECKPOINT).is_file()
         if started and not resume:
