@@ -136,11 +136,17 @@ def test_skeleton_builds_the_layerwise_space_on_a_zoo_networks_stages(tmp_path, 
     # resuming with another skeleton names the option at fault
     code, _, err = _run(capsys, *args[:6], "--skeleton", "mnasnet_b1", "--out", str(out), "--resume")
     assert code == 2 and "--skeleton" in err and len(err.strip().splitlines()) == 1, err
+    # regression (review): a typed option that agrees resumed the space on MobileNetV2's stages and was refused
+    code, _, err = _run(capsys, "supernet", "train", "--data", tiny_npz, "--ops", "k3e3,skip", "--out", str(out),
+                        "--resume")
+    assert code == 0, err
 
 
 @pytest.mark.parametrize(("argv", "needle"), [
     (["--skeleton", "mnasnet_b1"], "only the layerwise space takes a skeleton"),
     (["--space", "layerwise", "--skeleton", "resnet50"], "--skeleton 'resnet50': not a zoo network"),
+    (["--space", "nbmacro", "--skeleton", "mnasnet_b1"], "only the layerwise space takes a skeleton"),
+    (["--space", "layerwise", "--skeleton", "mnasnet_b1_x0.5"], "--skeleton mnasnet_b1 --width-mult 0.5"),
 ])
 def test_bad_skeleton_exits_2_with_one_line(tmp_path, tiny_npz, capsys, argv, needle):
     code, _, err = _run(capsys, "supernet", "train", "--data", tiny_npz, *argv, "--out", str(tmp_path / "x.pt"))

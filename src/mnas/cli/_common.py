@@ -205,6 +205,14 @@ def space_from_args(args: argparse.Namespace, num_classes: int, data_size: int) 
 
     kind = getattr(args, "space", None) or "mnasnet"
     size = args.input_size or data_size
+    skeleton = getattr(args, "skeleton", None)
+    if skeleton and kind != "layerwise":
+        raise UsageError(f"--skeleton {skeleton}: only the layerwise space takes a skeleton; use --space layerwise")
+    if skeleton and skeleton not in ZOO:
+        base = skeleton.rsplit("_x", 1)[0] if is_zoo_name(skeleton) else None
+        raise UsageError(f"--skeleton {skeleton!r}: give the base name and --width-mult, e.g. --skeleton {base}"
+                         f" --width-mult {skeleton.rsplit('_x', 1)[1]}" if base in ZOO else
+                         f"--skeleton {skeleton!r}: not a zoo network; give one of {', '.join(ZOO)}")
     if kind in ("nb201", "darts"):
         block_options = [f"--{n.replace('_', '-')}" for n in ("width_mult", "head", "strides", *CHOICE_NAMES)
                          if getattr(args, n, None)]
@@ -232,12 +240,6 @@ def space_from_args(args: argparse.Namespace, num_classes: int, data_size: int) 
     if kind == "nbmacro":
         return _nbmacro_space(args, num_classes, size)
     choices = choice_kwargs(args, kind)
-    skeleton = getattr(args, "skeleton", None)
-    if skeleton and kind != "layerwise":
-        raise UsageError(f"--skeleton {skeleton}: only the layerwise space takes a skeleton; add --space layerwise")
-    if skeleton and not is_zoo_name(skeleton):
-        raise UsageError(f"--skeleton {skeleton!r}: not a zoo network; give one of {', '.join(ZOO)}"
-                         " (the base name: --width-mult scales it)")
 
     strides = None
     if args.strides:
@@ -255,7 +257,8 @@ def space_from_args(args: argparse.Namespace, num_classes: int, data_size: int) 
 
             return skeleton_space(skeleton, num_classes, size, width_mult=width, strides=strides,
                                   head_chs=args.head if args.head is not None else (256 if small else None), **choices)
-        return cls(num_classes, size, width_mult=width, head_chs=head, strides=strides, **choices)
+        base = getattr(args, "layerwise_base", None) if kind == "layerwise" else None  # a resumed supernet's skeleton
+        return cls(num_classes, size, width_mult=width, head_chs=head, strides=strides, **(base or {}), **choices)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

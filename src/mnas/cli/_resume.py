@@ -565,6 +565,8 @@ def supernet_resume(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             if dest not in given and (kind == "mnasnet" or dest in ("width_mult", "head", "strides", "ops")):
                 value = settings.get(SPACE_SETTING[dest])
                 setattr(args, dest, show(value) if isinstance(value, (list, tuple)) else value)
+        if kind == "layerwise" and "skeleton" not in given:  # its stages, stem, act and dropout (a --skeleton's)
+            args.layerwise_base = {k: settings[k] for k in ("stem_chs", "stages", "dropout", "act") if k in settings}
     return state
 
 
