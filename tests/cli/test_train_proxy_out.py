@@ -79,3 +79,14 @@ def test_out_that_is_a_file_is_one_line(tmp_path, capsys):
     path.write_text("")
     code, _, err = _run(capsys, "train", TINY, "--proxy", "--data", "digits", "--steps", "1", "--out", str(path))
     assert code == 2 and "a file, not a directory" in err and len(err.strip().splitlines()) == 1
+
+
+def test_out_that_cannot_be_made_is_one_line_before_training(tmp_path, capsys, monkeypatch):
+    # regression (review): --out FILE/sub passed the checks, trained, then failed with an internal error
+    import mnas.train
+
+    path = tmp_path / "x"
+    path.write_text("")
+    monkeypatch.setattr(mnas.train, "train_proxy", lambda *a, **k: pytest.fail("trained before the refusal"))
+    code, _, err = _run(capsys, "train", TINY, "--proxy", "--data", "digits", "--steps", "1", "--out", str(path / "sub"))
+    assert code == 2 and "cannot make the directory" in err and len(err.strip().splitlines()) == 1, err

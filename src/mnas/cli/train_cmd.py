@@ -190,21 +190,23 @@ def _check_proxy_out(out: Path) -> None:
     if held:
         raise UsageError(f"--out {out} already holds {held[0]}: a proxy run does not overwrite a trained model; choose"
                          " another --out")
+    try:  # made now, so an unwritable place is said before the training, not after it
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot make the directory ({exc.strerror or exc}): give a writable one") from None
 
 
 def _save_proxy(args: argparse.Namespace, arch, data, config, model, result, split_seed: int) -> dict:
     """DIR/model.pt in `train_full`'s format (`mnas.train.full.load_model` and `mnas export --weights` read
     it; "data" names the training data, for the export's int8 calibration) and DIR/metrics.json. The test
     accuracy is measured after the run (evaluation only: the weights and the printed figures are the run's)."""
-    import math
-
     from mnas.train.checkpoint import atomic_save, atomic_write_json
     from mnas.train.full import METRICS, MODEL, data_identity
     from mnas.train.loop import Loop
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    test_accuracy, test_loss = math.nan, math.nan
+    test_accuracy = test_loss = None  # JSON has no NaN: none without a test split
     if len(data.y_test):
         test_accuracy, test_loss = Loop(model, data, config, train=False).evaluate("test")
     input_size = config.input_size or data.input_size
@@ -240,7 +242,8 @@ def _proxy(args: argparse.Namespace, arch, data, config) -> int:
     result = train_proxy(model, data, config)
     saved = _save_proxy(args, arch, data, config, model, result, split_seed) if args.out and result.ok else None
     if saved is not None:
-        _log(args, f"model: {saved['model']} (test accuracy {saved['test_accuracy']:.4f}); export it with 'mnas export"
+        test = "none: no test split" if saved["test_accuracy"] is None else f"{saved['test_accuracy']:.4f}"
+        _log(args, f"model: {saved['model']} (test accuracy {test}); export it with 'mnas export"
                    f" --weights {saved['model']} --format tflite --precision int8'")
     if args.json:
         emit_json({"arch": str(arch), "data": data.name, "training_seed": seed, **result.to_dict(),
