@@ -16,15 +16,18 @@ cell with those training seeds, so the table shows the recipe's seed noise besid
 
 Usage::
 
-    python benchmarks/darts_converge.py --methods darts gdas --seeds 0 1 2            # CPU defaults
+    python benchmarks/darts_converge.py --methods darts gdas --seeds 0 1 2            # CPU defaults (remedies on)
+    python benchmarks/darts_converge.py --tag cap30 --set aux_skip=0 derive_none=True  # the defaults before issue 22's
     python benchmarks/darts_converge.py --tag free --set stop_unchanged=None epochs=20  # the whole trajectory
     python benchmarks/darts_converge.py --train --random 5 --noise-seeds 1 2
     python benchmarks/darts_converge.py --table                                        # from the cache
-    python benchmarks/darts_converge.py --methods darts --seeds 0 1 2 3 4 --train --tag aux1 --set aux_skip=1.0
+    python benchmarks/darts_converge.py --methods darts --seeds 0 1 2 3 4 --train --tag aux1 --set aux_skip=1.0 derive_none=True
     python benchmarks/darts_converge.py --tag aux1 --methods darts --seeds 0 1 2 3 4 --replay-nonone --train
     python benchmarks/darts_converge.py --train --cells conv3="|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|..."
 
-``--replay-nonone``: the cached searches of ``--tag`` re-derived without ``none`` in the arg-max
+A tag names one config: its cached searches and checkpoints are reused by the tag alone, so give a new
+tag for new overrides (and spell out `aux_skip=0 derive_none=True` for the settings before the CPU default
+changed in issue 22). ``--replay-nonone``: the cached searches of ``--tag`` re-derived without ``none`` in the arg-max
 (``derive_none=False``) from their checkpoints' per-epoch alphas, the stopping rule replayed on the cells
 so derived (exact where it stops no later than the recorded search did; else reported and skipped), cached
 as tag ``<tag>-nonone``. ``--cells NAME=ARCH``: reference cells trained with the same recipe.
@@ -45,7 +48,7 @@ from typing import Any
 
 import torch
 
-from mnas.oneshot.darts import DartsConfig, derive, param_free_share, search_darts, stop_reason
+from mnas.oneshot.darts import LEGACY_FIELDS, DartsConfig, derive, param_free_share, search_darts, stop_reason
 from mnas.space import as_arch
 from mnas.space.cells.spaces import NB201Space
 
@@ -102,7 +105,7 @@ def replay_nonone(method: str, seed: int, tag: str, out: Path) -> dict | None:
     if not src.is_file() or not ckpt.is_file():
         return None
     rec = json.loads(src.read_text())
-    cfg = DartsConfig(**{**rec["config"], "derive_none": False})
+    cfg = DartsConfig(**{**LEGACY_FIELDS, **rec["config"], "derive_none": False})  # a record before the fields: off
     history = load_file(ckpt)["history"]
     epochs, prev, unchanged, reason = [], None, 0, ""
     for h in history:

@@ -4,8 +4,8 @@
 network (`mnas.oneshot.mixed`), alternates an architecture step on a validation batch with a
 weight step on a training batch, and derives a discrete cell from the alphas:
 
-- NB201: the arg-max op on each edge (``none`` included, as the NAS-Bench-201 paper derives; without it
-  under ``derive_none=False``, DARTS's rule);
+- NB201: the arg-max op on each edge, without ``none`` (DARTS's rule: the CPU default,
+  ``derive_none=False``) or with it (``derive_none=True``, as the NAS-Bench-201 paper derives);
 - DARTS: per intermediate node the two inputs with the largest best non-``none`` weight, each with
   that op (the DARTS code's ``genotype()``).
 
@@ -30,7 +30,8 @@ otherwise at `epochs` (`DartsResult.stop_reason`: "stable", "param_free" or "max
 first `warmup_epochs` train the weights only, the alphas frozen (uniform mixture / uniform
 sampling), so untrained convolutions do not lose their first comparisons to parameter-free ops.
 
-Remedies against the collapse to parameter-free cells (issue 22; both off by default, both decay
+Remedies against the collapse to parameter-free cells (issue 22; the CPU default has `aux_skip=1.0`,
+`skip_dropout` off, `DartsConfig.paper()` neither; both decay
 linearly over the epoch cap, the value of epoch e (0-based) being v0 (1 - e / epochs)):
 
 - `aux_skip` (DARTS-, Chu et al., ICLR 2021): every edge whose output has its input's shape gets an
