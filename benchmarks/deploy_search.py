@@ -80,12 +80,18 @@ def main(argv=None) -> int:
         for seed in range(args.seeds):
             pa = select(a, run_mnas(args.strategy, space, a, ta[q], args.trials, seed), ta[q], seed)
             pb = select(b, run_mnas(args.strategy, space, b, tb[q], args.trials, seed), tb[q], seed)
+            if pa is None or pb is None:  # no feasible trial seen: no pick to compare
+                print(f"  seed {seed}: no feasible trial under {'A' if pa is None else 'B'}'s target; left out")
+                continue
             picks.append((pa, pb))
+        if not picks:
+            continue
         same = sum(a.arch[pa] == b.arch[pb] for pa, pb in picks)
         over = [b.lat[pa] / tb[q] for pa, _ in picks]
         diff = [100 * (b.acc[pb] - a.acc[pa]) for pa, pb in picks]
-        print(f"  {args.strategy}, {args.seeds} seeds: the picks differ in {args.seeds - same}/{args.seeds};"
-              f" A's pick in B: {mean_se(over)} T_B (breaks B's target in {sum(o > 1 for o in over)}/{args.seeds});"
+        n = len(picks)
+        print(f"  {args.strategy}, {n} seeds: the picks differ in {n - same}/{n};"
+              f" A's pick in B: {mean_se(over)} T_B (breaks B's target in {sum(o > 1 for o in over)}/{n});"
               f" B's pick - A's pick, benchmark accuracy: {mean_se(diff)} points; B's pick at"
               f" {mean_se([b.lat[pb] / tb[q] for _, pb in picks])} T_B, gap to B's optimum"
               f" {mean_se([100 * (b.acc[opt_b] - b.acc[pb]) for _, pb in picks])} points")

@@ -211,3 +211,13 @@ def test_search_takes_option_lists_and_refuses_them_beside_a_supernet(tmp_path, 
     assert main(["search", "--space", "nb201", "--skips", "identity", "--target", "5ms", "--storage",
                  str(tmp_path / "t.db"), "--trials", "1"]) == 2
     assert "--skips" in capsys.readouterr().err
+
+
+def test_url_takes_the_token_from_the_environment(tmp_path):
+    # regression (review): mnas search required --token where 'mnas latency measure' takes MNAS_DEVICE_TOKEN
+    import os
+
+    proc = subprocess.run([sys.executable, "-m", "mnas.cli", "search", "--url", "http://127.0.0.1:9",
+                           "--storage", str(tmp_path / "s.db")], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "MNAS_DEVICE_TOKEN": "from-the-env"})
+    assert proc.returncode == 2 and "needs --token" not in proc.stderr and "cannot reach" in proc.stderr, proc.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -133,7 +134,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--url", help="measure on a device server (mnas device serve) at this URL, in --backend's runtime at"
                    " --precision (each candidate converted here and uploaded, as 'mnas latency measure --backend remote"
                    " --runtime R')")
-    g.add_argument("--token", help="the device server's token")
+    g.add_argument("--token", help="the device server's token (or set MNAS_DEVICE_TOKEN)")
     g.add_argument("--lut", help="predict latency from a lookup table (mnas latency build-lut): it stands for the runtime"
                    " and precision it was measured in, and refuses a --backend or --precision that differs (with --strategy"
                    " fbnet, --backend measures the derived network)")
@@ -458,8 +459,12 @@ def cmd_search(args: argparse.Namespace) -> int:
 
         if not is_zoo_name(target_parsed.reference):
             raise UsageError(f"--target {args.target!r}: {target_parsed.reference!r} is not a zoo model (see 'mnas models')")
+    if args.url and not args.token:  # as 'mnas latency measure --backend remote' takes it
+        from mnas.latency.remote import TOKEN_ENV
+
+        args.token = os.environ.get(TOKEN_ENV) or None
     if args.url and not args.token:
-        raise UsageError("--url needs --token (the device server's token)")
+        raise UsageError("--url needs --token (the device server's token, or set MNAS_DEVICE_TOKEN)")
     if args.strategy in GRADIENT:
         check_gradient_args(args, resuming)
     table = _check_deployment(args)
