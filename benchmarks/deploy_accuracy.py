@@ -37,16 +37,6 @@ _MODULES = {"onnxruntime": ("onnxruntime", "onnx"), "litert": ("ai_edge_litert",
             "executorch": ("executorch",)}
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _runtimes(text: str) -> list[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
     bad = [n for n in names if n not in RUNTIMES]
@@ -168,13 +158,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mnas.cli._common import positive_int
+
     p = _Parser(description=__doc__.splitlines()[0],
                                 epilog="drop: float minus int8 accuracy, in points; SE: binomial standard error")
     p.add_argument("--models", nargs="+", required=True, metavar="DIR",
                    help="directories from 'mnas train ... --out DIR' (model.pt and metrics.json)")
     p.add_argument("--runtimes", type=_runtimes, default=list(RUNTIMES),
                    help=f"comma-separated int8 runtimes (default {','.join(RUNTIMES)})")
-    p.add_argument("--calibration", type=_positive, default=200, metavar="N",
+    p.add_argument("--calibration", type=positive_int, default=200, metavar="N",
                    help="training images the int8 models are calibrated on (default 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration images drawn (default 0)")
     p.add_argument("--data", help="the training data (default: what DIR/checkpoint.pt or model.pt recorded)")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli_helpers import one_line, run_cli, tiny_npz
 
 from mnas.cli import main
 
@@ -22,29 +23,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = ["--epochs", "0.2", "--width-mult", "0.25", "--head", "32"]
 STRIDES = ["--strides", "1,1,1,2,1,1,1,1"]
-
-
-def _npz(root: Path) -> Path:
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 3, 112)
-    x = (rng.integers(0, 60, (112, 8, 8, 3)) + y[:, None, None, None] * 60).astype(np.uint8)
-    path = root / "tiny.npz"
-    np.savez(path, x_train=x[:96], y_train=y[:96], x_test=x[96:], y_test=y[96:])
-    return path
-
-
-def _run(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse's own refusal (a bad choice)
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_line(code, err, words):
-    assert code == 2, err
-    assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
 
 
 def _lut(path: Path, runtime: str, precision: str, input_size: int = 8, num_classes: int = 3) -> str:
@@ -84,8 +62,8 @@ def _config(db):
     (["--backend", "tflite"], "invalid choice: 'tflite'"),
 ])
 def test_bad_deployment_options_are_one_line(tmp_path, capsys, given, words):
-    code, _, err = _run(capsys, "search", "--target", "1ms", *given, "--storage", str(tmp_path / "s.db"))
-    _one_line(code, err, words)
+    code, _, err = run_cli(capsys, "search", "--target", "1ms", *given, "--storage", str(tmp_path / "s.db"))
+    one_line(code, err, words)
     assert not (tmp_path / "s.db").exists()
 
 
@@ -102,9 +80,9 @@ def test_bad_deployment_options_are_one_line(tmp_path, capsys, given, words):
 ])
 def test_a_table_of_another_runtime_or_precision_is_refused(tmp_path, capsys, table, given, words):
     lut = _lut(tmp_path / "t.json", *table)
-    code, _, err = _run(capsys, "search", "--data", "digits", "--target", "1ms", "--lut", lut, *given,
+    code, _, err = run_cli(capsys, "search", "--data", "digits", "--target", "1ms", "--lut", lut, *given,
                         "--storage", str(tmp_path / "s.db"))
-    _one_line(code, err, words.format(lut=lut))
+    one_line(code, err, words.format(lut=lut))
     assert not (tmp_path / "s.db").exists()
 
 
@@ -113,8 +91,8 @@ def test_a_missing_runtime_is_one_line_saying_what_to_install(tmp_path, capsys, 
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "executorch" else real(name, *a))
-    code, _, err = _run(capsys, "search", "--backend", "executorch", "--storage", str(tmp_path / "s.db"))
-    _one_line(code, err, "--backend executorch needs the optional package 'executorch': pip install 'mnas[executorch]'")
+    code, _, err = run_cli(capsys, "search", "--backend", "executorch", "--storage", str(tmp_path / "s.db"))
+    one_line(code, err, "--backend executorch needs the optional package 'executorch': pip install 'mnas[executorch]'")
 
 
 def test_help_names_the_deployment_options(capsys):
@@ -137,10 +115,10 @@ def test_a_zoo_target_is_measured_in_the_search_precision(tmp_path, capsys, monk
                              in_chans)
 
     monkeypatch.setattr(OnnxRuntime, "_measure", fake)
-    npz = _npz(tmp_path)
+    npz = tiny_npz(tmp_path)
     for precision, ms in (("int8", 7.0), ("fp32", 3.0)):
         db = tmp_path / f"{precision}.db"
-        code, _, err = _run(capsys, "search", "--data", str(npz), *TINY, "--trials", "1", "--strategy", "random",
+        code, _, err = run_cli(capsys, "search", "--data", str(npz), *TINY, "--trials", "1", "--strategy", "random",
                             "--target", "mobilenetv2_x0.25", "--precision", precision, "--storage", str(db))
         assert code == 0, err
         config, record = _config(db)
@@ -159,7 +137,7 @@ def test_a_zoo_target_is_measured_in_the_search_precision(tmp_path, capsys, monk
 def scored(tmp_path_factory):
     """A one-trial study measured and scored in ONNX Runtime int8: (directory, study path)."""
     root = tmp_path_factory.mktemp("int8")
-    _npz(root)
+    tiny_npz(root)
     mp = pytest.MonkeyPatch()
     mp.chdir(root)
     try:
@@ -200,7 +178,7 @@ def test_resume_restores_runtime_precision_and_score(scored, tmp_path, capsys):
 
     db = _copy(scored, tmp_path)
     before, _ = _config(db)
-    code, out, err = _run(capsys, "search", "--resume", "--storage", str(db), "--data", str(scored[0] / "tiny.npz"),
+    code, out, err = run_cli(capsys, "search", "--resume", "--storage", str(db), "--data", str(scored[0] / "tiny.npz"),
                           "--trials", "2", "--json")
     assert code == 0, err
     after, _ = _config(db)
@@ -208,7 +186,7 @@ def test_resume_restores_runtime_precision_and_score(scored, tmp_path, capsys):
     with Study(str(db)) as study:
         assert all("accuracy_int8" in t.extra for t in study.complete_trials) and len(study.complete_trials) == 2
     # typed again, they agree
-    code, out, err = _run(capsys, "search", "--resume", "--storage", str(db), "--data", str(scored[0] / "tiny.npz"),
+    code, out, err = run_cli(capsys, "search", "--resume", "--storage", str(db), "--data", str(scored[0] / "tiny.npz"),
                           "--backend", "onnxruntime", "--precision", "int8", "--score", "int8", "--calibration", "40",
                           "--trials", "2", "--json")
     assert code == 0, err
@@ -222,8 +200,8 @@ def test_resume_restores_runtime_precision_and_score(scored, tmp_path, capsys):
 ])
 def test_a_contradicting_deployment_flag_is_one_line(scored, tmp_path, capsys, given, needle):
     db = _copy(scored, tmp_path)
-    code, _, err = _run(capsys, "search", "--resume", "--storage", str(db), *given)
-    _one_line(code, err, needle.format(db=db))
+    code, _, err = run_cli(capsys, "search", "--resume", "--storage", str(db), *given)
+    one_line(code, err, needle.format(db=db))
     assert "drop " in err
 
 
@@ -236,28 +214,28 @@ def test_a_study_recorded_before_these_flags_reads_them_from_its_config(scored, 
         for key in ("precision", "score", "calibration"):
             record["args"].pop(key)
         storage.set_meta("cli", record)
-    code, _, err = _run(capsys, "search", "--resume", "--storage", str(db), "--precision", "fp32")
-    _one_line(code, err, f"--precision fp32: {db} was made with --precision int8;")
-    code, _, err = _run(capsys, "search", "--resume", "--storage", str(db), "--score", "fp32")
-    _one_line(code, err, f"--score fp32: {db} was made with --score int8;")
-    code, _, err = _run(capsys, "search", "--resume", "--storage", str(db), "--calibration", "8")
-    _one_line(code, err, f"--calibration 8: {db} was made with --calibration 40;")
+    code, _, err = run_cli(capsys, "search", "--resume", "--storage", str(db), "--precision", "fp32")
+    one_line(code, err, f"--precision fp32: {db} was made with --precision int8;")
+    code, _, err = run_cli(capsys, "search", "--resume", "--storage", str(db), "--score", "fp32")
+    one_line(code, err, f"--score fp32: {db} was made with --score int8;")
+    code, _, err = run_cli(capsys, "search", "--resume", "--storage", str(db), "--calibration", "8")
+    one_line(code, err, f"--calibration 8: {db} was made with --calibration 40;")
 
 
 def test_a_table_stands_for_its_runtime_and_precision_and_resume_keeps_them(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _npz(tmp_path)
+    tiny_npz(tmp_path)
     lut = _lut(tmp_path / "t.json", "litert", "int8")
-    code, _, err = _run(capsys, "search", "--data", "tiny.npz", *TINY, *STRIDES, "--lut", lut, "--target", "1ms",
+    code, _, err = run_cli(capsys, "search", "--data", "tiny.npz", *TINY, *STRIDES, "--lut", lut, "--target", "1ms",
                         "--trials", "1", "--strategy", "random", "--storage", "s.db", "--quiet")
     assert code == 0, err
     config, record = _config(tmp_path / "s.db")
     assert (record["args"]["backend"], record["args"]["precision"], record["args"]["score"]) == ("litert", "int8", "fp32")
     assert json.loads(config["evaluator"]["latency"])["runtime"] == "litert"
-    code, _, err = _run(capsys, "search", "--resume", "--storage", "s.db", "--precision", "fp32")
-    _one_line(code, err, "--precision fp32: s.db was made with --precision int8;")
-    code, _, err = _run(capsys, "search", "--resume", "--storage", "s.db", "--backend", "onnxruntime")
-    _one_line(code, err, "--backend onnxruntime: s.db was made with --backend litert;")
+    code, _, err = run_cli(capsys, "search", "--resume", "--storage", "s.db", "--precision", "fp32")
+    one_line(code, err, "--precision fp32: s.db was made with --precision int8;")
+    code, _, err = run_cli(capsys, "search", "--resume", "--storage", "s.db", "--backend", "onnxruntime")
+    one_line(code, err, "--backend onnxruntime: s.db was made with --backend litert;")
 
 
 # -- the slow paths: LiteRT in the loop, the supernet scored in int8 -------------------------------------
@@ -268,9 +246,9 @@ def test_a_table_stands_for_its_runtime_and_precision_and_resume_keeps_them(tmp_
 def test_a_converted_runtime_int8_search_measures_and_scores_in_it(tmp_path, capsys, runtime, modules):
     for module in modules:
         pytest.importorskip(module)
-    npz = _npz(tmp_path)
+    npz = tiny_npz(tmp_path)
     db = tmp_path / "s.db"
-    code, out, err = _run(capsys, "search", "--data", str(npz), *TINY, *STRIDES, "--backend", runtime, "--precision",
+    code, out, err = run_cli(capsys, "search", "--data", str(npz), *TINY, *STRIDES, "--backend", runtime, "--precision",
                           "int8", "--score", "int8", "--calibration", "16", "--target", "1ms", "--trials", "1",
                           "--strategy", "random", "--storage", str(db), "--json")
     assert code == 0, err
@@ -286,14 +264,14 @@ def test_a_converted_runtime_int8_search_measures_and_scores_in_it(tmp_path, cap
 
 @pytest.mark.slow  # trains a tiny supernet (~35 s on a busy 2-core machine), then one int8-scored trial
 def test_a_supernet_search_scores_the_sub_network_in_int8(tmp_path, capsys):
-    npz = _npz(tmp_path)
+    npz = tiny_npz(tmp_path)
     ckpt = tmp_path / "sn.pt"
-    code, _, err = _run(capsys, "supernet", "train", "--data", str(npz), "--width", "0.25", "--head", "16", *STRIDES,
+    code, _, err = run_cli(capsys, "supernet", "train", "--data", str(npz), "--width", "0.25", "--head", "16", *STRIDES,
                         "--epochs", "1", "--batch-size", "16", "--warmup-epochs", "0", "--eval-images", "0", "--out",
                         str(ckpt), "--quiet")
     assert code == 0, err
     db = tmp_path / "s.db"
-    code, _, err = _run(capsys, "search", "--data", str(npz), "--supernet", str(ckpt), "--strategy", "random",
+    code, _, err = run_cli(capsys, "search", "--data", str(npz), "--supernet", str(ckpt), "--strategy", "random",
                         "--trials", "2", "--reward", "accuracy", "--score", "int8", "--calibration", "32", "--storage",
                         str(db), "--json")
     assert code == 0, err
@@ -319,7 +297,7 @@ def test_a_trained_channels_last_network_is_converted_in_the_default_layout(tmp_
     from mnas.models import build_model
     from mnas.train import load
 
-    data = load(str(_npz(tmp_path)), val_fraction=0.25, seed=0)
+    data = load(str(tiny_npz(tmp_path)), val_fraction=0.25, seed=0)
     model = build_model("r1_k3_s11_e1_i8_o8 | s1_h16_d0.0_relu", num_classes=3, in_chans=3)
     model = model.to(memory_format=torch.channels_last)
     seen = []

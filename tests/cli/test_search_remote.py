@@ -11,10 +11,8 @@ import importlib.util
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-
-from mnas.cli import main
+from _cli_helpers import one_line, run_cli, tiny_npz
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -26,29 +24,6 @@ TINY = ["--epochs", "0.2", "--width-mult", "0.25", "--head", "32", "--strides", 
 HAS_LITERT = all(importlib.util.find_spec(m) is not None for m in ("ai_edge_litert", "litert_torch"))
 needs_litert = pytest.mark.skipif(not HAS_LITERT, reason="needs ai-edge-litert and litert-torch (pip install"
                                   " 'mnas[litert]')")
-
-
-def _npz(root: Path) -> Path:
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 3, 112)
-    x = (rng.integers(0, 60, (112, 8, 8, 3)) + y[:, None, None, None] * 60).astype(np.uint8)
-    path = root / "tiny.npz"
-    np.savez(path, x_train=x[:96], y_train=y[:96], x_test=x[96:], y_test=y[96:])
-    return path
-
-
-def _run(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse's own refusal (a bad choice)
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_line(code, err, words):
-    assert code == 2, err
-    assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
 
 
 def _config(db):
@@ -88,17 +63,17 @@ def onnx_only():
 ])
 def test_combinations_that_cannot_work_are_one_line(tmp_path, capsys, given, words):
     argv = ["search", "--url", "http://127.0.0.1:9", "--token", "t", *given, "--storage", str(tmp_path / "s.db")]
-    code, _, err = _run(capsys, *argv)
-    _one_line(code, err, words)
+    code, _, err = run_cli(capsys, *argv)
+    one_line(code, err, words)
     assert not (tmp_path / "s.db").exists()
 
 
 def test_a_missing_converter_is_one_line_saying_what_to_install(tmp_path, capsys, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "executorch" else real(name, *a))
-    code, _, err = _run(capsys, "search", "--url", "http://127.0.0.1:9", "--token", "t", "--backend", "executorch",
+    code, _, err = run_cli(capsys, "search", "--url", "http://127.0.0.1:9", "--token", "t", "--backend", "executorch",
                         "--storage", str(tmp_path / "s.db"))
-    _one_line(code, err, "--backend executorch needs the optional package 'executorch': pip install 'mnas[executorch]'")
+    one_line(code, err, "--backend executorch needs the optional package 'executorch': pip install 'mnas[executorch]'")
 
 
 def test_the_server_is_asked_before_the_data_is_loaded(tmp_path, capsys, server, onnx_only, monkeypatch):
@@ -106,12 +81,12 @@ def test_the_server_is_asked_before_the_data_is_loaded(tmp_path, capsys, server,
 
     monkeypatch.setattr(mnas.train, "load", lambda *a, **k: pytest.fail("the data was loaded before the refusal"))
     db = str(tmp_path / "s.db")
-    code, _, err = _run(capsys, "search", "--url", server.url, "--token", "wrong-token-456", "--storage", db)
-    _one_line(code, err, f"device server {server.url} refused the token (401): check --token")
+    code, _, err = run_cli(capsys, "search", "--url", server.url, "--token", "wrong-token-456", "--storage", db)
+    one_line(code, err, f"device server {server.url} refused the token (401): check --token")
     if HAS_LITERT:  # the converter is here, the server lacks the runtime
-        code, _, err = _run(capsys, "search", "--url", onnx_only.url, "--token", TOKEN, "--backend", "litert",
+        code, _, err = run_cli(capsys, "search", "--url", onnx_only.url, "--token", TOKEN, "--backend", "litert",
                             "--storage", db)
-        _one_line(code, err, f"device server {onnx_only.url} does not measure litert (it measures onnxruntime)")
+        one_line(code, err, f"device server {onnx_only.url} does not measure litert (it measures onnxruntime)")
         # regression: it named 'mnas latency measure's --runtime, which mnas search does not have
         assert err.rstrip().endswith("or ask for --backend onnxruntime"), err
     assert not Path(db).exists()
@@ -122,8 +97,8 @@ def test_an_int8_search_on_a_device_server_records_and_resumes_its_runtime(tmp_p
     from mnas.study import Study
 
     monkeypatch.chdir(tmp_path)
-    _npz(tmp_path)
-    code, _, err = _run(capsys, "search", "--data", "tiny.npz", *TINY, "--url", server.url, "--token", TOKEN,
+    tiny_npz(tmp_path)
+    code, _, err = run_cli(capsys, "search", "--data", "tiny.npz", *TINY, "--url", server.url, "--token", TOKEN,
                         "--precision", "int8", "--score", "int8", "--calibration", "16", "--storage", "s.db", "--quiet")
     assert code == 0, err
     config, record = _config(tmp_path / "s.db")
@@ -136,9 +111,9 @@ def test_an_int8_search_on_a_device_server_records_and_resumes_its_runtime(tmp_p
     assert t.extra["int8_runtime"] == "onnxruntime" and t.accuracy == t.extra["accuracy_int8"] and t.latency_ms > 0
     for given, needle in ((["--precision", "fp32"], "--precision fp32: s.db was made with --precision int8;"),
                           (["--backend", "litert"], "--backend litert: s.db was made with --backend onnxruntime;")):
-        code, _, err = _run(capsys, "search", "--resume", "--storage", "s.db", "--token", TOKEN, *given)
-        _one_line(code, err, needle)
-    code, _, err = _run(capsys, "search", "--resume", "--storage", "s.db", "--token", TOKEN, "--trials", "2",
+        code, _, err = run_cli(capsys, "search", "--resume", "--storage", "s.db", "--token", TOKEN, *given)
+        one_line(code, err, needle)
+    code, _, err = run_cli(capsys, "search", "--resume", "--storage", "s.db", "--token", TOKEN, "--trials", "2",
                         "--quiet")
     assert code == 0, err
     with Study("s.db") as study:
@@ -154,7 +129,7 @@ def test_a_litert_search_on_a_device_server_measures_and_scores_in_litert(tmp_pa
     from mnas.study import Study
 
     db = tmp_path / "s.db"
-    code, _, err = _run(capsys, "search", "--data", str(_npz(tmp_path)), *TINY, "--url", server.url, "--token", TOKEN,
+    code, _, err = run_cli(capsys, "search", "--data", str(tiny_npz(tmp_path)), *TINY, "--url", server.url, "--token", TOKEN,
                         "--backend", "litert", "--precision", "int8", "--score", "int8", "--calibration", "16",
                         "--storage", str(db), "--quiet")
     assert code == 0, err
@@ -166,6 +141,6 @@ def test_a_litert_search_on_a_device_server_measures_and_scores_in_litert(tmp_pa
     with Study(str(db)) as study:
         (t,) = study.complete_trials
     assert t.extra["int8_runtime"] == "litert" and t.accuracy == t.extra["accuracy_int8"] and t.latency_ms > 0
-    code, _, err = _run(capsys, "search", "--resume", "--storage", str(db), "--token", TOKEN, "--backend",
+    code, _, err = run_cli(capsys, "search", "--resume", "--storage", str(db), "--token", TOKEN, "--backend",
                         "executorch")
-    _one_line(code, err, f"--backend executorch: {db} was made with --backend litert;")
+    one_line(code, err, f"--backend executorch: {db} was made with --backend litert;")

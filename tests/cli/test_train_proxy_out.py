@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from mnas.cli import main
+from _cli_helpers import run_cli
 
 TINY = "r1_k3_s11_e1_i8_o8, r1_k3_s22_e3_i8_o16 | s1_h32_d0.1_relu"
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("one_torch_thread")]
@@ -21,12 +20,6 @@ pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.m
 @pytest.fixture(autouse=True)
 def _needs_sklearn():
     pytest.importorskip("sklearn")
-
-
-def _run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_a_proxy_run_with_out_writes_a_model_that_reproduces_its_accuracy_and_exports(tmp_path, capsys):
@@ -38,7 +31,7 @@ def test_a_proxy_run_with_out_writes_a_model_that_reproduces_its_accuracy_and_ex
     from mnas.train.loop import Loop
 
     out_dir = tmp_path / "run"
-    code, out, err = _run(capsys, "train", TINY, "--recipe", "proxy", "--data", "digits", "--epochs", "1", "--seed",
+    code, out, err = run_cli(capsys, "train", TINY, "--recipe", "proxy", "--data", "digits", "--epochs", "1", "--seed",
                           "3", "--out", str(out_dir), "--json")
     assert code == 0, err
     printed = json.loads(out)
@@ -55,21 +48,21 @@ def test_a_proxy_run_with_out_writes_a_model_that_reproduces_its_accuracy_and_ex
     assert loop.evaluate("test")[0] == metrics["test_accuracy"]
 
     onnx = tmp_path / "model.onnx"
-    code, out, err = _run(capsys, "export", "--weights", str(out_dir / "model.pt"), "--format", "onnx", "--out",
+    code, out, err = run_cli(capsys, "export", "--weights", str(out_dir / "model.pt"), "--format", "onnx", "--out",
                           str(onnx), "--check")
     assert code == 0, err
     assert onnx.is_file() and onnx.stat().st_size > 0
 
     # the text line names the model; a second run into the same directory is refused, nothing overwritten
     before = (out_dir / "model.pt").read_bytes()
-    code, _, err = _run(capsys, "train", TINY, "--proxy", "--data", "digits", "--steps", "1", "--out", str(out_dir))
+    code, _, err = run_cli(capsys, "train", TINY, "--proxy", "--data", "digits", "--steps", "1", "--out", str(out_dir))
     assert code == 2 and f"--out {out_dir} already holds model.pt" in err and len(err.strip().splitlines()) == 1
     assert (out_dir / "model.pt").read_bytes() == before
 
 
 def test_without_out_a_proxy_run_writes_nothing(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, out, err = _run(capsys, "train", TINY, "--proxy", "--data", "digits", "--steps", "2")
+    code, out, err = run_cli(capsys, "train", TINY, "--proxy", "--data", "digits", "--steps", "2")
     assert code == 0, err
     assert "val accuracy" in out and "model:" not in err and not list(tmp_path.iterdir())
 
@@ -77,7 +70,7 @@ def test_without_out_a_proxy_run_writes_nothing(tmp_path, capsys, monkeypatch):
 def test_out_that_is_a_file_is_one_line(tmp_path, capsys):
     path = tmp_path / "x"
     path.write_text("")
-    code, _, err = _run(capsys, "train", TINY, "--proxy", "--data", "digits", "--steps", "1", "--out", str(path))
+    code, _, err = run_cli(capsys, "train", TINY, "--proxy", "--data", "digits", "--steps", "1", "--out", str(path))
     assert code == 2 and "a file, not a directory" in err and len(err.strip().splitlines()) == 1
 
 
@@ -88,5 +81,5 @@ def test_out_that_cannot_be_made_is_one_line_before_training(tmp_path, capsys, m
     path = tmp_path / "x"
     path.write_text("")
     monkeypatch.setattr(mnas.train, "train_proxy", lambda *a, **k: pytest.fail("trained before the refusal"))
-    code, _, err = _run(capsys, "train", TINY, "--proxy", "--data", "digits", "--steps", "1", "--out", str(path / "sub"))
+    code, _, err = run_cli(capsys, "train", TINY, "--proxy", "--data", "digits", "--steps", "1", "--out", str(path / "sub"))
     assert code == 2 and "cannot make the directory" in err and len(err.strip().splitlines()) == 1, err
