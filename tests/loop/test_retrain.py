@@ -346,3 +346,61 @@ def test_retrain_reference_trains_the_targets_zoo_network_on_the_same_recipe_and
     counting = _Counting(monkeypatch)
     assert run_retrain(args, study, tiny_data()) == 0
     assert counting.calls == 0 and "reference mnasnet_small" in capsys.readouterr().out
+
+
+def test_several_seeds_per_candidate_rank_by_the_mean_and_reuse_the_one_seed_training(searched, tmp_path, monkeypatch):
+    import json
+
+    db = _copy(searched, tmp_path)
+    study = load_study(db)
+    one = retrain_top(study, tiny_data(), 2, recipe=RECIPE, out=tmp_path / "out")
+    counting = _Counting(monkeypatch)
+    lines: list[str] = []
+    two = retrain_top(study, tiny_data(), 2, recipe=RECIPE, out=tmp_path / "out", log=lines.append, seeds=2)
+    assert counting.calls == 2  # the first seed of each candidate is the 1-seed run's training, read back
+    assert sorted(r["source_trial"] for r in two) == sorted(r["source_trial"] for r in one)
+    assert {r["trial"] for r in two}.isdisjoint(r["trial"] for r in one)  # a 2-seed result is a trial of its own
+    for r in two:
+        t = study.storage.get_trial(r["trial"])
+        first = t.extra["seed"]
+        assert t.extra["seeds"] == r["seeds"] == [first, first + 1]
+        vals = [json.loads(open(f).read())["val_accuracy"] for f in t.extra["metrics_files"]]
+        assert t.extra["seed_accuracies"] == pytest.approx(vals) and t.accuracy == pytest.approx(sum(vals) / 2)
+        assert t.extra["accuracy_se"] == pytest.approx(abs(vals[0] - vals[1]) / 2)
+        best = max(range(2), key=lambda i: (vals[i], -i))
+        assert t.extra["model_seed"] == first + best
+        assert Path(t.extra["model"]).parent == Path(t.extra["metrics_files"][best]).parent
+        assert t.reward == pytest.approx(study.stored_reward()(t.accuracy, t.latency_ms))
+    assert two == sorted(two, key=lambda r: (-r["reward"], r["trial"])) and study.best().number == two[0]["trial"]
+    assert any("seed 2 of 2" in line for line in lines)
+    # a rerun reads both, and asking for 1 seed again finds the 1-seed trials
+    assert [r["cached"] for r in retrain_top(study, tiny_data(), 2, recipe=RECIPE, out=tmp_path / "out", seeds=2)] \
+        == [True, True]
+    assert {r["trial"] for r in retrain_top(study, tiny_data(), 2, recipe=RECIPE, out=tmp_path / "out")} \
+        == {r["trial"] for r in one}
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="seeds="):
+            retrain_top(study, tiny_data(), 1, recipe=RECIPE, out=tmp_path / "out", seeds=bad)
+
+
+def test_retrain_seeds_on_the_command_line_compares_with_the_reference_in_standard_errors(
+        searched, tmp_path, capsys, monkeypatch):
+    with pytest.raises(UsageError, match="--retrain-seeds go with --retrain-top"):
+        check_retrain_arguments(_parse(["--retrain-seeds", "3"]))
+    with pytest.raises(SystemExit):
+        _parse(["--retrain-top", "1", "--retrain-seeds", "0"])
+    db = _copy(searched, tmp_path)
+    study = load_study(db)
+    args = _parse(["--retrain-top", "1", "--retrain-epochs", "1", "--retrain-out", str(tmp_path / "out"),
+                   "--retrain-reference", "--retrain-seeds", "2"], storage=db, target="mnasnet_small")
+    monkeypatch.setattr("mnas.loop.retrain.default_recipe", lambda mode, epochs: RECIPE.replace(epochs=epochs))
+    assert run_retrain(args, study, tiny_data()) == 0
+    out = capsys.readouterr().out
+    ref = study.storage.get_meta("retrain_reference")
+    pick = study.best()
+    assert len(ref["seeds"]) == 2 and ref["accuracy"] == pytest.approx(sum(ref["seed_accuracies"]) / 2)
+    assert len(pick.extra["seeds"]) == 2 and "mean +- s.e. over 2 seeds" in out
+    se = 100 * ((pick.extra["accuracy_se"] ** 2 + ref["accuracy_se"] ** 2) ** 0.5)
+    diff = 100 * (pick.accuracy - ref["accuracy"])
+    assert f"the pick is {diff:+.1f} +- {se:.1f} validation points" in out and "2 seeds each" in out
+    assert "weights (its best seed's of 2)" in out

@@ -208,7 +208,7 @@ def _kind(class_name: Any) -> str:
 
 # -- mnas search -------------------------------------------------------------------------------------
 SEARCH_SAFE = ("threads", "executor", "workers", "ray_address", "retrain_top", "retrain_epochs", "retrain_mode",
-               "retrain_out", "retrain_reference")
+               "retrain_out", "retrain_reference", "retrain_seeds")
 SEARCH_PATHS = ("data", "data_root", "supernet", "lut")
 # What `mnas search` records of its command line (paths as typed, with the directory they were typed
 # in). The budget is the study's own (`config["budget"]`), the token is never stored.

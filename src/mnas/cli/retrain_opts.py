@@ -10,6 +10,7 @@ search report's, which then names the retrained pick as its best).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,9 @@ def add_retrain_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--retrain-mode", choices=("scratch", "finetune"),
                    help="scratch (default: the network's own accuracy) or finetune (from the weights inherited "
                    "from --supernet)")
+    g.add_argument("--retrain-seeds", type=positive_int, metavar="N",
+                   help="train each retrained trial (and the --retrain-reference) with N seeds and rank them by the mean"
+                   " (default 1; a short recipe's single training is mostly seed noise)")
     g.add_argument("--retrain-out", metavar="DIR", help="folder for the retrained models (default: STORAGE.retrain/)")
     g.add_argument("--retrain-reference", action="store_true",
                    help="also train the zoo network --target names (e.g. mnasnet_b1_x0.5) with the same recipe and"
@@ -36,8 +40,8 @@ def add_retrain_arguments(parser: argparse.ArgumentParser) -> None:
 def check_retrain_arguments(args: argparse.Namespace) -> None:
     """UsageError (exit 2) for options that cannot work, before any search time is spent."""
     k = getattr(args, "retrain_top", None)
-    given = [f"--{n.replace('_', '-')}" for n in ("retrain_epochs", "retrain_mode", "retrain_out", "retrain_reference")
-             if getattr(args, n, None)]
+    names = ("retrain_epochs", "retrain_mode", "retrain_out", "retrain_reference", "retrain_seeds")
+    given = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n, None)]
     if k is None and given:
         raise UsageError(f"{', '.join(given)} go with --retrain-top K (how many trials to retrain)")
     if k is not None and getattr(args, "strategy", None) in ("enas", "darts", "gdas", "fbnet"):
@@ -93,9 +97,10 @@ def run_retrain(args: argparse.Namespace, study: Any, data: Any, storage: str | 
     out = Path(args.retrain_out) if args.retrain_out else Path(f"{storage or 'runs/search'}.retrain")
     quiet = bool(getattr(args, "quiet", False))
     say = (lambda _: None) if quiet else (lambda line: print(f"retrain: {line}", file=sys.stderr, flush=True))
+    seeds = getattr(args, "retrain_seeds", None) or 1
     try:
         results = retrain_top(study, data, args.retrain_top, epochs=args.retrain_epochs, mode=mode,
-                              supernet=getattr(args, "supernet", None), out=out, log=say)
+                              supernet=getattr(args, "supernet", None), out=out, log=say, seeds=seeds)
     except KeyboardInterrupt:
         print(f"\nmnas: retraining interrupted; finished retrainings are saved in {storage} and {out}. Continue with "
               "the same command and --resume", file=sys.stderr)
@@ -103,17 +108,20 @@ def run_retrain(args: argparse.Namespace, study: Any, data: Any, storage: str | 
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(f"--retrain-top: {str(exc).splitlines()[0]}") from None
     file = sys.stderr if getattr(args, "json", False) else sys.stdout
-    rows = [{"n": r["trial"], "src": r["source_trial"], "inh": _pct(r["inherited_accuracy"]), "acc": _pct(r["accuracy"]),
+    rows = [{"n": r["trial"], "src": r["source_trial"], "inh": _pct(r["inherited_accuracy"]),
+             "acc": _pct(r["accuracy"]) + ("" if r.get("accuracy_se") is None else f" +- {100 * r['accuracy_se']:.1f}"),
              "test": _pct(r["test_accuracy"]), "lat": f"{r['latency_ms']:.3f}", "reward": f"{r['reward']:.4f}",
              "s": f"{r['seconds']:.0f}" if r["seconds"] is not None else "?"} for r in results]
     epochs = results[0]["epochs"]
-    print(f"\nretrained top {len(results)} ({mode}, 'fast' recipe, {epochs} epochs; accuracy on the validation split):",
-          file=file)
+    over = "" if seeds == 1 else f"; mean +- s.e. over {seeds} seeds"
+    print(f"\nretrained top {len(results)} ({mode}, 'fast' recipe, {epochs} epochs; accuracy on the validation split"
+          f"{over}):", file=file)
     table(rows, [("trial", "n"), ("from trial", "src"), ("inherited", "inh"), ("standalone", "acc"), ("test", "test"),
                  ("latency ms", "lat"), ("reward", "reward"), ("train s", "s")], file=file)
     pick = results[0]
+    which = "" if seeds == 1 else f" (its best seed's of {seeds})"
     print(f"final pick: trial {pick['trial']} (from search trial {pick['source_trial']}), standalone "
-          f"{_pct(pick['accuracy'])} at {pick['latency_ms']:.3f} ms; weights: {pick['model']}", file=file)
+          f"{_pct(pick['accuracy'])} at {pick['latency_ms']:.3f} ms; weights{which}: {pick['model']}", file=file)
     print(f"  export it: mnas export {storage or 'STUDY'} --best --weights {pick['model']} --out model.onnx", file=file)
     if getattr(args, "retrain_reference", False):
         return _against_reference(args, study, data, out, pick, say, file, storage)
@@ -127,7 +135,8 @@ def _against_reference(args: argparse.Namespace, study: Any, data: Any, out: Pat
 
     name = _reference(args)
     try:
-        ref = retrain_reference(study, data, name, epochs=args.retrain_epochs, out=out, log=say)
+        ref = retrain_reference(study, data, name, epochs=args.retrain_epochs, out=out, log=say,
+                                seeds=getattr(args, "retrain_seeds", None) or 1)
     except KeyboardInterrupt:
         print(f"\nmnas: reference training interrupted; the retrained pick is saved in {storage}. Continue with "
               "the same command and --resume", file=sys.stderr)
@@ -137,13 +146,29 @@ def _against_reference(args: argparse.Namespace, study: Any, data: Any, out: Pat
     diff = 100 * (pick["accuracy"] - ref["accuracy"])
     test = "" if pick["test_accuracy"] is None or ref["test_accuracy"] is None else \
         f", test {100 * (pick['test_accuracy'] - ref['test_accuracy']):+.1f}"
-    print(f"reference {name} ({ref['epochs']} epochs from scratch, seed {ref['seed']}): standalone "
-          f"{_pct(ref['accuracy'])}, test {_pct(ref['test_accuracy'])}; the pick is {diff:+.1f} validation points"
-          f"{test} — one seed each: compare over seeds (mnas train ARCH --seed S) before trusting a gap of a"
-          f" few points", file=file)
-    if diff < 0:
-        print(f"  the hand-designed network scored higher here: ship it (mnas train {name} --out DIR) unless more"
-              " seeds say otherwise", file=file)
+    n = len(ref.get("seeds") or [ref["seed"]])
+    if n == 1:
+        print(f"reference {name} ({ref['epochs']} epochs from scratch, seed {ref['seed']}): standalone "
+              f"{_pct(ref['accuracy'])}, test {_pct(ref['test_accuracy'])}; the pick is {diff:+.1f} validation points"
+              f"{test} — one seed each: compare over seeds (--retrain-seeds N) before trusting a gap of a"
+              f" few points", file=file)
+        if diff < 0:
+            print(f"  the hand-designed network scored higher here: ship it (mnas train {name} --out DIR) unless more"
+                  " seeds say otherwise", file=file)
+        return 0
+    se = 100 * math.hypot(pick.get("accuracy_se") or 0.0, ref.get("accuracy_se") or 0.0)
+    z = diff / se if se > 0 else math.copysign(math.inf, diff) if diff else 0.0
+    print(f"reference {name} ({ref['epochs']} epochs from scratch, seeds {ref['seeds'][0]}-{ref['seeds'][-1]}): "
+          f"standalone {_pct(ref['accuracy'])} +- {100 * (ref.get('accuracy_se') or 0):.1f}, test "
+          f"{_pct(ref['test_accuracy'])}; the pick is {diff:+.1f} +- {se:.1f} validation points ({z:+.1f} s.e., "
+          f"{n} seeds each){test}", file=file)
+    if z <= -2:
+        print(f"  the hand-designed network scored higher here: ship it (mnas train {name} --out DIR)", file=file)
+    elif z < 2:
+        print("  the difference is within two standard errors: the pick and the hand-designed network are level"
+              " here", file=file)
+    else:
+        print("  the pick scored higher by more than two standard errors", file=file)
     return 0
 
 

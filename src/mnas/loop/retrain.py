@@ -20,6 +20,13 @@ Crash safety: each training runs in its own folder under `out` with `mnas.train.
 checkpoint after every epoch; a trial is recorded as soon as its training ends, so a kill loses at
 most the epoch in progress, and a rerun with the same arguments skips what is recorded, continues a
 training from its checkpoint, and completes a trial a kill left running between its two writes.
+
+Seeds (`seeds=N`): one training is mostly seed noise at short recipes (issue 19 item 5: two candidates
+one layer apart retrained at 0.674 and 0.636, and the second scored 0.637 at another seed), so the
+pick among K close candidates can be a winner of that noise. With N > 1 every candidate (and the
+reference) trains with N seeds — the architecture's seed and the N - 1 after it, so a 1-seed run's
+training is reused as the first — its trial's accuracy is the mean over them (``extra["seed_accuracies"]``,
+``extra["accuracy_se"]``), and its weights are the best seed's by validation accuracy.
 """
 
 from __future__ import annotations
@@ -122,7 +129,7 @@ def retrain_candidates(study: Study, k: int) -> tuple[list[Trial], str | None]:
 
 def retrain_top(study: Study, data: Any, k: int, *, recipe: Any = None, epochs: int | None = None,
                 mode: str = "scratch", supernet: Any = None, out: str | Path, resume: bool = True,
-                log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+                log: Callable[[str], None] | None = None, seeds: int = 1) -> list[dict[str, Any]]:
     """Retrain the best `k` trials of `study` (see `retrain_candidates`) on `data` and record each as a
     standalone trial; return one dict per retrained trial, best first (the first is the final pick,
     the trial `study.best()` returns), each with "trial", "source_trial", "arch", "accuracy"
@@ -135,8 +142,11 @@ def retrain_top(study: Study, data: Any, k: int, *, recipe: Any = None, epochs: 
     with). `recipe`: a `TrainConfig` or a recipe name (default `default_recipe(mode, epochs)`);
     `epochs` overrides its epochs. Each candidate trains with the study's seed for its architecture.
     `out`: a folder, one subfolder per training (`resume=False` refuses one that holds a training).
+    `seeds`: trainings per candidate (module docstring); the results then also carry "seeds",
+    "seed_accuracies" and "accuracy_se" (None for one seed).
     Returns [] (and logs one line saying why) when no trial meets the target or limits."""
     _check_mode(mode)
+    n_seeds = _check_seeds(seeds)
     log = log or (lambda _: None)
     config = _config(recipe, epochs, mode)
     _check_data(study, data)
@@ -151,29 +161,37 @@ def retrain_top(study: Study, data: Any, k: int, *, recipe: Any = None, epochs: 
     reward = study.stored_reward()
     seed = int((study.storage.get_meta("config") or {}).get("seed", 0))
     key = _recipe_key(config, mode)
+    trial_key = key if n_seeds == 1 else f"{key}x{n_seeds}"  # a 3-seed result is not a 1-seed one
     results = []
     with WriterLease(study.storage, name="mnas retrain"):
         for rank, src in enumerate(candidates, 1):
-            cfg = config.replace(seed=trial_seed(seed, src.arch))
-            folder = out / f"trial-{src.number:04d}-{mode}-{key}"
-            done = _recorded(study, src.number, key)
+            first = trial_seed(seed, src.arch)
+            done = _recorded(study, src.number, trial_key)
             if done is not None:
                 results.append(_summary(done, src, rank, cached=True))
                 log(f"[{rank}/{len(candidates)}] trial {src.number}: recorded earlier as trial {done.number}")
                 continue
-            log(f"[{rank}/{len(candidates)}] trial {src.number} ({src.accuracy_source} accuracy {src.accuracy:.4f}, "
-                f"{src.latency_ms:.4g} ms): training {mode} for {cfg.epochs:g} epochs -> {folder}")
-            final = _train(src, data, cfg, folder, net, resume, log)
-            trial = _record(study, src, final, cfg, mode, key, reward)
+            finals = []
+            for i in range(n_seeds):
+                cfg = config.replace(seed=first + i)
+                folder = out / (f"trial-{src.number:04d}-{mode}-{key}" + (f"-seed{cfg.seed}" if i else ""))
+                which = f", seed {i + 1} of {n_seeds}" if n_seeds > 1 else ""
+                log(f"[{rank}/{len(candidates)}] trial {src.number} ({src.accuracy_source} accuracy "
+                    f"{src.accuracy:.4f}, {src.latency_ms:.4g} ms): training {mode} for {cfg.epochs:g} epochs{which}"
+                    f" -> {folder}")
+                finals.append(_train(src, data, cfg, folder, net, resume, log))
+            trial = _record(study, src, finals, config.replace(seed=first), mode, trial_key, reward)
             results.append(_summary(trial, src, rank, cached=False))
-            log(f"[{rank}/{len(candidates)}] trial {src.number}: standalone accuracy {trial.accuracy:.4f} "
+            spread = "" if n_seeds == 1 else f" +- {trial.extra['accuracy_se']:.4f} (mean of {n_seeds} seeds)"
+            log(f"[{rank}/{len(candidates)}] trial {src.number}: standalone accuracy {trial.accuracy:.4f}{spread} "
                 f"(inherited {src.accuracy:.4f}) -> trial {trial.number}")
     results.sort(key=lambda r: (-r["reward"], r["trial"]))
     return results
 
 
 def retrain_reference(study: Study, data: Any, name: str, *, recipe: Any = None, epochs: int | None = None,
-                      out: str | Path, resume: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                      out: str | Path, resume: bool = True, log: Callable[[str], None] | None = None,
+                      seeds: int = 1) -> dict[str, Any]:
     """Train the zoo network `name` (e.g. ``mnasnet_b1_x0.5``, the one a ``--target`` names) from scratch
     with the recipe `retrain_top` uses (same `recipe` and `epochs`), laid out as the study's candidates
     are (`mnas.space.zoo.for_space`: the space's strides), so the retrained pick can be compared with the
@@ -181,41 +199,51 @@ def retrain_reference(study: Study, data: Any, name: str, *, recipe: Any = None,
     seed and the architecture). It is not a trial of the study (it is not in the space's token
     encoding, and it is not the search's answer); its result is stored in the study's metadata
     (``retrain_reference``) and returned: "name", "arch", "accuracy" (validation), "test_accuracy",
-    "epochs", "seconds", "model", "cached". A rerun reads a finished training from `out`."""
+    "epochs", "seconds", "model", "cached". A rerun reads a finished training from `out`. `seeds`: as
+    `retrain_top`'s (the same seed rule), the accuracies then the means, with "seeds", "seed_accuracies",
+    "seed_test_accuracies" and "accuracy_se"."""
     from mnas.space import get_arch, is_zoo_name
     from mnas.space.zoo import for_space
     from mnas.train import train_full
     from mnas.train.full import CHECKPOINT, METRICS
 
     log = log or (lambda _: None)
+    n_seeds = _check_seeds(seeds)
     if not isinstance(name, str) or not is_zoo_name(name):
         raise ValueError(f"reference {name!r}: expected a zoo model name such as mnasnet_b1_x0.5 (see 'mnas models')")
     config = _config(recipe, epochs, "scratch")
     _check_data(study, data)
     arch = for_space(get_arch(name), data.input_size, getattr(study.space, "strides", None))
     seed = int((study.storage.get_meta("config") or {}).get("seed", 0))
-    cfg = config.replace(seed=trial_seed(seed, str(arch)))
-    folder = Path(out) / f"reference-{name}-seed{cfg.seed}-{_recipe_key(config, 'scratch')}"
-    cached = (folder / METRICS).is_file()
-    if cached:
-        final = json.loads((folder / METRICS).read_text())
-        if final.get("arch") != str(arch):
-            raise ValueError(f"{folder} holds the training of another network ({str(final.get('arch'))[:60]}): give"
-                             " another out=")
-        if not resume:
-            raise ValueError(f"{folder} already holds a finished training: pass resume=True, or another out=")
-        log(f"reference {name}: training finished earlier, reading {folder / METRICS}")
-    else:
-        started = (folder / CHECKPOINT).is_file()
-        if started and not resume:
-            raise ValueError(f"{folder} already holds a training checkpoint: pass resume=True, or another out=")
-        log(f"reference {name}: training scratch for {cfg.epochs:g} epochs -> {folder}")
-        final = train_full(arch, data, cfg, folder, resume=started, log=log)
-    test = final.get("test_accuracy")
-    result = {"name": name, "arch": str(arch), "accuracy": _accuracy(final),
-              "test_accuracy": test if test is not None and math.isfinite(test) else None,
-              "epochs": final.get("epochs"), "seconds": final.get("seconds"), "model": final.get("model"),
-              "seed": cfg.seed, "cached": cached}
+    first = trial_seed(seed, str(arch))
+    finals, cached = [], True
+    for i in range(n_seeds):
+        cfg = config.replace(seed=first + i)
+        folder = Path(out) / f"reference-{name}-seed{cfg.seed}-{_recipe_key(config, 'scratch')}"
+        which = f" (seed {i + 1} of {n_seeds})" if n_seeds > 1 else ""
+        if (folder / METRICS).is_file():
+            final = json.loads((folder / METRICS).read_text())
+            if final.get("arch") != str(arch):
+                raise ValueError(f"{folder} holds the training of another network ({str(final.get('arch'))[:60]}):"
+                                 " give another out=")
+            if not resume:
+                raise ValueError(f"{folder} already holds a finished training: pass resume=True, or another out=")
+            log(f"reference {name}{which}: training finished earlier, reading {folder / METRICS}")
+        else:
+            cached = False
+            started = (folder / CHECKPOINT).is_file()
+            if started and not resume:
+                raise ValueError(f"{folder} already holds a training checkpoint: pass resume=True, or another out=")
+            log(f"reference {name}{which}: training scratch for {cfg.epochs:g} epochs -> {folder}")
+            final = train_full(arch, data, cfg, folder, resume=started, log=log)
+        finals.append(final)
+    stats = _seed_stats(finals)
+    best = finals[stats["best"]]
+    result = {"name": name, "arch": str(arch), "accuracy": stats["accuracy"], "test_accuracy": stats["test_accuracy"],
+              "epochs": best.get("epochs"), "seconds": sum(f.get("seconds") or 0.0 for f in finals),
+              "model": best.get("model"), "seed": first, "seeds": [first + i for i in range(n_seeds)],
+              "seed_accuracies": stats["seed_accuracies"], "seed_test_accuracies": stats["seed_test_accuracies"],
+              "accuracy_se": stats["accuracy_se"], "cached": cached}
     with WriterLease(study.storage, name="mnas retrain"):
         study.storage.set_meta("retrain_reference", {k: v for k, v in result.items() if k != "cached"})
     return result
@@ -238,6 +266,27 @@ def _config(recipe: Any, epochs: int | None, mode: str) -> Any:
     if isinstance(recipe, TrainConfig):
         return recipe.replace(epochs=epochs) if epochs else recipe
     raise ValueError(f"recipe={recipe!r}: expected a mnas.train.TrainConfig or a recipe name (e.g. 'fast')")
+
+
+def _check_seeds(seeds: Any) -> int:
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds={seeds!r}: expected the number of trainings per network, a positive integer")
+    return seeds
+
+
+def _seed_stats(finals: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean validation (and test) accuracy over the seeds' results, its standard error (None for one),
+    the per-seed figures, and the index of the best seed by validation accuracy (whose weights ship)."""
+    accs = [_accuracy(f) for f in finals]
+    tests = [f.get("test_accuracy") for f in finals]
+    tests = [float(t) if t is not None and math.isfinite(t) else None for t in tests]
+    n = len(accs)
+    mean = sum(accs) / n
+    se = None if n == 1 else math.sqrt(sum((a - mean) ** 2 for a in accs) / (n - 1) / n)
+    test = None if any(t is None for t in tests) else sum(tests) / n
+    best = max(range(n), key=lambda i: (accs[i], -i))
+    return {"accuracy": mean, "accuracy_se": se, "test_accuracy": test, "seed_accuracies": accs,
+            "seed_test_accuracies": tests, "best": best}
 
 
 def _check_mode(mode: str) -> None:
@@ -298,10 +347,9 @@ def _recorded(study: Study, source: int, key: str) -> Trial | None:
             continue
         if t.state.value == "complete":
             return t
-        final = extra.get("metrics_file")
-        if final and Path(final).is_file():  # killed between create and complete: finish it
-            result = json.loads(Path(final).read_text())
-            accuracy = _accuracy(result)
+        files = extra.get("metrics_files") or [extra.get("metrics_file")]
+        if all(f and Path(f).is_file() for f in files):  # killed between create and complete: finish it
+            accuracy = _seed_stats([json.loads(Path(f).read_text()) for f in files])["accuracy"]
             reward = study.stored_reward()
             study.storage.complete_trial(t.number, accuracy, t.latency_ms, float(reward(accuracy, t.latency_ms)))
             return study.storage.get_trial(t.number)
@@ -340,19 +388,27 @@ def _accuracy(final: dict[str, Any]) -> float:
     return float(value)
 
 
-def _record(study: Study, src: Trial, final: dict[str, Any], config: Any, mode: str, key: str, reward: Any) -> Trial:
+def _record(study: Study, src: Trial, finals: list[dict[str, Any]], config: Any, mode: str, key: str,
+            reward: Any) -> Trial:
+    """The retrained trial of `src` from its seeds' results (`finals`, the first at `config.seed`)."""
     from mnas.train.full import METRICS
 
-    accuracy = _accuracy(final)
-    folder = Path(final["model"]).parent
+    stats = _seed_stats(finals)
+    accuracy = stats["accuracy"]
+    best = finals[stats["best"]]
+    files = [str(Path(f["model"]).parent / METRICS) for f in finals]
     extra = {"accuracy_source": STANDALONE, "retrained_from": src.number, "recipe_key": key, "mode": mode,
              "inherited_accuracy": src.accuracy, "inherited_source": src.accuracy_source,
-             "accuracy_split": "val" if final.get("val_accuracy") is not None else "test",
-             "test_accuracy": final.get("test_accuracy") if math.isfinite(final.get("test_accuracy") or math.nan) else None,
-             "epochs": final.get("epochs"), "seed": config.seed, "recipe": config.to_dict(), "model": final["model"],
-             "metrics_file": str(folder / METRICS)}
+             "accuracy_split": "val" if best.get("val_accuracy") is not None else "test",
+             "test_accuracy": stats["test_accuracy"], "epochs": best.get("epochs"), "seed": config.seed,
+             "recipe": config.to_dict(), "model": best["model"], "metrics_file": files[0]}
+    if len(finals) > 1:
+        extra.update(seeds=[config.seed + i for i in range(len(finals))], seed_accuracies=stats["seed_accuracies"],
+                     seed_test_accuracies=stats["seed_test_accuracies"], accuracy_se=stats["accuracy_se"],
+                     metrics_files=files, model_seed=config.seed + stats["best"])
+    seconds = sum(f.get("seconds") or 0.0 for f in finals) if any(f.get("seconds") for f in finals) else None
     number = study.storage.create_trial(src.tokens, src.arch, extra=extra, latency_ms=src.latency_ms,
-                                        params=src.params, macs=src.macs, train_seconds=final.get("seconds"))
+                                        params=src.params, macs=src.macs, train_seconds=seconds)
     study.storage.complete_trial(number, accuracy, src.latency_ms, float(reward(accuracy, src.latency_ms)))
     return study.storage.get_trial(number)
 
@@ -363,4 +419,6 @@ def _summary(trial: Trial, src: Trial, rank: int, cached: bool) -> dict[str, Any
             "accuracy": trial.accuracy, "test_accuracy": extra.get("test_accuracy"),
             "inherited_accuracy": extra.get("inherited_accuracy"), "inherited_source": extra.get("inherited_source"),
             "latency_ms": trial.latency_ms, "reward": trial.reward, "mode": extra.get("mode"),
-            "epochs": extra.get("epochs"), "seconds": trial.train_seconds, "model": extra.get("model"), "cached": cached}
+            "epochs": extra.get("epochs"), "seconds": trial.train_seconds, "model": extra.get("model"), "cached": cached,
+            "seeds": extra.get("seeds", [extra.get("seed")]), "seed_accuracies": extra.get("seed_accuracies", [trial.accuracy]),
+            "accuracy_se": extra.get("accuracy_se")}
