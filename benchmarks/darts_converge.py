@@ -259,7 +259,8 @@ def main() -> None:
 
         torch.set_num_threads(1)
         data = load(DATA, val_fraction=VAL_FRACTION)
-        print(f"data {data}; config {DartsConfig(**overrides)}; load {uptime()}", flush=True)
+        print(f"data {data}; config {DartsConfig(**{'strategy': args.methods[0], **overrides})}; load {uptime()}",
+              flush=True)
         for seed in args.seeds:
             for method in args.methods:
                 path = args.out / f"search_{args.tag}_{method}_s{seed}.json"

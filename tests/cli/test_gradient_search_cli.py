@@ -145,3 +145,15 @@ def test_fbnet_search_stores_the_derived_architecture_measured_on_the_backend(tm
         assert study.meta["target_ms"] == 3.0
     assert best.extra["accuracy_source"] == "fbnet" and best.extra["derived"] is True
     assert best.latency_ms == pytest.approx(best.extra["measured_ms"]) and best.latency_ms > 0
+
+
+def test_gdas_at_the_cpu_default_says_that_darts_is_the_one_that_beat_random_cells(tmp_path, capsys):
+    npz = _npz(tmp_path)
+    code = main(["search", "--data", npz, *CELLS, "--strategy", "gdas", *TINY, "--strategy-opt", "stop_unchanged=None",
+                 "--backend", "torch", "--storage", str(tmp_path / "g.db")])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    assert err.startswith("note: at the CPU default GDAS's cells did not beat random cells") and "--strategy darts" in err
+    code = main(["search", "--data", npz, *CELLS, "--strategy", "darts", *TINY, "--strategy-opt", "epochs=1",
+                 "--backend", "torch", "--storage", str(tmp_path / "d.db")])
+    assert code == 0 and "note:" not in capsys.readouterr()[1]

@@ -399,3 +399,59 @@ def test_nb201_derivation_without_none_takes_the_best_other_op():
     assert (DartsConfig.paper().aux_skip, DartsConfig.paper().derive_none) == (0.0, True)
     with pytest.raises(ValueError, match="derive_none"):
         DartsConfig(derive_none=0)
+
+
+def test_op_affine_false_strips_the_scale_of_the_candidate_ops_only():
+    space = NB201Space(4, 8)
+    net = build_search_net(space, DartsConfig(**TINY, op_affine=False))
+    affine = build_search_net(space, DartsConfig(**TINY))
+    bns = [m for e in _edges(net) for m in e.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(not m.affine and m.weight is None and m.bias is None for m in bns)
+    assert all(m.affine for e in _edges(affine) for m in e.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert net.stem[1].affine and net.lastact[0].affine  # outside the mixed ops: as the standalone network
+    n_ops = sum(2 * m.num_features for m in bns)
+    assert sum(p.numel() for p in affine.weight_parameters()) - sum(p.numel() for p in net.weight_parameters()) == n_ops
+    assert DartsConfig.paper().op_affine is False  # DARTS's and GDAS's search nets: affine=False
+    r = search_darts(space, _data(), DartsConfig(**TINY, op_affine=False))
+    assert r.arch is not None
+    with pytest.raises(ValueError, match="op_affine"):
+        DartsConfig(op_affine="no")
+
+
+def test_uniform_weight_sampling_trains_every_op_and_leaves_the_alphas_to_the_gumbel_step():
+    torch.manual_seed(0)
+    alpha = torch.zeros(6, 5, requires_grad=True)
+    seen = set()
+    for _ in range(40):
+        w, index = edge_weights(alpha, "uniform")
+        assert not w.requires_grad and ((w == 1).sum(-1) == 1).all() and index == w.argmax(-1).tolist()
+        seen.update(index)
+    assert seen == set(range(5))
+    with pytest.raises(ValueError, match="goes with strategy='gdas'"):
+        DartsConfig(w_sampling="uniform")
+    with pytest.raises(ValueError, match="w_sampling"):
+        DartsConfig(strategy="gdas", w_sampling="fair")
+    space, data = NB201Space(4, 8), _data()
+    cfg = DartsConfig(strategy="gdas", **TINY, stop_unchanged=None)
+    a = search_darts(space, data, cfg)
+    b = search_darts(space, data, replace(cfg, w_sampling="uniform"))
+    assert a.alphas != b.alphas and len(b.history) == cfg.epochs
+
+
+def test_gdas_without_none_never_samples_it_and_reports_the_entropy_of_the_other_ops():
+    torch.manual_seed(0)
+    none = NB201_OPS.index("none")
+    alpha = torch.zeros(6, 5)
+    alpha[:, none] = 50.0  # would be drawn every time
+    for mode in ("gumbel", "uniform"):
+        for _ in range(20):
+            _, index = edge_weights(alpha, mode, 1.0, exclude=none)
+            assert none not in index
+    space, data = NB201Space(4, 8), _data()
+    cfg = DartsConfig(strategy="gdas", **TINY, stop_unchanged=None, sample_none=False)
+    r = search_darts(space, data, cfg)
+    assert all(h["entropy_max"] == pytest.approx(np.log(4)) for h in r.history)  # 4 ops an edge can draw
+    assert "none" not in r.arch.ops
+    for bad in ({"strategy": "darts"}, {"strategy": "gdas", "derive_none": True}):
+        with pytest.raises(ValueError, match="sample_none=False"):
+            DartsConfig(**bad, sample_none=False)

@@ -73,7 +73,8 @@ __all__ = ["LEGACY_FIELDS", "PARAM_FREE", "DartsConfig", "DartsResult", "arch_gr
 PARAM_FREE = frozenset({"none", "skip_connect", "avg_pool_3x3", "max_pool_3x3"})
 # The fields added after a config could first be saved, at the values a config without them ran at (off):
 # a checkpoint or study stored before they existed is read with these, not with today's defaults.
-LEGACY_FIELDS = {"aux_skip": 0.0, "skip_dropout": 0.0, "derive_none": True}
+LEGACY_FIELDS = {"aux_skip": 0.0, "skip_dropout": 0.0, "derive_none": True, "op_affine": True,
+                 "w_sampling": "gumbel", "sample_none": True}
 _VERSION = 1
 
 
@@ -119,6 +120,17 @@ class DartsConfig:
     # NB201: derive each edge's arg-max with ``none`` among the candidates (the NAS-Bench-201 paper's way) or,
     # False, without it (DARTS's way: `derive`); the stopping rule watches the cell so derived.
     derive_none: bool = False
+    # Affine batch norm inside the candidate ops of the search net. DARTS's and GDAS's own search nets
+    # have none (affine=False): a learnable per-op scale duplicates the architecture weight, so a trained
+    # conv's alpha gradient is absorbed by its gamma while a parameter-free op (skip, pooling) keeps its
+    # own, which pulls the search toward parameter-free cells (issue 22, darts.md).
+    op_affine: bool = True
+    # GDAS: which op of an edge the weight step trains: "gumbel" (GDAS: the op sampled from the alphas) or
+    # "uniform" (each op equally often, as a single-path supernet trains; the alpha step still samples).
+    w_sampling: str = "gumbel"
+    # GDAS on NB201: whether a sample may draw ``none`` (GDAS: yes). Without it (False) the search samples
+    # only the ops a cell derived without ``none`` (derive_none=False) can hold.
+    sample_none: bool = True
     fd_eps: float = 0.01  # second order: finite-difference step over ||dw'|| (the paper's 0.01)
     seed: int = 0
     threads: int | None = None
@@ -156,15 +168,23 @@ class DartsConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= top:
                 raise ValueError(f"{name}={v!r}: expected {what}")
-        if not isinstance(self.derive_none, bool):
-            raise ValueError(f"derive_none={self.derive_none!r}: expected True or False")
+        if self.w_sampling not in ("gumbel", "uniform"):
+            raise ValueError(f"w_sampling={self.w_sampling!r}: expected 'gumbel' or 'uniform'")
+        if self.w_sampling == "uniform" and self.strategy != "gdas":
+            raise ValueError("w_sampling='uniform' samples one op per edge: it goes with strategy='gdas'")
+        if not self.sample_none and (self.strategy != "gdas" or self.derive_none):
+            raise ValueError("sample_none=False goes with strategy='gdas' and derive_none=False")
+        for name in ("derive_none", "op_affine", "sample_none"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r}: expected True or False")
         object.__setattr__(self, "a_betas", tuple(self.a_betas))
 
     @classmethod
     def paper(cls, **overrides: Any) -> DartsConfig:
         """DARTS's CIFAR-10 search: 50 epochs, batch 64, 16 channels, 8 cells (NB201: its 5 per stage), all data."""
         base = cls(epochs=50, batch_size=64, train_images=None, channels=None, nb201_cells=None, darts_layers=None,
-                   a_lr=3e-4, stop_unchanged=None, warmup_epochs=0, aux_skip=0.0, skip_dropout=0.0, derive_none=True)
+                   a_lr=3e-4, stop_unchanged=None, warmup_epochs=0, aux_skip=0.0, skip_dropout=0.0, derive_none=True,
+                   op_affine=False)
         return replace(base, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
@@ -198,12 +218,29 @@ def search_ops(space: NB201Space | DartsSpace) -> tuple[str, ...]:
 
 def build_search_net(space: NB201Space | DartsSpace, config: DartsConfig, in_chans: int = 3) -> nn.Module:
     if isinstance(space, NB201Space):
-        return NB201SearchNet(space.ops, config.channels or space.channels, config.nb201_cells or space.cells_per_stage,
-                              space.num_classes, in_chans)
-    if isinstance(space, DartsSpace):
-        return DartsSearchNet(search_ops(space), config.channels or space.channels, config.darts_layers or space.layers,
-                              space.steps, space.num_classes, in_chans)
-    raise ValueError(f"differentiable search needs an NB201Space or a DartsSpace, got {type(space).__name__}")
+        net = NB201SearchNet(space.ops, config.channels or space.channels, config.nb201_cells or space.cells_per_stage,
+                             space.num_classes, in_chans)
+    elif isinstance(space, DartsSpace):
+        net = DartsSearchNet(search_ops(space), config.channels or space.channels, config.darts_layers or space.layers,
+                             space.steps, space.num_classes, in_chans)
+    else:
+        raise ValueError(f"differentiable search needs an NB201Space or a DartsSpace, got {type(space).__name__}")
+    if not config.op_affine:
+        drop_op_affine(net)
+    return net
+
+
+def drop_op_affine(net: nn.Module) -> None:
+    """Batch norm without a learnable scale and shift inside every candidate op of `net` (`MixedOp`s), as
+    DARTS's and GDAS's search nets build them; the stem, reductions and head keep theirs."""
+    for mixed in net.modules():
+        if not isinstance(mixed, MixedOp):
+            continue
+        for bn in mixed.modules():
+            if isinstance(bn, nn.modules.batchnorm._BatchNorm) and bn.affine:
+                bn.affine = False
+                bn.register_parameter("weight", None)
+                bn.register_parameter("bias", None)
 
 
 def derive(space: NB201Space | DartsSpace, alphas: dict[str, torch.Tensor], none: bool = True) -> NB201Cell | DartsGenotype:
@@ -313,6 +350,14 @@ def _entropy(alphas: dict[str, torch.Tensor]) -> float:
     return float(torch.cat(ents).mean())
 
 
+def _sampled(alphas: dict[str, torch.Tensor], net: nn.Module) -> dict[str, torch.Tensor]:
+    """The alphas of the ops a search can draw (without the one `net.exclude` names)."""
+    ex = getattr(net, "exclude", None)
+    if ex is None:
+        return alphas
+    return {k: torch.cat([v[:, :ex], v[:, ex + 1:]], dim=-1) for k, v in alphas.items()}
+
+
 def _max_entropy(alphas: dict[str, torch.Tensor]) -> float:
     """The mean entropy of uniform weights over the same rows (ln of the number of ops)."""
     sizes = [a.shape[-1] for a in alphas.values() for _ in range(a.shape[0])]
@@ -397,6 +442,10 @@ def search_darts(space: NB201Space | DartsSpace, data: Dataset, config: DartsCon
         a_optim = torch.optim.Adam(net.arch_parameters(), lr=config.a_lr, betas=config.a_betas,
                                    weight_decay=config.a_weight_decay)
         net.mode = "gumbel" if config.strategy == "gdas" else "softmax"
+        if not config.sample_none:
+            if not isinstance(net, NB201SearchNet) or "none" not in net.op_names:
+                raise ValueError("sample_none=False is for NB201 spaces with the 'none' op")
+            net.exclude = net.op_names.index("none")
         remedies = _Remedies(net, config)
         history: list[dict[str, Any]] = []
         start, best, reason, seconds, cpu = 0, None, "", 0.0, 0.0
@@ -446,7 +495,10 @@ def search_darts(space: NB201Space | DartsSpace, data: Dataset, config: DartsCon
                         a.grad = g
                     a_optim.step()
                 w_optim.zero_grad(set_to_none=True)
+                if config.w_sampling == "uniform":
+                    net.mode = "uniform"
                 logits = net(bt[0])
+                net.mode = "gumbel" if config.strategy == "gdas" else "softmax"
                 loss = F.cross_entropy(logits, bt[1])
                 loss.backward()
                 for a in net.arch_parameters():
@@ -468,7 +520,8 @@ def search_darts(space: NB201Space | DartsSpace, data: Dataset, config: DartsCon
                       "val_acc": None if warm else float(sums[4] / sums[5]), "lr": float(lr),
                       "tau": float(net.tau), "aux_skip": remedies.beta, "skip_dropout": remedies.p,
                       "softmax": {k: F.softmax(v, -1).tolist() for k, v in alphas.items()},
-                      "entropy": _entropy(alphas), "entropy_max": _max_entropy(alphas), "arch": str(arch),
+                      "entropy": _entropy(_sampled(alphas, net)), "entropy_max": _max_entropy(_sampled(alphas, net)),
+                      "arch": str(arch),
                       "changed": changed, "unchanged_epochs": unchanged, "param_free": share,
                       "seconds": seconds, "cpu_seconds": cpu, **({"warmup": True} if warm else {})}
             history.append(record)

@@ -14,6 +14,7 @@ straight-through estimator, and only the sampled op runs).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -45,12 +46,22 @@ class MixedOp(nn.Module):
         return out
 
 
-def edge_weights(alpha: torch.Tensor, mode: str, tau: float = 1.0) -> tuple[torch.Tensor, list[int] | None]:
-    """(edges, ops) weights from logits: the softmax, or a straight-through Gumbel hard one-hot and its indices."""
+def edge_weights(alpha: torch.Tensor, mode: str, tau: float = 1.0,
+                 exclude: int | None = None) -> tuple[torch.Tensor, list[int] | None]:
+    """(edges, ops) weights from logits: the softmax, or a straight-through Gumbel hard one-hot and its indices.
+    `exclude`: an op that a sample (gumbel, uniform) never draws."""
+    if exclude is not None and mode != "softmax":
+        mask = torch.zeros_like(alpha)
+        mask[:, exclude] = -math.inf
+        alpha = alpha + mask
     if mode == "softmax":
         return F.softmax(alpha, dim=-1), None
+    if mode == "uniform":  # one op per edge, each equally likely; no gradient to the alphas
+        allowed = [i for i in range(alpha.shape[-1]) if i != exclude]
+        index = torch.tensor(allowed)[torch.randint(len(allowed), (alpha.shape[0],))]
+        return torch.zeros_like(alpha).scatter_(-1, index[:, None], 1.0).detach(), index.tolist()
     if mode != "gumbel":
-        raise ValueError(f"mode={mode!r}: expected 'softmax' or 'gumbel'")
+        raise ValueError(f"mode={mode!r}: expected 'softmax', 'gumbel' or 'uniform'")
     while True:  # GDAS's code resamples the rare draw with a non-finite value
         gumbel = -torch.empty_like(alpha).exponential_().log()
         soft = F.softmax((alpha.log_softmax(-1) + gumbel) / tau, dim=-1)
@@ -64,6 +75,7 @@ def edge_weights(alpha: torch.Tensor, mode: str, tau: float = 1.0) -> tuple[torc
 class _SearchNet(nn.Module):
     mode = "softmax"
     tau = 1.0
+    exclude: int | None = None  # an op index the hard samples never draw (GDAS without `none`)
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if n.startswith("alpha")]
@@ -96,7 +108,7 @@ class NB201SearchNet(_SearchNet):
         self.alpha = nn.Parameter(1e-3 * torch.randn(len(EDGES), len(ops)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w, index = edge_weights(self.alpha, self.mode, self.tau)
+        w, index = edge_weights(self.alpha, self.mode, self.tau, self.exclude)
         x = self.stem(x)
         for block in self.blocks:
             if not isinstance(block, nn.ModuleList):
