@@ -90,3 +90,26 @@ def test_parameter_counts_equal_the_benchmark_file_on_a_sample():
     truth = load_ground_truth(NBM)
     assert len(truth) == 3969 and sum(len(e.keys) for e in truth.entries) == 6561
     assert max(e.accuracy for e in truth.entries) == pytest.approx(0.9313, abs=1e-4)
+
+
+def test_hostile_files_are_refused_in_one_line_or_read_as_meant(tmp_path):
+    """Repeats of one architecture count once toward the minimum of 2; JSON's repeated keys, a negative
+    accuracy and a non-numeric 'params' are refused naming the file; a spreadsheet's CSV (byte-order
+    mark) is read."""
+    space = nas_bench_macro_space()
+    a, b = str(space.decode([1] * 8)), str(space.decode([2] * 8))
+    for name, text, message in [
+        ("dup.json", json.dumps([{"arch": a, "accuracy": 0.5}, {"arch": a, "accuracy": 0.6}]), "1 distinct"),
+        ("dupkey.json", f'{{"{a}": 0.5, "{a}": 0.6, "{b}": 0.7}}', "appears twice"),
+        ("neg.json", json.dumps({a: -3, b: 0.5}), "not in \\[0, 1\\]"),
+        ("nbm_one.json", json.dumps(_nbm_like({"00000000": [90.0, 91.0, 92.0]})), "1 distinct"),
+        ("same.json", json.dumps({a: 0.5, b: 0.5}), "same accuracy"),
+        ("nbm_params.json", json.dumps({"00000000": {"test_acc": [90, 91, 92], "params": None, "flops": "x"},
+                                        "11111111": {"test_acc": [80, 81, 82]}}), "'flops'"),
+    ]:
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=message) as info:
+            load_ground_truth(tmp_path / name)
+        assert name in str(info.value)
+    (tmp_path / "bom.csv").write_text(f'\ufeffarch,accuracy\n"{a}",0.5\n"{b}",0.6\n', encoding="utf-8")
+    assert [e.accuracy for e in load_ground_truth(tmp_path / "bom.csv").entries] == pytest.approx([0.5, 0.6])

@@ -104,6 +104,35 @@ def _number(value: Any, where: str) -> float:
     return x
 
 
+def _accuracy(value: Any, where: str) -> float:
+    """An accuracy: a finite number in [0, 100] (a fraction, or a percentage)."""
+    x = _number(value, where)
+    if not 0 <= x <= 100:
+        raise ValueError(f"{where}: accuracy {value!r} is not in [0, 1] (or [0, 100] in percent)")
+    return x
+
+
+def _count(value: Any, where: str) -> int | None:
+    """NAS-Bench-Macro's 'params' / 'flops': a non-negative whole number, or absent (None)."""
+    if value is None:
+        return None
+    x = _number(value, where)
+    if x < 0 or x != int(x):
+        raise ValueError(f"{where}: expected a non-negative whole number, got {value!r}")
+    return int(x)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads keeps the last of repeated keys and drops the others silently: refuse them instead."""
+    doc: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in doc:
+            raise ValueError(f"key '{key[:60]}' appears twice (JSON keeps only the last): give each architecture once,"
+                             " or a list of {'arch', 'accuracy'} objects, whose repeats are pooled")
+        doc[key] = value
+    return doc
+
+
 def _entry(arch_text: Any, accuracy: Any, seeds: Any, where: str, space: SearchSpace | None) -> TruthEntry:
     if not isinstance(arch_text, str) or not arch_text.strip():
         raise ValueError(f"{where}: expected an architecture text")
@@ -113,7 +142,7 @@ def _entry(arch_text: Any, accuracy: Any, seeds: Any, where: str, space: SearchS
         raise ValueError(f"{where}: {exc}") from None
     if seeds is not None and not isinstance(seeds, (list, tuple)):
         raise ValueError(f"{where}: 'seeds' must be a list of numbers")
-    seed_values = tuple(_number(s, f"{where} seed {i}") for i, s in enumerate(seeds or ()))
+    seed_values = tuple(_accuracy(s, f"{where} seed {i}") for i, s in enumerate(seeds or ()))
     if accuracy is None:
         if not seed_values:
             raise ValueError(f"{where}: no accuracy and no per-seed values")
@@ -124,7 +153,7 @@ def _entry(arch_text: Any, accuracy: Any, seeds: Any, where: str, space: SearchS
             tokens = tuple(space.encode(arch))
         except ValueError as exc:
             raise ValueError(f"{where}: not in the given space ({exc})") from None
-    return TruthEntry(str(arch), _number(accuracy, where), seed_values, tokens, (str(arch_text),))
+    return TruthEntry(str(arch), _accuracy(accuracy, where), seed_values, tokens, (str(arch_text),))
 
 
 def _merge(entries: list[TruthEntry]) -> list[TruthEntry]:
@@ -163,12 +192,13 @@ def _nas_bench_macro(doc: dict[str, Any], path: str) -> GroundTruth:
         seeds = value.get("test_acc")
         if not isinstance(seeds, list) or not seeds:
             raise ValueError(f"{path}: key {key}: 'test_acc' must be a non-empty list")
-        seed_values = tuple(_number(s, f"{path}: key {key}") / 100 for s in seeds)
+        seed_values = tuple(_accuracy(s, f"{path}: key {key}") / 100 for s in seeds)
         arch = space.decode([int(c) for c in key])
         entries.append(TruthEntry(str(arch), sum(seed_values) / len(seed_values), seed_values, tuple(space.encode(arch)),
-                                  (key,), int(value["params"]) if "params" in value else None,
-                                  int(value["flops"]) if "flops" in value else None))
-    return GroundTruth(_merge(entries), "NAS-Bench-Macro (CIFAR-10, 50 epochs, 3 seeds)",
+                                  (key,), _count(value.get("params"), f"{path}: key {key} 'params'"),
+                                  _count(value.get("flops"), f"{path}: key {key} 'flops'")))
+    merged = _at_least_two(_merge(entries), path)
+    return GroundTruth(merged, "NAS-Bench-Macro (CIFAR-10, 50 epochs, 3 seeds)",
                        tuple(tuple(d.choices) for d in space.decisions),
                        {"format": "nas-bench-macro", "keys": len(doc), "space": space.settings()})
 
@@ -218,20 +248,33 @@ def load_ground_truth(path: str | Path, space: SearchSpace | None = None) -> Gro
     if p.stat().st_size > _MAX_BYTES:
         raise ValueError(f"{path}: {p.stat().st_size / 2**20:.0f} MiB is larger than a ground truth file may be (512 MiB)")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a spreadsheet's CSV often starts with a byte-order mark
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a text file: expected JSON or CSV") from None
     if p.suffix.lower() == ".csv":
         entries = _from_csv(text, str(path), space)
     else:
         try:
-            doc = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
+            doc = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        except ValueError as exc:
+            if not isinstance(exc, json.JSONDecodeError):
+                raise ValueError(f"{path}: {exc}") from None  # a repeated key
+            raise ValueError(f"{path}: not valid JSON ({exc.__class__.__name__}): expected JSON, or a .csv file") from None
+        except RecursionError as exc:
             raise ValueError(f"{path}: not valid JSON ({exc.__class__.__name__}): expected JSON, or a .csv file") from None
         if _is_nas_bench_macro(doc):
             return _nas_bench_macro(doc, str(path))
         entries = _from_json(doc, str(path), space)
-    if len(entries) < 2:
-        raise ValueError(f"{path}: {len(entries)} architecture(s): a ground truth needs at least 2")
     choices = tuple(tuple(d.choices) for d in space.decisions) if space is not None else None
-    return GroundTruth(_merge(entries), p.name, choices, {"format": p.suffix.lower().lstrip(".") or "json"})
+    return GroundTruth(_at_least_two(_merge(entries), str(path)), p.name, choices,
+                       {"format": p.suffix.lower().lstrip(".") or "json"})
+
+
+def _at_least_two(entries: list[TruthEntry], path: str) -> list[TruthEntry]:
+    """The merged entries, counted after merging (repeats of one architecture are one network), which must
+    differ in accuracy somewhere (Kendall tau is undefined otherwise)."""
+    if len(entries) < 2:
+        raise ValueError(f"{path}: {len(entries)} distinct architecture(s): a ground truth needs at least 2")
+    if len({e.accuracy for e in entries}) == 1:
+        raise ValueError(f"{path}: all {len(entries)} architectures have the same accuracy: nothing to rank them by")
+    return entries
