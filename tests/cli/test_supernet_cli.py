@@ -151,3 +151,18 @@ def test_skeleton_builds_the_layerwise_space_on_a_zoo_networks_stages(tmp_path, 
 def test_bad_skeleton_exits_2_with_one_line(tmp_path, tiny_npz, capsys, argv, needle):
     code, _, err = _run(capsys, "supernet", "train", "--data", tiny_npz, *argv, "--out", str(tmp_path / "x.pt"))
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_ground_truth_of_fewer_than_4_networks_is_refused_before_the_checkpoint_is_read(tmp_path, tiny_npz, capsys):
+    """Three networks (or six rows of two) gave a table of NaN taus and exit 0."""
+    from _cli_helpers import one_line
+
+    from mnas.space.presets import nas_bench_macro_space
+
+    space = nas_bench_macro_space()
+    truth = tmp_path / "truth.json"
+    truth.write_text(json.dumps({str(space.decode([i] * 8)): 0.5 + i / 10 for i in range(3)}))
+    checkpoint = tmp_path / "sn.pt"
+    checkpoint.write_bytes(b"not read")
+    code, _, err = _run(capsys, "supernet", "rank-check", str(checkpoint), "--data", tiny_npz, "--ground-truth", str(truth))
+    one_line(code, err, "3 distinct architectures")

@@ -301,9 +301,12 @@ def _ground_truth(path: str):
     from mnas.space.ground_truth import load_ground_truth
 
     try:
-        return load_ground_truth(path)
+        truth = load_ground_truth(path)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if len(truth) < 4:  # Kendall tau, its interval and the bands are all NaN below that: said before any work
+        raise UsageError(f"--ground-truth {path}: {len(truth)} distinct architectures: a rank check needs at least 4")
+    return truth
 
 
 def _rank_check_truth(args: argparse.Namespace, net: Any, data: Any, truth: Any, latency: Any) -> int:
