@@ -20,6 +20,7 @@ from mnas.cli._common import (
     UsageError,
     add_choice_options,
     add_family_space_options,
+    check_output_file,
     nonneg_int,
     positive_float,
     positive_int,
@@ -321,6 +322,23 @@ def _backend_text(latency: Any) -> str:
     return f"{name} {runtime} {precision}" if name in ("LookupTable", "Remote") else f"{name} {precision}"
 
 
+def _check_storage(storage: str) -> None:
+    """A --storage that cannot hold a study (a folder, a device, a folder that cannot be written): one line
+    now, before the data is loaded and the target measured."""
+    path = Path(storage.removeprefix("sqlite:///"))
+    if path.is_dir():
+        raise UsageError(f"--storage {storage} is a folder: give a study file, e.g. {path / 'search.db'}")
+    check_output_file(str(path), "--storage")  # a device or FIFO
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb") as f:
+            if f.read(16) != b"SQLite format 3\x00":
+                raise UsageError(f"--storage {storage} is not a study (not an SQLite file): give a new file name, or"
+                                 " the study file to continue")
+    folder = next((p for p in path.absolute().parents if p.exists()), None)
+    if folder is not None and not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
+        raise UsageError(f"--storage {storage}: cannot write in {folder}: give a study file in a writable folder")
+
+
 def _holds_study(storage: str) -> bool:
     """Whether `storage` is a file holding a study's config (an empty file is a new study)."""
     from mnas.study import SQLiteStorage
@@ -438,6 +456,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from mnas.train import load
 
     storage = _storage_path(args)
+    _check_storage(storage)
     resuming = _holds_study(storage)
     if args.resume and not resuming:
         raise UsageError(f"--resume: {storage} holds no study to resume")
@@ -447,6 +466,16 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError("--alpha and --beta go together (a custom reward needs both)")
     if args.alpha is not None and args.reward in ("absolute", "accuracy"):
         raise UsageError(f"--alpha/--beta are MnasNet's exponents: they do not go with --reward {args.reward}")
+    if args.url is not None and not args.url.strip():
+        raise UsageError("--url is empty: give the device server's http://HOST:PORT, or leave --url out to measure on"
+                         " this machine")
+    if args.alpha is not None:  # checked now, not after the data is loaded and the target measured
+        from mnas.objectives import Reward
+
+        try:
+            Reward(1.0, args.alpha, args.beta, constrained=args.reward == "hard")
+        except ValueError as exc:
+            raise UsageError(f"--alpha {args.alpha:g} --beta {args.beta:g}: {str(exc).splitlines()[0]}") from None
     if args.reward == "accuracy" and args.target:
         raise UsageError("--reward accuracy has no latency target: drop --target (or use --reward soft/hard)")
     _check_extras(args.strategy)

@@ -1,0 +1,67 @@
+"""`mnas search` refuses options that cannot work in one line (exit 2) before it loads the data and
+measures the target: a study path that is a folder or cannot be written, a non-finite --alpha/--beta.
+Before these checks each was refused only after the data and the target's reference had been measured
+(minutes on a busy machine), with 'unable to open database file' for a folder."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from _cli_helpers import one_line, run_cli
+
+import mnas.train
+
+
+@pytest.fixture
+def no_data(monkeypatch):
+    def load(*args, **kwargs):
+        raise AssertionError("the data was loaded before the bad option was refused")
+
+    monkeypatch.setattr(mnas.train, "load", load)
+
+
+@pytest.mark.usefixtures("no_data")
+def test_a_storage_folder_is_refused_before_the_data_is_loaded(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "search", "--trials", "1", "--storage", str(tmp_path))
+    one_line(code, err, "is a folder")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in a read-only folder")
+@pytest.mark.usefixtures("no_data")
+def test_a_storage_in_a_read_only_folder_is_refused_before_the_data_is_loaded(tmp_path, capsys):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        code, _, err = run_cli(capsys, "search", "--trials", "1", "--storage", str(folder / "s.db"))
+    finally:
+        folder.chmod(0o700)
+    one_line(code, err, "cannot write in")
+
+
+@pytest.mark.usefixtures("no_data")
+@pytest.mark.parametrize("alpha, beta", [("nan", "nan"), ("-0.07", "inf")])
+def test_a_non_finite_alpha_or_beta_is_refused_before_the_data_is_loaded(tmp_path, capsys, alpha, beta):
+    code, _, err = run_cli(capsys, "search", "--trials", "1", "--storage", str(tmp_path / "s.db"),
+                           f"--alpha={alpha}", f"--beta={beta}")
+    one_line(code, err, "--alpha")
+    assert not (tmp_path / "s.db").exists()
+
+
+@pytest.mark.usefixtures("no_data")
+def test_a_storage_that_is_not_a_study_is_refused_and_kept(tmp_path, capsys):
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": 1}')
+    code, _, err = run_cli(capsys, "search", "--trials", "1", "--storage", str(notes))
+    one_line(code, err, "is not a study")
+    assert notes.read_text() == '{"mine": 1}'
+
+
+@pytest.mark.usefixtures("no_data")
+@pytest.mark.parametrize("url", ["", "  "])
+def test_an_empty_url_is_refused_not_taken_for_this_machine(tmp_path, capsys, url):
+    """`--url "$DEVICE_URL"` with the variable unset searched with this CPU's latency, silently."""
+    code, _, err = run_cli(capsys, "search", "--trials", "1", "--storage", str(tmp_path / "s.db"), "--url", url,
+                           "--token", "t")
+    one_line(code, err, "--url is empty")
