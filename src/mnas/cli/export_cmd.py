@@ -139,11 +139,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.precision != "int8" and (args.calibration or args.data):
         raise UsageError("--calibration and --data calibrate an int8 export: add --precision int8")
 
-    trial, arch, defaults, source = None, None, {}, None
+    trial, arch, defaults, source, searched = None, None, {}, None, {}
     if args.study:
         with read_study(args.study) as study:
             trial = _pick_trial(study, args, args.study)
             defaults = _config_defaults(study.meta)
+            searched = _searched_data(study.meta)
         arch, source = trial.arch, f"trial {_trial_line(trial)} of {args.study}"
     elif args.arch:
         arch, source = resolve_arch(args.arch), f"--arch {args.arch}"
@@ -165,7 +166,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings():  # the CLI says it below, on stdout, after --untrained was asked for
             warnings.simplefilter("ignore", UserWarning)
-            calibration = _calibration(args, sizes) if args.precision == "int8" else None
+            calibration = _calibration(args, sizes, searched) if args.precision == "int8" else None
             result = export(arch, args.out, fmt, weights=args.weights, trial=trial, check=args.check,
                             precision=args.precision, calibration=calibration, **sizes)
     except ValueError as exc:
@@ -191,32 +192,67 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _calibration(args: argparse.Namespace, sizes: dict[str, Any]) -> Any:
-    """Calibration inputs for an int8 export: N training images normalised as in training, or a
-    number of random inputs when no data is given or recorded."""
-    from mnas.latency.quantize import DEFAULT_CALIBRATION, calibration_from_data
+def _searched_data(meta: dict[str, Any]) -> dict[str, Any]:
+    """The data, validation fraction and split seed the study's search loaded (its recorded command line), where
+    recorded: an int8 export of one of its trials calibrates on the training images the search's int8 score did."""
+    record = meta.get("cli") if isinstance(meta.get("cli"), dict) else {}
+    given = record.get("args") if isinstance(record.get("args"), dict) else {}
+    return {k: given[k] for k in ("data", "val_fraction", "seed") if given.get(k) is not None}
 
-    source, norm = args.data, None
+
+def _calibration(args: argparse.Namespace, sizes: dict[str, Any], searched: dict[str, Any] | None = None) -> Any:
+    """Calibration inputs for an int8 export: N training images normalised as in training, or a
+    number of random inputs when no data is given or recorded.
+
+    The images are the ones a search's int8 score calibrated on (`mnas.evaluate.quantized.calibration_inputs`:
+    the same draw from the same training split), so the file is the one the search scored: the split is the
+    one the --weights file was trained on (its recorded validation fraction and seed), else the one the
+    study's search loaded, when it is the same data; else the data's default split."""
+    import dataclasses
+
+    from mnas.evaluate.quantized import calibration_inputs
+    from mnas.latency.quantize import DEFAULT_CALIBRATION
+
+    source, norm, split = args.data, None, {}
+    searched = searched or {}
     if args.weights:
         from mnas.train.checkpoint import load_file
 
         info = load_file(args.weights)
         norm = info.get("normalization")
-        recorded = ((info.get("data") or {}).get("source") or {}).get("data")
+        trained = (info.get("data") or {}).get("source") or {}
+        recorded = trained.get("data")
         if source is None and isinstance(recorded, str) and (recorded == "digits" or Path(recorded).exists()):
             source = recorded
+        if isinstance(recorded, str) and source == recorded:
+            split = _split(trained)
     if source is None:
         return args.calibration or DEFAULT_CALIBRATION
+    if not split and searched.get("data") == source:
+        split = _split(searched)
     from mnas.cli._common import check_data_args
     from mnas.train import load
 
     check_data_args(source, args.data_root)
-    data = load(source, root=args.data_root, image_size=sizes.get("input_size") or 32)
-    mean, std = (norm["mean"], norm["std"]) if isinstance(norm, dict) else (data.mean, data.std)
+    data = load(source, root=args.data_root, image_size=sizes.get("input_size") or 32, **split)
+    if isinstance(norm, dict):
+        data = dataclasses.replace(data, mean=tuple(float(m) for m in norm["mean"]),
+                                   std=tuple(float(s) for s in norm["std"]))
     if data.x_train.shape[1] != (sizes.get("input_size") or data.x_train.shape[1]):
         raise UsageError(f"--data {source} has {data.x_train.shape[1]}x{data.x_train.shape[2]} images, the export is"
                          f" for {sizes.get('input_size')}: calibrate on data of the model's input size")
-    return calibration_from_data(data.x_train, args.calibration or 100, mean, std)
+    return calibration_inputs(data, args.calibration or 100)
+
+
+def _split(source: dict[str, Any]) -> dict[str, Any]:
+    """`val_fraction` and `seed` of a recorded data source, those that are valid."""
+    split = {}
+    fraction, seed = source.get("val_fraction"), source.get("seed")
+    if isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and 0 <= fraction < 1:
+        split["val_fraction"] = float(fraction)
+    if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0:
+        split["seed"] = seed
+    return split
 
 
 def _saved_input_size(weights: str) -> int:

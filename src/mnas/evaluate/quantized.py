@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["QUANTIZED_RUNTIMES", "SCORES", "int8_scores", "quant_settings", "quantized_accuracy", "quantized_runtime"]
+__all__ = ["QUANTIZED_RUNTIMES", "SCORES", "calibration_inputs", "int8_scores", "quant_settings", "quantized_accuracy",
+           "quantized_runtime"]
 
 QUANTIZED_RUNTIMES = ("onnxruntime", "litert", "executorch")
 SCORES = ("fp32", "int8")
@@ -40,20 +41,31 @@ def _preprocess(data: Any, images: np.ndarray, input_size: int) -> np.ndarray:
         return transform(torch.from_numpy(np.ascontiguousarray(images)), train=False).numpy().astype(np.float32)
 
 
+def calibration_inputs(data: Any, calibration: int = 100, input_size: int | None = None,
+                       seed: int = 0) -> list[np.ndarray]:
+    """The `calibration` training images of `data` (drawn without replacement with `seed`) that an int8
+    score calibrates on, as float32 (1, C, S, S) inputs preprocessed as the trainer evaluates (normalised
+    with `data.mean`/`data.std`, resized to `input_size`). `mnas export --precision int8` calibrates on
+    the same ones, so the file it writes is the one the search scored."""
+    from mnas.latency.quantize import check_calibration
+
+    n = min(check_calibration(calibration), len(data.y_train))
+    size = int(input_size or data.input_size)
+    pick = np.sort(np.random.default_rng([seed, 9]).choice(len(data.y_train), size=n, replace=False))
+    return [x[None] for x in _preprocess(data, data.x_train[pick], size)]
+
+
 def quantized_accuracy(model: Any, data: Any, runtime: str = "onnxruntime", calibration: int = 100,
                        split: str = "val", input_size: int | None = None, seed: int = 0) -> float:
     """Top-1 accuracy in [0, 1] of `model` quantized to int8 for `runtime` and run there on `data`'s
     `split`; calibrated on `calibration` training images drawn with `seed`."""
 
     from mnas.latency.export import torch_threads
-    from mnas.latency.quantize import check_calibration
 
     if runtime not in QUANTIZED_RUNTIMES:
         raise ValueError(f"runtime {runtime!r}: int8 accuracy is measured in {', '.join(QUANTIZED_RUNTIMES)}")
-    n = min(check_calibration(calibration), len(data.y_train))
     size = int(input_size or data.input_size)
-    pick = np.sort(np.random.default_rng([seed, 9]).choice(len(data.y_train), size=n, replace=False))
-    calib = [x[None] for x in _preprocess(data, data.x_train[pick], size)]
+    calib = calibration_inputs(data, calibration, size, seed)
     x_all, y_all = data.split(split)
     if not len(y_all):
         raise ValueError(f"{getattr(data, 'name', 'the data')}: the {split} split is empty")

@@ -1,0 +1,81 @@
+"""`mnas export --precision int8` calibrates on the training images the search's int8 score calibrated on
+(issue 20 item 4: export what was measured).
+
+Regression: the export drew its own calibration images (`calibration_from_data`, seed key 8) from the data
+loaded with its default split (10% held out), while `quantized_accuracy` draws with seed key 9 from the
+split the search loaded (20% held out for a search, or what a `mnas train --recipe proxy` file records):
+the exported int8 file was not the one the search scored (its calibration could even hold the search's
+validation images), so its accuracy could differ by the evaluation's noise. Now both go through
+`mnas.evaluate.quantized.calibration_inputs` on the same split: the weights file's recorded split, else
+the study's search's."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+import torch
+from test_export_formats import trained_file
+
+from mnas.cli import main
+
+pytest.importorskip("sklearn")
+
+ARCH = "r1_k3_s11_e1_i8_o8, r1_k3_s22_e3_i8_o16 | s2_h32_d0.0_relu"
+
+
+def _searched(val_fraction, seed):
+    """The digits as a search with --val-fraction/--seed loaded them."""
+    from mnas.train import load
+
+    return load("digits", val_fraction=val_fraction, seed=seed)
+
+
+def _weights(path, data, record_data):
+    trained_file(path, ARCH, num_classes=10, in_chans=1, input_size=8)
+    saved = torch.load(path, weights_only=False)
+    saved["normalization"] = {"mean": list(data.mean), "std": list(data.std)}
+    if record_data:
+        from mnas.train.full import data_identity
+
+        saved["data"] = data_identity(data)
+    torch.save(saved, path)
+
+
+def _same(got, want):
+    assert len(got) == len(want)
+    assert all(g.shape == w.shape and np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+
+
+def test_the_export_calibrates_on_the_images_the_search_scored_with(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import mnas.latency.quantize as quantize
+    from mnas.evaluate.quantized import quantized_accuracy
+    from mnas.train.full import load_model
+
+    data = _searched(0.2, 3)
+    weights = tmp_path / "model.pt"
+    _weights(weights, data, record_data=True)  # as `mnas train --recipe proxy --seed 3 --out DIR` records it
+    seen, real = [], quantize.ort_quantize
+    monkeypatch.setattr(quantize, "ort_quantize", lambda raw, calib, *a: seen.append(list(calib)) or real(raw, calib, *a))
+    quantized_accuracy(load_model(weights)[0], data, "onnxruntime", calibration=20)  # what the search's score does
+    code = main(["export", "--weights", str(weights), "--out", str(tmp_path / "m8.onnx"), "--precision", "int8",
+                 "--calibration", "20"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "int8 calibrated on 20 training images" in out
+    scored, exported = seen
+    _same(exported, scored)
+
+
+def test_without_a_recorded_split_the_studys_search_gives_it():
+    from mnas.cli.export_cmd import _calibration, _searched_data
+    from mnas.evaluate.quantized import calibration_inputs
+
+    meta = {"cli": {"command": "search", "args": {"data": "digits", "val_fraction": 0.2, "seed": 0, "epochs": 2.0}}}
+    searched = _searched_data(meta)
+    assert searched == {"data": "digits", "val_fraction": 0.2, "seed": 0}
+    args = argparse.Namespace(data="digits", data_root=None, weights=None, calibration=20)
+    _same(_calibration(args, {"input_size": None}, searched), calibration_inputs(_searched(0.2, 0), 20))
