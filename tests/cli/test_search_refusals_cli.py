@@ -65,3 +65,11 @@ def test_an_empty_url_is_refused_not_taken_for_this_machine(tmp_path, capsys, ur
     code, _, err = run_cli(capsys, "search", "--trials", "1", "--storage", str(tmp_path / "s.db"), "--url", url,
                            "--token", "t")
     one_line(code, err, "--url is empty")
+
+
+@pytest.mark.usefixtures("no_data")
+@pytest.mark.parametrize("command", [("search",), ("latency", "build-lut", "--out", "t.json")])
+def test_an_empty_skeleton_is_refused_not_taken_for_mobilenetv2(tmp_path, capsys, command):
+    """`--space layerwise --skeleton ''` searched MobileNetV2's stages, silently."""
+    code, _, err = run_cli(capsys, *command, "--space", "layerwise", "--skeleton", " ")
+    one_line(code, err, "empty skeleton")

@@ -176,9 +176,17 @@ SPACES = ("mnasnet", "layerwise", "nbmacro", "nb201", "darts")
 CHOICE_NAMES = tuple(c[0] for c in CHOICE_OPTIONS)
 
 
+def _skeleton_text(text: str) -> str:
+    """--skeleton: a blank one is refused (it was taken for 'not given', and MobileNetV2's stages searched)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"empty skeleton: give a zoo network, one of {', '.join(ZOO)}, or leave"
+                                         " --skeleton out for MobileNetV2's stages")
+    return text.strip()
+
+
 def add_skeleton_option(group: Any) -> None:
     """--skeleton: the layer-wise space on a zoo network's stages (`mnas.space.presets.skeleton_space`)."""
-    group.add_argument("--skeleton", metavar="ZOO",
+    group.add_argument("--skeleton", metavar="ZOO", type=_skeleton_text,
                        help="layerwise: the stages (filters, depth, stride), stem, head and activation of this zoo"
                             " network, e.g. mnasnet_b1 (scaled by --width-mult), instead of MobileNetV2's")
 
