@@ -22,6 +22,9 @@ def _atomic(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file 0600: give it the mode open() would (the umask's, or the replaced file's), so a
+        # model.pt can be read by whoever may read its folder (a device, a teammate, a web server)
+        os.fchmod(fd, path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -30,6 +33,13 @@ def _atomic(path: Path, write: Any) -> None:
     except BaseException:
         with_suppressed(os.unlink, tmp)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and setting it back: there is no other way to read it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def file_digest(path: str | Path) -> str:

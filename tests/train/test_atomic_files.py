@@ -1,0 +1,31 @@
+"""Atomic files (model.pt, checkpoint.pt, metrics.json) get the mode a plain open() would give them:
+mkstemp made every one 0600, so a trained model could not be read by anyone else who may read its folder."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from mnas.train.checkpoint import atomic_save, atomic_write_json, atomic_write_text
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_new_files_follow_the_umask_and_a_replaced_file_keeps_its_mode(tmp_path):
+    atomic_save({"x": 1}, tmp_path / "model.pt")
+    atomic_write_json({"a": 1}, tmp_path / "metrics.json")
+    atomic_write_text("hi", tmp_path / "note.txt")
+    for name in ("model.pt", "metrics.json", "note.txt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+    (tmp_path / "note.txt").chmod(0o640)
+    atomic_write_text("again", tmp_path / "note.txt")
+    assert stat.S_IMODE((tmp_path / "note.txt").stat().st_mode) == 0o640
+    assert os.umask(0o022) == 0o022  # the umask read is put back
