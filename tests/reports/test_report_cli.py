@@ -153,3 +153,9 @@ def test_inline_js_sorts_the_table(tmp_path):
     assert by_acc_desc == [2, 0, 3, 1]  # numbers descending, the empty cell last
     assert by_acc_asc == [3, 0, 2, 1]  # then ascending, the empty cell still last
     assert by_arch == [1, 0, 2, 3]  # text: first click sorts A-Z, case-insensitive (a, b, c, D)
+
+
+def test_an_out_that_cannot_be_a_folder_exits_2_with_one_line(study_path, tmp_path, capsys):
+    """--out under a file was 'mnas: internal error: NotADirectoryError' and exit 1."""
+    rc, _, err = run(["report", str(study_path), "--out", str(study_path / "report")], capsys)
+    assert rc == 2 and "cannot make the directory" in err and len(err.strip().splitlines()) == 1, (rc, err)

@@ -99,6 +99,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {args.out}: exists and is not a directory")
     ranking = _ranking(args)  # a bad file: one line, before anything is written
     with read_study(args.study) as study:
+        try:  # a place that cannot hold a folder: one line (exit 2), not an internal error
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--out {args.out}: cannot make the directory ({exc.strerror or exc}): give a writable"
+                             " one") from None
         info = write_report(study, out, top=args.top, target_ms=args.target_ms, title=args.title, ranking=ranking)
     if args.json:
         emit_json(info)
