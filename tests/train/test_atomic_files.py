@@ -29,3 +29,12 @@ def test_new_files_follow_the_umask_and_a_replaced_file_keeps_its_mode(tmp_path)
     atomic_write_text("again", tmp_path / "note.txt")
     assert stat.S_IMODE((tmp_path / "note.txt").stat().st_mode) == 0o640
     assert os.umask(0o022) == 0o022  # the umask read is put back
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_an_exported_file_follows_the_umask_too(tmp_path):
+    """`mnas export` wrote best.json / best.onnx through its own mkstemp copy: 0600 whatever the umask."""
+    from mnas.deploy import export
+
+    export("mobilenetv2_x0.25", tmp_path / "arch.json")
+    assert stat.S_IMODE((tmp_path / "arch.json").stat().st_mode) == 0o644

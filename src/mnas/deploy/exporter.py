@@ -17,7 +17,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
@@ -30,6 +29,7 @@ from torch import nn
 from mnas.models import build_model, profile
 from mnas.space import Arch, as_arch, get_arch, is_zoo_name
 from mnas.study import Trial
+from mnas.train.checkpoint import atomic_write_bytes
 
 __all__ = ["FORMATS", "ExportResult", "export", "format_from_path"]
 
@@ -215,7 +215,7 @@ def _write(model: nn.Module, arch: Arch | None, path: Path, fmt: str, input_size
         payload = pte_bytes(model, shape, precision, calibration)
     else:
         payload = _torchscript(model, shape, meta)
-    _atomic_write(path, payload)
+    atomic_write_bytes(payload, path)  # never a half-written export; the umask's mode, as open() gives
     diff = _check(model, path, fmt, shape, enforce=precision == "fp32") if check and fmt != "json" else None
     return ExportResult(str(path), fmt, meta["arch"] or "", input_size, num_classes, in_chans, len(payload),
                         trial.number if trial is not None else None, str(weights) if weights else None, diff)
@@ -290,19 +290,6 @@ def _torchscript(model: nn.Module, shape: tuple[int, ...], meta: Mapping[str, An
         traced = torch.jit.trace(model, torch.zeros(shape))
         torch.jit.save(traced, buffer, _extra_files={"mnas.json": json.dumps(meta)})
     return buffer.getvalue()
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: never a half-written export."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _check(model: nn.Module, path: Path, fmt: str, shape: tuple[int, ...], enforce: bool = True) -> float:

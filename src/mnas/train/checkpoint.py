@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["atomic_save", "atomic_write_text", "file_digest", "get_rng_state", "load_file", "set_rng_state"]
+__all__ = ["atomic_save", "atomic_write_bytes", "atomic_write_text", "file_digest", "get_rng_state", "load_file", "set_rng_state"]
 
 
 def _atomic(path: Path, write: Any) -> None:
@@ -62,6 +62,10 @@ def with_suppressed(fn: Any, *args: Any) -> None:
 def atomic_save(obj: Any, path: str | Path) -> None:
     """`torch.save(obj, path)`, atomically."""
     _atomic(Path(path), lambda f: torch.save(obj, f))
+
+
+def atomic_write_bytes(payload: bytes, path: str | Path) -> None:
+    _atomic(Path(path), lambda f: f.write(payload))
 
 
 def atomic_write_text(text: str, path: str | Path) -> None:
