@@ -73,3 +73,11 @@ def test_an_empty_skeleton_is_refused_not_taken_for_mobilenetv2(tmp_path, capsys
     """`--space layerwise --skeleton ''` searched MobileNetV2's stages, silently."""
     code, _, err = run_cli(capsys, *command, "--space", "layerwise", "--skeleton", " ")
     one_line(code, err, "empty skeleton")
+
+
+def test_a_lut_that_is_a_folder_is_named_a_folder_not_missing(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "search", "--data", "digits", "--lut", str(tmp_path), "--trials", "1",
+                           "--storage", str(tmp_path / "s.db"))
+    one_line(code, err, "is a folder, not a lookup table")
+    code, _, err = run_cli(capsys, "latency", "validate", "--lut", str(tmp_path))
+    assert code == 2 and "not found" not in err

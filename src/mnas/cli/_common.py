@@ -85,6 +85,16 @@ def check_output_file(path: str, flag: str) -> None:
         raise UsageError(f"{flag} {path} is {kind}, not a regular file: give a file name")
 
 
+def check_lut_file(path: str, flag: str = "--lut") -> None:
+    """UsageError (exit 2) unless `path` is a file: a lookup table (.json from `mnas latency build-lut`)."""
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{flag} {path}: is a folder, not a lookup table; give the .json file 'mnas latency build-lut'"
+                         " wrote")
+    if not p.is_file():
+        raise UsageError(f"lookup table not found: {path}")
+
+
 def nonneg_int(text: str) -> int:
     try:
         value = int(text)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mnas.cli._common import CHOICE_NAMES, UsageError
+from mnas.cli._common import CHOICE_NAMES, UsageError, check_lut_file
 from mnas.cli._report import device_error, report_study
 from mnas.cli._resume import resume_command
 
@@ -41,8 +41,8 @@ def check_gradient_args(args: argparse.Namespace, resuming: bool) -> None:
     elif not args.lut:
         raise UsageError("--strategy fbnet needs --lut, the target device's lookup table for this space (mnas latency"
                          " build-lut); the derived architecture is measured on --url or --backend")
-    elif not Path(args.lut).is_file():
-        raise UsageError(f"lookup table not found: {args.lut}")
+    else:
+        check_lut_file(args.lut)
     given = [flag for flag, on in (("--trials", args.trials), ("--hours", args.hours),
                                    ("--executor", args.executor != "local")) if on]
     if given:

@@ -14,6 +14,7 @@ from mnas.cli._common import (
     UsageError,
     add_space_options,
     check_data_args,
+    check_lut_file,
     check_output_file,
     emit_json,
     nonneg_int,
@@ -333,6 +334,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from mnas.latency import LookupTable
     from mnas.latency.lut_build import validate_lut
 
+    check_lut_file(args.lut)
     table = LookupTable.load(args.lut)
     with _device_errors():
         if args.backend is None and not args.url:  # measure as the table was built

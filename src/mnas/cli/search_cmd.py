@@ -20,6 +20,7 @@ from mnas.cli._common import (
     UsageError,
     add_choice_options,
     add_family_space_options,
+    check_lut_file,
     check_output_file,
     nonneg_int,
     positive_float,
@@ -218,8 +219,7 @@ def _check_deployment(args: argparse.Namespace) -> Any:
                                  f" {args.backend} on this machine")
             args.backend = "onnxruntime"  # an older study recorded --backend torch beside --url: it measured ONNX
     if args.lut:
-        if not Path(args.lut).is_file():
-            raise UsageError(f"lookup table not found: {args.lut}")
+        check_lut_file(args.lut)
         from mnas.latency import LookupTable
 
         # fbnet: the table is its loss's latency model, --backend (or --url) measures the derived network
@@ -294,8 +294,7 @@ def _latency_backend(args: argparse.Namespace, resume: SearchResume | None = Non
         return device if device is not None else _device_backend(args)
     if args.lut:
         if table is None:
-            if not Path(args.lut).is_file():
-                raise UsageError(f"lookup table not found: {args.lut}")
+            check_lut_file(args.lut)
             table = LookupTable.load(args.lut)
         stored = resume.settings.get("lut") if resume is not None else None
         if isinstance(stored, str) and stored != args.lut:

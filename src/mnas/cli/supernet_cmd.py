@@ -23,6 +23,7 @@ from mnas.cli._common import (
     UsageError,
     add_choice_options,
     add_skeleton_option,
+    check_lut_file,
     emit_json,
     nonneg_int,
     positive_float,
@@ -148,8 +149,7 @@ def _lut(path: str | None):
         return None
     from mnas.latency import LookupTable
 
-    if not Path(path).is_file():
-        raise UsageError(f"lookup table not found: {path}")
+    check_lut_file(path)
     return LookupTable.load(path)
 
 
