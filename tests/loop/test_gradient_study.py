@@ -175,6 +175,11 @@ def test_progress_line_shows_entropy_against_uniform_and_the_derived_arch():
     line = out.getvalue()
     assert line.startswith("[epoch  2/5] darts") and "val 25.0%" in line and "param-free 50%" in line
     assert f"entropy 1.2000 of {math.log(5):.4f}" in line and line.rstrip().endswith("|none~0|+...")
+    # review: GDAS that never samples `none` measures its entropy over 4 ops; the line showed ln 5 beside it
+    out = io.StringIO()
+    GradientProgress("gdas", file=out)({"epoch": 1, "entropy": 1.3862, "entropy_max": math.log(4),
+                                        "softmax": {"alpha": [[0.2] * 5] * 6}, "arch": "x"})
+    assert f"entropy 1.3862 of {math.log(4):.4f}" in out.getvalue()
 
 
 def _lut(space):

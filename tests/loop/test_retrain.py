@@ -404,3 +404,48 @@ def test_retrain_seeds_on_the_command_line_compares_with_the_reference_in_standa
     diff = 100 * (pick.accuracy - ref["accuracy"])
     assert f"the pick is {diff:+.1f} +- {se:.1f} validation points" in out and "2 seeds each" in out
     assert "weights (its best seed's of 2)" in out
+
+
+def test_a_mean_over_seeds_supersedes_a_single_training_of_the_same_trial_in_best_and_the_front(searched, tmp_path):
+    """Review: a 1-seed retraining (0.70, a lucky seed) left in the study beat the 3-seed mean (0.633) of
+    the same network in `Study.best()`, so export --best and the report named another trial than the pick."""
+    study = load_study(_copy(searched, tmp_path))
+    src = study.complete_trials[0]
+    reward = study.stored_reward()
+
+    def add(acc, seeds, source=src):
+        extra = {"accuracy_source": STANDALONE, "retrained_from": source.number}
+        if seeds > 1:
+            extra["seeds"] = list(range(seeds))
+        n = study.storage.create_trial(source.tokens, source.arch, extra=extra, latency_ms=source.latency_ms)
+        study.storage.complete_trial(n, acc, source.latency_ms, float(reward(acc, source.latency_ms)))
+        return n
+
+    one = add(0.70, 1)
+    three = add(0.6333, 3)
+    assert study.best().number == three and study.best(1e9).number == three
+    assert [t.number for t in study.pareto_front()] == [three]
+    other = add(0.65, 1, source=study.complete_trials[1])  # another network's retraining still competes
+    assert study.best().number == other and one not in [t.number for t in study.pareto_front()]
+
+
+@pytest.mark.parametrize(("ref_acc", "ref_se", "verdict"), [
+    (0.70, 0.01, "ship it (mnas train mnasnet_small --out DIR) (3 seeds: a Welch gap of 2 s.e. is weak evidence"),
+    (0.61, 0.01, "level here"),
+    (0.50, 0.01, "the pick scored higher by at least two standard errors (3 seeds"),
+    (0.60, 0.0, "every seed scored the same"),
+])
+def test_the_seed_comparison_with_the_reference_reads_the_gap_it_prints(monkeypatch, ref_acc, ref_se, verdict):
+    """Review: the verdict's branches, a gap printed as 2.0 s.e. (rounded) read as such, and no 'inf s.e.'."""
+    import io
+
+    from mnas.cli import retrain_opts
+
+    ref = {"accuracy": ref_acc, "accuracy_se": ref_se, "test_accuracy": None, "epochs": 1, "seed": 5, "seeds": [5, 6, 7]}
+    monkeypatch.setattr("mnas.loop.retrain.retrain_reference", lambda *a, **k: ref)
+    pick = {"accuracy": 0.60, "accuracy_se": 0.0 if ref_se == 0 else 0.01, "test_accuracy": None}
+    args = _parse(["--retrain-top", "1", "--retrain-seeds", "3", "--retrain-reference"], target="mnasnet_small")
+    out = io.StringIO()
+    assert retrain_opts._against_reference(args, None, None, Path("."), pick, lambda _: None, out, None) == 0
+    text = out.getvalue()
+    assert verdict in text and "inf" not in text and "3 seeds each" in text

@@ -157,7 +157,8 @@ def test_resume_of_a_checkpoint_saved_before_the_remedy_fields(tmp_path, space):
         state["config"].pop(key, None)
     torch.save(state, ckpt)
     # today's defaults (the remedies on) are not what it ran with: refused, not silently mixed
-    with pytest.raises(ValueError, match="another config"):
+    # (review) the refusal names the values it was saved with, so the user can resume with them
+    with pytest.raises(ValueError, match="saved by a search with aux_skip=0.0, derive_none=True; resume with those"):
         search_darts(space, data, DartsConfig(**{**TINY, "epochs": 2, "train_images": 16}), out=tmp_path, resume=True)
     assert search_darts(space, data, cfg, out=tmp_path, resume=True).history[-1]["epoch"] == 2
 

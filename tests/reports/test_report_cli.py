@@ -159,3 +159,17 @@ def test_an_out_that_cannot_be_a_folder_exits_2_with_one_line(study_path, tmp_pa
     """--out under a file was 'mnas: internal error: NotADirectoryError' and exit 1."""
     rc, _, err = run(["report", str(study_path), "--out", str(study_path / "report")], capsys)
     assert rc == 2 and "cannot make the directory" in err and len(err.strip().splitlines()) == 1, (rc, err)
+
+
+def test_an_existing_folder_that_cannot_be_written_exits_2_with_one_line(study_path, tmp_path, capsys, monkeypatch):
+    """Review: mkdir(exist_ok=True) passes on an existing read-only folder, then writing the report was an internal
+    error (PermissionError, exit 1). Root may write anywhere, so the permission is what os.access says."""
+    import mnas.cli.report_cmd as report_cmd
+
+    out = tmp_path / "ro"
+    out.mkdir()
+    real = report_cmd.os.access
+    monkeypatch.setattr(report_cmd.os, "access", lambda p, mode: False if str(p) == str(out) else real(p, mode))
+    rc, _, err = run(["report", str(study_path), "--out", str(out)], capsys)
+    assert rc == 2 and "not writable" in err and len(err.strip().splitlines()) == 1, (rc, err)
+    assert not any(out.iterdir())

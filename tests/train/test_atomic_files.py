@@ -38,3 +38,18 @@ def test_an_exported_file_follows_the_umask_too(tmp_path):
 
     export("mobilenetv2_x0.25", tmp_path / "arch.json")
     assert stat.S_IMODE((tmp_path / "arch.json").stat().st_mode) == 0o644
+
+
+def test_the_umask_is_read_without_being_changed(monkeypatch):
+    """Review: reading the umask by setting it to 022 and back let another thread's file get 022 meanwhile."""
+    from mnas.train import checkpoint
+
+    old = os.umask(0o077)
+    try:
+        calls = []
+        real = os.umask
+        monkeypatch.setattr(checkpoint.os, "umask", lambda m: calls.append(m) or real(m))
+        if os.path.exists("/proc/self/status"):
+            assert checkpoint._umask() == 0o077 and calls == []
+    finally:
+        os.umask(old)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -104,6 +105,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"--out {args.out}: cannot make the directory ({exc.strerror or exc}): give a writable"
                              " one") from None
+        if not os.access(out, os.W_OK | os.X_OK):  # an existing folder this user cannot write into (review)
+            raise UsageError(f"--out {args.out}: the folder is not writable: give a writable one")
         info = write_report(study, out, top=args.top, target_ms=args.target_ms, title=args.title, ranking=ranking)
     if args.json:
         emit_json(info)

@@ -157,18 +157,22 @@ def _against_reference(args: argparse.Namespace, study: Any, data: Any, out: Pat
                   " seeds say otherwise", file=file)
         return 0
     se = 100 * math.hypot(pick.get("accuracy_se") or 0.0, ref.get("accuracy_se") or 0.0)
-    z = diff / se if se > 0 else math.copysign(math.inf, diff) if diff else 0.0
+    z = round(diff / se, 1) if se > 0 else None  # the verdict reads the figure it prints
     print(f"reference {name} ({ref['epochs']} epochs from scratch, seeds {ref['seeds'][0]}-{ref['seeds'][-1]}): "
           f"standalone {_pct(ref['accuracy'])} +- {100 * (ref.get('accuracy_se') or 0):.1f}, test "
-          f"{_pct(ref['test_accuracy'])}; the pick is {diff:+.1f} +- {se:.1f} validation points ({z:+.1f} s.e., "
-          f"{n} seeds each){test}", file=file)
-    if z <= -2:
-        print(f"  the hand-designed network scored higher here: ship it (mnas train {name} --out DIR)", file=file)
+          f"{_pct(ref['test_accuracy'])}; the pick is {diff:+.1f} +- {se:.1f} validation points"
+          f" ({'no spread over the seeds' if z is None else f'{z:+.1f} s.e.'}, {n} seeds each){test}", file=file)
+    weak = f" ({n} seeds: a Welch gap of 2 s.e. is weak evidence below 5)" if n < 5 else ""
+    if z is None:
+        print("  every seed scored the same: the seeds say nothing about the noise; add seeds or a longer recipe",
+              file=file)
+    elif z <= -2:
+        print(f"  the hand-designed network scored higher here: ship it (mnas train {name} --out DIR){weak}", file=file)
     elif z < 2:
         print("  the difference is within two standard errors: the pick and the hand-designed network are level"
               " here", file=file)
     else:
-        print("  the pick scored higher by more than two standard errors", file=file)
+        print(f"  the pick scored higher by at least two standard errors{weak}", file=file)
     return 0
 
 

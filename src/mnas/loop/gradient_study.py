@@ -112,7 +112,8 @@ class GradientProgress:
             if isinstance(record.get(key), (int, float)):
                 parts.append(f"{label} {100 * record[key]:.1f}%")
         if isinstance(record.get("entropy"), (int, float)):
-            top = max_entropy(record.get("softmax") or {})
+            top = record.get("entropy_max")  # the search's own (GDAS with sample_none=False: ln 4, not ln 5)
+            top = top if isinstance(top, (int, float)) else max_entropy(record.get("softmax") or {})
             parts.append(f"entropy {record['entropy']:.4f}" + (f" of {top:.4f}" if top else ""))
         if record.get("warmup"):
             parts.append("warm-up")

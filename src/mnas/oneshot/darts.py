@@ -172,11 +172,11 @@ class DartsConfig:
             raise ValueError(f"w_sampling={self.w_sampling!r}: expected 'gumbel' or 'uniform'")
         if self.w_sampling == "uniform" and self.strategy != "gdas":
             raise ValueError("w_sampling='uniform' samples one op per edge: it goes with strategy='gdas'")
-        if not self.sample_none and (self.strategy != "gdas" or self.derive_none):
-            raise ValueError("sample_none=False goes with strategy='gdas' and derive_none=False")
         for name in ("derive_none", "op_affine", "sample_none"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected True or False")
+        if not self.sample_none and (self.strategy != "gdas" or self.derive_none):
+            raise ValueError("sample_none=False goes with strategy='gdas' and derive_none=False")
         object.__setattr__(self, "a_betas", tuple(self.a_betas))
 
     @classmethod
@@ -453,8 +453,14 @@ def search_darts(space: NB201Space | DartsSpace, data: Dataset, config: DartsCon
             state = load_file(ckpt)
             # a field the saving version did not have ran at its legacy value (off: the old behaviour)
             saved = {**DartsConfig().to_dict(), **LEGACY_FIELDS, **state.get("config", {})}
-            if saved != config.to_dict() or state.get("space") != space.settings():
-                raise ValueError(f"{ckpt}: saved by a search with another config or space; use a fresh out directory")
+            if state.get("space") != space.settings():
+                raise ValueError(f"{ckpt}: saved by a search of another space; use a fresh out directory")
+            now = config.to_dict()
+            differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+            if differ:  # name them: the saved values resume it (e.g. an older paper() checkpoint: op_affine=True)
+                shown = ", ".join(f"{k}={saved.get(k)!r}" for k in differ)
+                raise ValueError(f"{ckpt}: saved by a search with {shown}; resume with those values, or use a fresh"
+                                 " out directory")
             net.load_state_dict(state["net"])
             w_optim.load_state_dict(state["w_optim"])
             a_optim.load_state_dict(state["a_optim"])

@@ -80,12 +80,12 @@ class Study:
             reward = self.stored_reward()
             if reward is not None and reward.is_hard:
                 trials = [t for t in trials if t.latency_ms is not None and reward.feasible(t.latency_ms)]
-            trials = [t for t in trials if t.accuracy_source == "standalone"] or trials  # real accuracy over inherited
+            trials = _standalone(trials) or trials  # real accuracy over inherited
             return max(trials, key=lambda t: (t.reward, -t.number), default=None)
         if isinstance(target_ms, bool) or not isinstance(target_ms, (int, float)) or not target_ms > 0:
             raise ValueError(f"target_ms={target_ms!r}: expected a latency target in milliseconds > 0")
         under = [t for t in trials if t.latency_ms <= target_ms]
-        under = [t for t in under if t.accuracy_source == "standalone"] or under
+        under = _standalone(under) or under
         return max(under, key=lambda t: (t.accuracy, -t.latency_ms, -t.number), default=None)
 
     def pareto_front(self) -> list[Trial]:
@@ -96,7 +96,7 @@ class Study:
         scores (inherited or proxy accuracy) are not comparable with a full training's."""
         trials = [t for t in self._within_limits(self.complete_trials)
                   if math.isfinite(t.accuracy) and math.isfinite(t.latency_ms)]
-        trials = [t for t in trials if t.accuracy_source == "standalone"] or trials
+        trials = _standalone(trials) or trials
         return [trials[i] for i in pareto_front((t.accuracy, t.latency_ms) for t in trials)]
 
     def summary(self, target_ms: float | None = None) -> dict[str, Any]:
@@ -136,3 +136,19 @@ class Study:
     def __repr__(self) -> str:
         return f"Study({self.storage!r})"
 
+
+def _standalone(trials: list[Trial]) -> list[Trial]:
+    """The retrained (standalone) trials among `trials`; of those retrained from one search trial, only the
+    ones with the most seeds (`mnas search --retrain-seeds`): a mean over 3 trainings supersedes a single
+    training of the same network, which would otherwise win `best` on one lucky seed."""
+    standalone = [t for t in trials if t.accuracy_source == "standalone"]
+    most: dict[Any, int] = {}
+    for t in standalone:
+        source = (t.extra or {}).get("retrained_from")
+        most[source] = max(most.get(source, 0), _seeds(t))
+    return [t for t in standalone if (t.extra or {}).get("retrained_from") is None
+            or _seeds(t) == most[(t.extra or {}).get("retrained_from")]]
+
+
+def _seeds(t: Trial) -> int:
+    return len((t.extra or {}).get("seeds") or [None])

@@ -36,7 +36,14 @@ def _atomic(path: Path, write: Any) -> None:
 
 
 def _umask() -> int:
-    """The process's umask (read by setting it and setting it back: there is no other way to read it)."""
+    """The process's umask: from /proc (Linux) without changing it; elsewhere by setting it and setting it back
+    (another thread creating a file in that instant would get 022)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
