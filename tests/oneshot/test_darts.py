@@ -456,3 +456,16 @@ def test_gdas_without_none_never_samples_it_and_reports_the_entropy_of_the_other
     for bad in ({"strategy": "darts"}, {"strategy": "gdas", "derive_none": True}):
         with pytest.raises(ValueError, match="sample_none=False"):
             DartsConfig(**bad, sample_none=False)
+
+
+def test_fixed_mode_runs_the_given_op_on_each_edge_as_the_standalone_cell_would():
+    torch.manual_seed(0)
+    net = build_search_net(NB201Space(4, 8), DartsConfig(**TINY))
+    calls = {}
+    for e, edge in enumerate(_edges(net)[:6]):
+        for i, op in enumerate(edge.ops):
+            op.register_forward_hook(lambda *a, e=e, i=i: calls.setdefault(e, []).append(i))
+    net.mode, net.fixed = "fixed", [3, 1, 2, 4, 0, 3]
+    y = net(torch.randn(2, 3, 8, 8))
+    y.sum().backward()
+    assert calls == {e: [op] for e, op in enumerate(net.fixed)} and net.alpha.grad is None

@@ -76,6 +76,7 @@ class _SearchNet(nn.Module):
     mode = "softmax"
     tau = 1.0
     exclude: int | None = None  # an op index the hard samples never draw (GDAS without `none`)
+    fixed: Sequence[int] = ()  # NB201, mode "fixed": the op of each edge (a discrete cell inside the search net)
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if n.startswith("alpha")]
@@ -108,7 +109,11 @@ class NB201SearchNet(_SearchNet):
         self.alpha = nn.Parameter(1e-3 * torch.randn(len(EDGES), len(ops)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w, index = edge_weights(self.alpha, self.mode, self.tau, self.exclude)
+        if self.mode == "fixed":  # one given op per edge (`self.fixed`: op indices), no gradient to the alphas
+            index = list(self.fixed)
+            w = torch.zeros_like(self.alpha).scatter_(-1, torch.tensor(index)[:, None], 1.0).detach()
+        else:
+            w, index = edge_weights(self.alpha, self.mode, self.tau, self.exclude)
         x = self.stem(x)
         for block in self.blocks:
             if not isinstance(block, nn.ModuleList):
