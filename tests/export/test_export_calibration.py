@@ -79,3 +79,17 @@ def test_without_a_recorded_split_the_studys_search_gives_it():
     assert searched == {"data": "digits", "val_fraction": 0.2, "seed": 0}
     args = argparse.Namespace(data="digits", data_root=None, weights=None, calibration=20)
     _same(_calibration(args, {"input_size": None}, searched), calibration_inputs(_searched(0.2, 0), 20))
+
+
+def test_the_recorded_data_is_recognised_however_its_path_is_spelled(tmp_path, monkeypatch):
+    """Review: --data was matched to the recorded data by its text, so the same file given by an absolute path
+    (or from another folder) silently fell back to the default split and calibrated on other images."""
+    from mnas.cli.export_cmd import _same_data
+
+    npz = tmp_path / "d.npz"
+    npz.write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    assert _same_data("d.npz", str(npz)) and _same_data(str(npz), "d.npz") and _same_data("./d.npz", "d.npz")
+    assert _same_data("digits", "digits") and not _same_data("digits", "d.npz") and not _same_data(None, "d.npz")
+    (tmp_path / "e.npz").write_bytes(b"x")
+    assert not _same_data("e.npz", "d.npz")

@@ -224,11 +224,11 @@ def _calibration(args: argparse.Namespace, sizes: dict[str, Any], searched: dict
         recorded = trained.get("data")
         if source is None and isinstance(recorded, str) and (recorded == "digits" or Path(recorded).exists()):
             source = recorded
-        if isinstance(recorded, str) and source == recorded:
+        if isinstance(recorded, str) and _same_data(source, recorded):
             split = _split(trained)
     if source is None:
         return args.calibration or DEFAULT_CALIBRATION
-    if not split and searched.get("data") == source:
+    if not split and isinstance(searched.get("data"), str) and _same_data(source, searched["data"]):
         split = _split(searched)
     from mnas.cli._common import check_data_args
     from mnas.train import load
@@ -242,6 +242,19 @@ def _calibration(args: argparse.Namespace, sizes: dict[str, Any], searched: dict
         raise UsageError(f"--data {source} has {data.x_train.shape[1]}x{data.x_train.shape[2]} images, the export is"
                          f" for {sizes.get('input_size')}: calibrate on data of the model's input size")
     return calibration_inputs(data, args.calibration or 100)
+
+
+def _same_data(given: str | None, recorded: str) -> bool:
+    """Whether --data names the recorded data: the same text, or the same file however it is spelled
+    (relative, absolute, through a link); a built-in name ('digits') only by its text."""
+    if given is None:
+        return False
+    if given == recorded:
+        return True
+    try:
+        return Path(given).exists() and Path(recorded).exists() and Path(given).resolve() == Path(recorded).resolve()
+    except OSError:
+        return False
 
 
 def _split(source: dict[str, Any]) -> dict[str, Any]:
