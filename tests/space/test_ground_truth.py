@@ -104,6 +104,8 @@ def test_hostile_files_are_refused_in_one_line_or_read_as_meant(tmp_path):
         ("neg.json", json.dumps({a: -3, b: 0.5}), "not in \\[0, 1\\]"),
         ("nbm_one.json", json.dumps(_nbm_like({"00000000": [90.0, 91.0, 92.0]})), "1 distinct"),
         ("same.json", json.dumps({a: 0.5, b: 0.5}), "same accuracy"),
+        # review: a fraction beside a percentage ranked every fraction below every percentage, silently
+        ("mixed.json", json.dumps({a: 0.95, b: 85}), "mix fractions \\(e.g. 0.95\\) and percentages \\(e.g. 85\\)"),
         ("nbm_params.json", json.dumps({"00000000": {"test_acc": [90, 91, 92], "params": None, "flops": "x"},
                                         "11111111": {"test_acc": [80, 81, 82]}}), "'flops'"),
     ]:

@@ -266,8 +266,19 @@ def load_ground_truth(path: str | Path, space: SearchSpace | None = None) -> Gro
             return _nas_bench_macro(doc, str(path))
         entries = _from_json(doc, str(path), space)
     choices = tuple(tuple(d.choices) for d in space.decisions) if space is not None else None
+    _one_scale(entries, str(path))
     return GroundTruth(_at_least_two(_merge(entries), str(path)), p.name, choices,
                        {"format": p.suffix.lower().lstrip(".") or "json"})
+
+
+def _one_scale(entries: list[TruthEntry], path: str) -> None:
+    """Fractions and percentages in one file would rank every fraction below every percentage: refuse the mix."""
+    values = [v for e in entries for v in (e.accuracy, *e.seeds)]
+    low = [v for v in values if v <= 1]
+    high = [v for v in values if v > 1]
+    if low and high:
+        raise ValueError(f"{path}: accuracies mix fractions (e.g. {low[0]:g}) and percentages (e.g. {high[0]:g}):"
+                         " give every accuracy on one scale")
 
 
 def _at_least_two(entries: list[TruthEntry], path: str) -> list[TruthEntry]:
