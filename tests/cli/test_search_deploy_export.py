@@ -7,9 +7,10 @@ deterministic on CPU (`mnas train --recipe proxy` relies on it), so the trial's 
 again exactly as the search's worker did (`train_candidate`: the trial's seed, the study's proxy
 settings) and the float accuracy must come out identical. Those weights, saved as a `mnas train`
 model file, go through `mnas export --format onnx` (fp32: the same accuracy to one image) and
-`--precision int8 --calibration 100 --data digits` (int8: the export calibrates on its own draw of
-training images, so the figure may differ by the evaluation's noise: three binomial standard errors of
-the validation split, plus one image).
+`--precision int8 --calibration 100 --data digits` (int8: the export calibrates on the images the
+search's score did, drawn from the study's recorded split (`tests/export/test_export_calibration.py`);
+the bound stays the evaluation's noise, three binomial standard errors of the validation split plus one
+image, in case a quantizer is not deterministic).
 """
 
 from __future__ import annotations
