@@ -449,3 +449,24 @@ def test_the_seed_comparison_with_the_reference_reads_the_gap_it_prints(monkeypa
     assert retrain_opts._against_reference(args, None, None, Path("."), pick, lambda _: None, out, None) == 0
     text = out.getvalue()
     assert verdict in text and "inf" not in text and "3 seeds each" in text
+
+
+def test_a_kill_between_the_two_writes_of_a_several_seed_result_is_completed_with_the_mean(searched, tmp_path):
+    """Review: the completion of a trial left running by a kill was only tested for one seed."""
+    import json
+
+    from mnas.loop.retrain import _recorded
+
+    study = load_study(_copy(searched, tmp_path))
+    src = study.complete_trials[0]
+    files = []
+    for i, acc in enumerate((0.5, 0.7)):
+        f = tmp_path / f"m{i}" / "metrics.json"
+        f.parent.mkdir()
+        f.write_text(json.dumps({"val_accuracy": acc, "test_accuracy": acc}))
+        files.append(str(f))
+    extra = {"accuracy_source": STANDALONE, "retrained_from": src.number, "recipe_key": "kx2", "seeds": [3, 4],
+             "metrics_file": files[0], "metrics_files": files}
+    n = study.storage.create_trial(src.tokens, src.arch, extra=extra, latency_ms=src.latency_ms)
+    done = _recorded(study, src.number, "kx2")
+    assert done.number == n and done.state.value == "complete" and done.accuracy == pytest.approx(0.6)
