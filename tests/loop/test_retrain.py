@@ -252,7 +252,7 @@ def test_cli_glue_refuses_bad_combinations_and_prints_the_pick(searched, tmp_pat
     out = capsys.readouterr().out
     pick = study.best()
     assert "retrained top 2 (scratch" in out and f"final pick: trial {pick.number}" in out
-    assert f"mnas export {db} --best --weights {pick.extra['model']} --out model.onnx" in out
+    assert f"mnas export {db} --trial {pick.number} --weights {pick.extra['model']} --out model.onnx" in out
     # data of another size than the search's is refused with one line (exit 2)
     bad = mnas.train.from_arrays("other", np.zeros((40, 16, 16, 3), np.uint8), np.arange(40) % 4,
                                  np.zeros((8, 16, 16, 3), np.uint8), np.arange(8) % 4, val_fraction=0.25)

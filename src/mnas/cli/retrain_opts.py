@@ -122,7 +122,9 @@ def run_retrain(args: argparse.Namespace, study: Any, data: Any, storage: str | 
     which = "" if seeds == 1 else f" (its best seed's of {seeds})"
     print(f"final pick: trial {pick['trial']} (from search trial {pick['source_trial']}), standalone "
           f"{_pct(pick['accuracy'])} at {pick['latency_ms']:.3f} ms; weights{which}: {pick['model']}", file=file)
-    print(f"  export it: mnas export {storage or 'STUDY'} --best --weights {pick['model']} --out model.onnx", file=file)
+    # --trial, not --best: the weights are this trial's, whatever else an earlier retraining left in the study
+    print(f"  export it: mnas export {storage or 'STUDY'} --trial {pick['trial']} --weights {pick['model']} --out"
+          " model.onnx", file=file)
     if getattr(args, "retrain_reference", False):
         return _against_reference(args, study, data, out, pick, say, file, storage)
     return 0
