@@ -121,9 +121,9 @@ class DartsConfig:
     # False, without it (DARTS's way: `derive`); the stopping rule watches the cell so derived.
     derive_none: bool = False
     # Affine batch norm inside the candidate ops of the search net. DARTS's and GDAS's own search nets
-    # have none (affine=False): a learnable per-op scale duplicates the architecture weight, so a trained
-    # conv's alpha gradient is absorbed by its gamma while a parameter-free op (skip, pooling) keeps its
-    # own, which pulls the search toward parameter-free cells (issue 22, darts.md).
+    # have none (affine=False: a learnable per-op scale would duplicate the architecture weight); the CPU
+    # default keeps it (True): measured on GDAS, dropping it made the collapse to parameter-free cells
+    # faster, not slower (issue 22, darts.md).
     op_affine: bool = True
     # GDAS: which op of an edge the weight step trains: "gumbel" (GDAS: the op sampled from the alphas) or
     # "uniform" (each op equally often, as a single-path supernet trains; the alpha step still samples).
