@@ -57,6 +57,27 @@ def _trial_weights(trial, data, path):
     return result.accuracy
 
 
+def export_fp32_and_int8(db, trial, weights, fmt, folder, capsys):
+    """`mnas export` of the trial with its weights to folder/fp32.FMT and folder/int8.FMT (int8: calibrated on
+    100 of the digits' training images)."""
+    for precision in ("fp32", "int8"):
+        argv = ["export", str(db), "--trial", str(trial.number), "--weights", str(weights), "--format", fmt,
+                "--out", str(folder / f"{precision}.{fmt}")]
+        if precision == "int8":
+            argv += ["--precision", "int8", "--calibration", "100", "--data", "digits"]
+        code = main(argv)
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        if precision == "int8":
+            assert "int8 calibrated on 100 training images" in out
+
+
+def int8_noise(recorded: float, n: int) -> float:
+    """How far an exported int8 accuracy may sit from the recorded one: 3 binomial s.e. of n images, plus one."""
+    p = min(max(recorded, 1 / n), 1 - 1 / n)
+    return 3 * math.sqrt(p * (1 - p) / n) + 1 / n
+
+
 def _onnx_accuracy(path, data):
     """Top-1 accuracy of an exported .onnx in ONNX Runtime on the search's validation split."""
     import onnxruntime as ort
@@ -92,22 +113,11 @@ def test_the_exported_int8_model_gives_the_accuracy_the_search_recorded(tmp_path
     weights = tmp_path / "model.pt"
     assert _trial_weights(trial, data, weights) == recorded_fp32  # the trial's own weights, bit for bit
 
-    for precision in ("fp32", "int8"):
-        onnx = tmp_path / f"{precision}.onnx"
-        argv = ["export", str(db), "--trial", str(trial.number), "--weights", str(weights), "--format", "onnx",
-                "--out", str(onnx)]
-        if precision == "int8":
-            argv += ["--precision", "int8", "--calibration", "100", "--data", "digits"]
-        code = main(argv)
-        out, err = capsys.readouterr()
-        assert code == 0, err
-        if precision == "int8":
-            assert "int8 calibrated on 100 training images" in out
+    export_fp32_and_int8(db, trial, weights, "onnx", tmp_path, capsys)
     fp32, n = _onnx_accuracy(tmp_path / "fp32.onnx", data)
     int8, _ = _onnx_accuracy(tmp_path / "int8.onnx", data)
     assert abs(fp32 - recorded_fp32) <= 1 / n + 1e-12, (fp32, recorded_fp32)
-    p = min(max(recorded_int8, 1 / n), 1 - 1 / n)
-    noise = 3 * math.sqrt(p * (1 - p) / n) + 1 / n
+    noise = int8_noise(recorded_int8, n)
     print(f"\nrecorded fp32 {recorded_fp32:.4f} int8 {recorded_int8:.4f}; exported fp32 {fp32:.4f} int8 {int8:.4f};"
           f" n={n}, allowed {noise:.4f}")
     assert abs(int8 - recorded_int8) <= noise, (int8, recorded_int8, noise)

@@ -30,7 +30,7 @@ import statistics
 
 import numpy as np
 import pytest
-from test_search_deploy_export import EPOCHS, _trial_weights
+from test_search_deploy_export import EPOCHS, _trial_weights, export_fp32_and_int8, int8_noise
 
 from mnas.cli import main
 
@@ -99,22 +99,12 @@ def test_the_exported_runtime_file_gives_the_accuracy_and_latency_the_search_rec
     weights = tmp_path / "model.pt"
     assert _trial_weights(trial, data, weights) == recorded_fp32  # the trial's own weights, bit for bit
 
-    for precision in ("fp32", "int8"):
-        argv = ["export", str(db), "--trial", str(trial.number), "--weights", str(weights), "--format", fmt,
-                "--out", str(tmp_path / f"{precision}.{fmt}")]
-        if precision == "int8":
-            argv += ["--precision", "int8", "--calibration", "100", "--data", "digits"]
-        code = main(argv)
-        out, err = capsys.readouterr()
-        assert code == 0, err
-        if precision == "int8":
-            assert "int8 calibrated on 100 training images" in out
+    export_fp32_and_int8(db, trial, weights, fmt, tmp_path, capsys)
 
     # (a) accuracy, in the runtime, on the validation split the search scored
     fp32, n = _file_accuracy(runtime, tmp_path / f"fp32.{fmt}", data)
     int8, _ = _file_accuracy(runtime, tmp_path / f"int8.{fmt}", data)
-    p = min(max(recorded_int8, 1 / n), 1 - 1 / n)
-    noise = 3 * math.sqrt(p * (1 - p) / n) + 1 / n
+    noise = int8_noise(recorded_int8, n)
     print(f"\n{runtime}: recorded fp32 {recorded_fp32:.4f} int8 {recorded_int8:.4f}; exported fp32 {fp32:.4f}"
           f" int8 {int8:.4f}; n={n}, allowed {noise:.4f}")
     assert abs(fp32 - recorded_fp32) <= 1 / n + 1e-12, (fp32, recorded_fp32)
