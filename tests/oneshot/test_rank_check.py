@@ -103,6 +103,7 @@ def test_rank_check_end_to_end_and_resumes_from_its_cache(tmp_path, monkeypatch)
                         n_resamples=50)
     assert report["n"] == 5 and len(report["archs"]) == 5
     assert -1 <= report["inherited"]["tau"] <= 1 and set(report["predictors"]) == {"macs", "params"}
+    assert -1 <= report["inherited_loss"]["tau"] <= 1 and all(a["inherited_loss"] > 0 for a in report["archs"])
     assert report["noise_ceiling"]["n"] == 3 and report["bands_by"] == "macs"
     assert {"icc", "max_tau", "seed_sd", "arch_sd"} <= set(report["noise_ceiling"])
     assert json.loads((tmp_path / "rank-check.json").read_text())["n"] == 5

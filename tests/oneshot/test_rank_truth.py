@@ -58,6 +58,14 @@ def test_rank_check_truth_maps_by_token_and_reports_bands_noise_and_verdict(tmp_
     assert "better than" in perfect["verdict"] or "no better" in perfect["verdict"]
     real = rank_check_truth(net, data, truth, n=6, num_images=16, n_resamples=20, out=tmp_path / "r.json")
     assert len(real["archs"]) == 6 and all(0 <= a["inherited"] <= 1 for a in real["archs"])
+    # the same evaluations' log-likelihood is ranked beside accuracy (higher is better: the negated loss)
+    from mnas.oneshot.rank import rank_stats
+
+    neg = [-a["inherited_loss"] for a in real["archs"]]
+    assert all(a["inherited_loss"] > 0 for a in real["archs"]) and "in_macs_bands" in real["inherited_loss"]
+    want_tau = rank_stats(neg, [a["truth"] for a in real["archs"]], top_k=10, n_resamples=20)["tau"]
+    assert real["inherited_loss"]["tau"] == pytest.approx(want_tau, nan_ok=True)
+    assert "inherited_loss" not in perfect  # a given scorer has no loss
     assert json.loads((tmp_path / "r.json").read_text())["n"] == 6
     # the same seed samples the same networks
     again = rank_check_truth(net, data, truth, n=6, num_images=16, n_resamples=20)
@@ -91,7 +99,7 @@ def test_cli_rank_check_with_ground_truth(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "rank check against NAS-Bench-Macro" in done.stdout and "tau in 2 MACs bands" in done.stdout
-    assert "inherited accuracy" in done.stdout.splitlines()[-2]
+    assert "inherited accuracy" in done.stdout.splitlines()[-2] and "inherited -loss" in done.stdout
     report = json.loads((tmp_path / "out" / "rank-check-truth.json").read_text())
     assert report["n"] == 8
     bad = subprocess.run(cmd[:-2] + ["--ground-truth", str(tmp_path / "nope.json")], capture_output=True, text=True,

@@ -294,7 +294,8 @@ def cmd_rank_check(args: argparse.Namespace) -> int:
 
 def _predictor_rows(report: dict) -> list[dict]:
     """Table rows of inherited accuracy and each free predictor, as both rank checks print them."""
-    return [_row("inherited", report["inherited"])] + [_row(name, s) for name, s in report["predictors"].items()]
+    loss = [_row("inherited -loss", report["inherited_loss"])] if "inherited_loss" in report else []
+    return [_row("inherited", report["inherited"])] + loss + [_row(name, s) for name, s in report["predictors"].items()]
 
 
 def _ground_truth(path: str):

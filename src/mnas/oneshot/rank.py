@@ -281,15 +281,24 @@ def reliability(seed_a: Sequence[float], seed_b: Sequence[float]) -> dict[str, f
 
 def rank_report(inherited: Sequence[float], standalone: Sequence[float], predictors: dict[str, Sequence[float]],
                 band_by: Sequence[float], noise: tuple[Sequence[float], Sequence[float]] | None = None, *,
-                band_width: float = 0.10, top_k: int = 5, n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+                band_width: float = 0.10, top_k: int = 5, n_resamples: int = 1000, seed: int = 0,
+                inherited_loss: Sequence[float] | None = None) -> dict[str, Any]:
     """Inherited accuracy's ranking quality against `standalone`, beside each free predictor's, over
     all and within +-`band_width` bands of `band_by` (latency, or MACs without a latency source);
-    `noise`: (seed A, seed B) standalone accuracies of a subset, whose tau is the noise ceiling."""
+    `noise`: (seed A, seed B) standalone accuracies of a subset, whose tau is the noise ceiling.
+    `inherited_loss`: the same evaluations' mean cross-entropy; its negation (the inherited
+    log-likelihood) is ranked too, as ``report["inherited_loss"]``: it uses every image's confidence,
+    not just the argmax, and ranked NAS-Bench-Macro better than inherited accuracy from half the
+    evaluation images (docs/design/nbmacro.md)."""
     groups = band_groups(band_by, band_width)
     report: dict[str, Any] = {"n": len(standalone), "band_width": band_width,
                               "bands": [len(g) for g in groups]}
     report["inherited"] = {**rank_stats(inherited, standalone, top_k=top_k, n_resamples=n_resamples, seed=seed),
                            "in_bands": band_stats(inherited, standalone, groups)}
+    if inherited_loss is not None:
+        neg = [-float(v) for v in inherited_loss]
+        report["inherited_loss"] = {**rank_stats(neg, standalone, top_k=top_k, n_resamples=n_resamples, seed=seed),
+                                    "in_bands": band_stats(neg, standalone, groups)}
     report["predictors"] = {}
     for name, values in predictors.items():
         report["predictors"][name] = {**rank_stats(values, standalone, top_k=top_k, n_resamples=n_resamples, seed=seed),
@@ -347,15 +356,15 @@ def rank_check(net: Any, data: Any, *, n: int = 30, recipe: Any = None, out: str
     predictors = free_predictors(archs, space, in_chans, latency)
     band_by = predictors.get("latency_ms", predictors["macs"])
     report = rank_report(inherited, standalone, predictors, band_by, noise, band_width=band_width, top_k=top_k,
-                         n_resamples=n_resamples, seed=seed)
+                         n_resamples=n_resamples, seed=seed, inherited_loss=[r.loss for r in results])
     report.update({
         "bands_by": "latency_ms" if "latency_ms" in predictors else "macs",
         "recipe": recipe.to_dict(), "num_images": results[0].num_images, "num_eval": results[0].num_eval,
         "standalone_seconds": standalone_seconds, "inherited_seconds": inherited_seconds,
         "subnets_per_minute": 60 * len(keys) / max(inherited_seconds, 1e-9),
-        "archs": [{"name": nm, "arch": k, "inherited": i, "standalone": s,
+        "archs": [{"name": nm, "arch": k, "inherited": i, "inherited_loss": r.loss, "standalone": s,
                    **{p: v[j] for p, v in predictors.items()}}
-                  for j, (nm, k, i, s) in enumerate(zip(names, keys, inherited, standalone, strict=True))],
+                  for j, (nm, k, i, s, r) in enumerate(zip(names, keys, inherited, standalone, results, strict=True))],
     })
     atomic_write_json(report, Path(out) / "rank-check.json")
     return report

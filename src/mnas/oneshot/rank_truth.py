@@ -85,11 +85,12 @@ def rank_check_truth(net: Any, data: Any, truth: GroundTruth, *, n: int = 250, s
     how = "by token" if truth.tokens_match(space) else "by architecture text"
     log(f"rank check: {len(entries)} of {len(truth)} ground-truth networks ({truth.name}), mapped {how}")
     started = time.perf_counter()
-    results = None
+    results, losses = None, None
     if scores is None:
         results = evaluate_subnets(net, sub_archs, data, num_images=num_images or DEFAULT_CALIBRATION_IMAGES,
                                    workers=workers)
         inherited = [r.accuracy for r in results]
+        losses = [r.loss for r in results]
     else:
         inherited = [float(s) for s in scores(sub_archs)]
     inherited_seconds = time.perf_counter() - started
@@ -98,9 +99,11 @@ def rank_check_truth(net: Any, data: Any, truth: GroundTruth, *, n: int = 250, s
     accuracy = [e.accuracy for e in entries]
     band_by = predictors.get("latency_ms", predictors["macs"])
     report = rank_report(inherited, accuracy, predictors, band_by, truth.seed_pairs(chosen), band_width=band_width,
-                         top_k=top_k, n_resamples=n_resamples, seed=seed)
+                         top_k=top_k, n_resamples=n_resamples, seed=seed, inherited_loss=losses)
     groups = quantile_groups(predictors["macs"], bands)
     report["inherited"]["in_macs_bands"] = band_stats(inherited, accuracy, groups)
+    if losses is not None:
+        report["inherited_loss"]["in_macs_bands"] = band_stats([-v for v in losses], accuracy, groups)
     for name, values in predictors.items():
         report["predictors"][name]["in_macs_bands"] = band_stats(values, accuracy, groups)
     if "noise_ceiling" in report:
@@ -112,6 +115,7 @@ def rank_check_truth(net: Any, data: Any, truth: GroundTruth, *, n: int = 250, s
         "inherited_seconds": inherited_seconds,
         "subnets_per_minute": 60 * len(entries) / max(inherited_seconds, 1e-9),
         "archs": [{"arch": e.arch, "supernet_arch": s, "inherited": i, "truth": e.accuracy,
+                   **({"inherited_loss": losses[j]} if losses is not None else {}),
                    "seeds": list(e.seeds), **{p: v[j] for p, v in predictors.items()}}
                   for j, (e, s, i) in enumerate(zip(entries, sub_archs, inherited, strict=True))],
     })
