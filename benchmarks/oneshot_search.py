@@ -138,8 +138,8 @@ def main(argv=None) -> int:
 def summarise(per_seed: dict[str, list[float]]) -> None:
     """The pick against each reference (difference of test means, Welch standard error, and how many
     standard errors that is), and the recipe's own noise: rank-check's reliability line over the
-    models' first two seeds (seed sd against architecture sd, intraclass correlation)."""
-    from mnas.oneshot.rank import reliability
+    seeds every model has (seed sd against architecture sd, intraclass correlation)."""
+    from mnas.oneshot.rank import reliability_seeds
 
     pick = next((k for k in per_seed if k.startswith("search")), None)
     if pick is not None and len(per_seed[pick]) > 1:
@@ -153,8 +153,8 @@ def summarise(per_seed: dict[str, list[float]]) -> None:
                 f" {diff / se if se > 0 else math.inf:+.1f} s.e.)")
     two = [v for v in per_seed.values() if len(v) >= 2]
     if len(two) >= 2:
-        r = reliability([v[0] for v in two], [v[1] for v in two])
-        say(f"recipe noise over {len(two)} models (first two seeds each): seed sd {r['seed_sd']:.4f} vs architecture"
+        r = reliability_seeds(two)
+        say(f"recipe noise over {len(two)} models ({r['k']} seeds each): seed sd {r['seed_sd']:.4f} vs architecture"
             f" sd {r['arch_sd']:.4f}, intraclass correlation {r['icc']:.2f}")
 
 

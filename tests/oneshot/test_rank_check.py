@@ -158,3 +158,18 @@ def test_reliability_bounds_what_any_predictor_can_reach():
     assert kendalltau(truth, a).statistic == pytest.approx(r["max_tau"], abs=0.03)
     with pytest.raises(ValueError, match="at least 2"):
         reliability([0.5], [0.4])
+
+
+def test_reliability_over_more_seeds_is_the_one_way_icc():
+    from mnas.oneshot.rank import reliability, reliability_seeds
+
+    # by hand: means 2 and 5, MSB = 3 * (1.5^2 + 1.5^2) = 13.5, MSW = 4 / 4 = 1, ICC = 12.5 / (13.5 + 2)
+    r = reliability_seeds([[1, 2, 3], [4, 5, 6]])
+    assert r["k"] == 3 and r["icc"] == pytest.approx(12.5 / 15.5) and r["seed_sd"] == pytest.approx(1.0)
+    # two seeds: the same as `reliability`; a model with more seeds contributes only the common ones
+    a, b = [0.5, 0.6, 0.55, 0.7], [0.52, 0.58, 0.6, 0.69]
+    two = reliability_seeds([[x, y] for x, y in zip(a, b, strict=True)])
+    assert {k: two[k] for k in reliability(a, b)} == pytest.approx(reliability(a, b))
+    assert reliability_seeds([[0.5, 0.52, 0.9], [0.6, 0.58], [0.55, 0.6], [0.7, 0.69]])["icc"] == pytest.approx(two["icc"])
+    with pytest.raises(ValueError, match="two seeds"):
+        reliability_seeds([[0.5, 0.6], [0.4]])

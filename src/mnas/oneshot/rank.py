@@ -263,18 +263,27 @@ def reliability(seed_a: Sequence[float], seed_b: Sequence[float]) -> dict[str, f
     `max_tau` bounds the Kendall tau against one seed of this recipe of any predictor of the seed-free
     accuracy (a supernet cannot know the seed): (2/pi) asin(sqrt ICC) under a normal model, 0 when
     ICC <= 0. A tau goal above it cannot be met with this recipe, however good the supernet."""
-    pairs = np.column_stack([np.asarray(seed_a, dtype=float), np.asarray(seed_b, dtype=float)])
-    n = len(pairs)
-    if n < 2:
-        raise ValueError(f"reliability needs two seeds of at least 2 sub-networks, got {n}")
-    means = pairs.mean(axis=1)
-    ms_between = 2 * float(((means - pairs.mean()) ** 2).sum()) / (n - 1)
-    ms_within = float(((pairs - means[:, None]) ** 2).sum()) / n
-    total = ms_between + ms_within
+    return reliability_seeds(np.column_stack([np.asarray(seed_a, dtype=float), np.asarray(seed_b, dtype=float)]))
+
+
+def reliability_seeds(per_arch: Sequence[Sequence[float]]) -> dict[str, float]:
+    """`reliability` over k >= 2 seeds per architecture: the first k of each, k the fewest any has
+    (a balanced one-way design); ICC(1) = (MSB - MSW) / (MSB + (k - 1) MSW), the architecture sd
+    that of the k-seed means; ``k`` is returned with the figures."""
+    k = min((len(v) for v in per_arch), default=0)
+    if len(per_arch) < 2 or k < 2:
+        raise ValueError(f"reliability needs two seeds of at least 2 sub-networks, got {len(per_arch)} with"
+                         f" {k} seed(s) in common")
+    values = np.array([list(v)[:k] for v in per_arch], dtype=float)
+    n = len(values)
+    means = values.mean(axis=1)
+    ms_between = k * float(((means - values.mean()) ** 2).sum()) / (n - 1)
+    ms_within = float(((values - means[:, None]) ** 2).sum()) / (n * (k - 1))
+    total = ms_between + (k - 1) * ms_within
     icc = (ms_between - ms_within) / total if total > 0 else float("nan")
     bound = 2 / math.pi * math.asin(math.sqrt(icc)) if icc > 0 else 0.0
     return {"seed_sd": math.sqrt(ms_within), "arch_sd": float(means.std(ddof=1)), "icc": icc,
-            "max_tau": bound if math.isfinite(icc) else float("nan")}
+            "max_tau": bound if math.isfinite(icc) else float("nan"), "k": k}
 
 
 # -- the check ------------------------------------------------------------------------------------------
