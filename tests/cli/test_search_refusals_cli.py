@@ -81,3 +81,29 @@ def test_a_lut_that_is_a_folder_is_named_a_folder_not_missing(tmp_path, capsys):
     one_line(code, err, "is a folder, not a lookup table")
     code, _, err = run_cli(capsys, "latency", "validate", "--lut", str(tmp_path))
     assert code == 2 and "not found" not in err
+
+
+@pytest.mark.usefixtures("no_data")
+@pytest.mark.parametrize("target", ["-3ms", "-3", "-0.5", "0ms", "1e-9ms", "fast!"])
+def test_a_negative_or_garbage_target_is_refused_in_one_line_that_says_what_a_target_is(tmp_path, capsys, target):
+    """`--target -3ms` was taken by argparse for an unknown option ("expected one argument"), and '0ms' or '-3'
+    were refused only after the storage was checked, in Target's own words."""
+    code, _, err = run_cli(capsys, "search", "--target", target, "--trials", "1", "--storage", str(tmp_path / "s.db"))
+    one_line(code, err, "--target: must be a positive latency such as 3ms")
+    assert repr(target) in err and "reference model name" in err
+    assert not (tmp_path / "s.db").exists()
+
+
+@pytest.mark.usefixtures("no_data")
+def test_a_target_naming_no_zoo_model_is_refused_with_the_nearest_name(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "search", "--target", "0.8x mobilenetv3", "--storage", str(tmp_path / "s.db"))
+    one_line(code, err, "did you mean 'mobilenetv2'?")
+
+
+@pytest.mark.parametrize("command", [("export", "s.db", "--best-under-target"), ("report", "s.db"),
+                                     ("instance", "eval", "DIR", "--budget-ms")])
+def test_the_other_latency_options_refuse_a_negative_latency_by_their_own_type(capsys, command):
+    """`--target-ms -3ms` (and `--budget-ms -3ms`) failed with argparse's "expected one argument" too."""
+    flag = () if command[-1].startswith("--budget") else ("--target-ms",)
+    code, _, err = run_cli(capsys, *command, *flag, "-3ms")
+    one_line(code, err, "expected a positive number, got '-3ms'")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 
@@ -47,6 +48,17 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+    def _parse_optional(self, arg_string: str):  # type: ignore[override]
+        # argparse counts only '-3' and '-.5' as values; '-3ms' or '-1,0,1' it took for an unknown option, so
+        # '--target -3ms' failed with "expected one argument" instead of the option's own refusal. No mnas
+        # option starts with a digit: a minus and a digit is a value, which the option's type then judges.
+        if _MINUS_VALUE.match(arg_string):
+            return None
+        return super()._parse_optional(arg_string)
+
+
+_MINUS_VALUE = re.compile(r"-\.?\d")
 
 
 def build_parser() -> argparse.ArgumentParser:

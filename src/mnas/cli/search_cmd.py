@@ -170,10 +170,23 @@ def _storage_path(args: argparse.Namespace) -> str:
 
 
 def _target_text(text: str) -> str:
-    """--target: a blank one is refused (it was taken for 'not given' and the default target searched)."""
+    """--target: a blank one is refused (it was taken for 'not given' and the default target searched), and
+    so is one that is not a positive latency or a zoo model ('-3ms', '0', 'fast'), before anything runs."""
+    from mnas.objectives import MAX_TARGET_MS, MIN_TARGET_MS, Target
+    from mnas.space import is_zoo_name
+    from mnas.space.zoo import unknown_model_message
+
     if not text.strip():
         raise argparse.ArgumentTypeError("empty target: give a latency such as '20ms', a zoo model such as"
                                          " 'mobilenetv2', or leave --target out for the default")
+    try:
+        target = Target.parse(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive latency such as 3ms ({MIN_TARGET_MS:g} to {MAX_TARGET_MS:g} ms) or a reference"
+            f" model name such as mobilenetv2 or '0.8x mnasnet_b1', not {text.strip()!r}") from None
+    if target.reference is not None and not is_zoo_name(target.reference):
+        raise argparse.ArgumentTypeError(f"{text.strip()!r}: {unknown_model_message(target.reference)}")
     return text.strip()
 
 
