@@ -107,3 +107,23 @@ def test_the_other_latency_options_refuse_a_negative_latency_by_their_own_type(c
     flag = () if command[-1].startswith("--budget") else ("--target-ms",)
     code, _, err = run_cli(capsys, *command, *flag, "-3ms")
     one_line(code, err, "expected a positive number, got '-3ms'")
+
+
+@pytest.mark.usefixtures("no_data")
+@pytest.mark.parametrize("argv, words", [
+    (("search", "--space", "nb201", "--skeleton", "mnasnet_b1"), "--skeleton mnasnet_b1 does not apply to --space nb201"),
+    (("search", "--space", "darts", "--width-mult", "0.5"), "--width-mult: block-space options do not apply to --space darts"),
+    (("search", "--space", "nb201", "--cell-layers", "4"), "--cell-layers is for --space darts"),
+    (("search", "--space", "nb201", "--strategy", "fbnet", "--skeleton", "mnasnet_b1"), "does not apply to --space nb201"),
+    (("supernet", "train", "--space", "nbmacro", "--head", "64"), "--space nbmacro is NAS-Bench-Macro's fixed space"),
+    (("latency", "build-lut", "--out", "t.json", "--space", "nb201", "--skeleton", "mnasnet_b1"),
+     "does not apply to --space nb201"),
+])
+def test_an_option_the_space_does_not_take_is_named_before_a_missing_option(tmp_path, capsys, argv, words):
+    """`mnas search --space nb201 --skeleton X` said --target was missing (the space options were checked only
+    as the space was built, after the data was loaded); `supernet train` said --data was missing, and build-lut
+    loaded the data first."""
+    code, _, err = run_cli(capsys, *argv, *(("--out", str(tmp_path / "sn.pt")) if argv[0] == "supernet" else ()),
+                           *(("--storage", str(tmp_path / "s.db")) if argv[0] == "search" else ()))
+    one_line(code, err, words)
+    assert "--target" not in err and "--data" not in err and "--lut" not in err

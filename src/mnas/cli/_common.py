@@ -12,8 +12,8 @@ from typing import Any
 
 from mnas.space import ZOO, Arch, as_arch, get_arch, is_zoo_name
 
-__all__ = ["UsageError", "add_space_options", "check_data_args", "check_output_file", "emit_json", "physical_memory",
-           "positive_float", "positive_int", "resolve_arch", "space_from_args", "table", "thread_count"]
+__all__ = ["UsageError", "add_space_options", "check_data_args", "check_output_file", "check_space_options", "emit_json",
+           "physical_memory", "positive_float", "positive_int", "resolve_arch", "space_from_args", "table", "thread_count"]
 
 
 MAX_ARCH_FILE = 16 * 2**20  # an architecture's JSON is a few KB; a bigger file is not one
@@ -221,40 +221,22 @@ def space_from_args(args: argparse.Namespace, num_classes: int, data_size: int) 
     `darts` with the cell options."""
     from mnas.space import DartsSpace, LayerwiseSpace, MnasNetSpace, NB201Space
 
+    check_space_options(args)
     kind = getattr(args, "space", None) or "mnasnet"
     size = args.input_size or data_size
     skeleton = getattr(args, "skeleton", None)
-    if skeleton and kind != "layerwise":
-        raise UsageError(f"--skeleton {skeleton}: only the layerwise space takes a skeleton; use --space layerwise")
-    if skeleton and skeleton not in ZOO:
-        base = skeleton.rsplit("_x", 1)[0] if is_zoo_name(skeleton) else None
-        raise UsageError(f"--skeleton {skeleton!r}: give the base name and --width-mult, e.g. --skeleton {base}"
-                         f" --width-mult {skeleton.rsplit('_x', 1)[1]}" if base in ZOO else
-                         f"--skeleton {skeleton!r}: not a zoo network; give one of {', '.join(ZOO)}")
     if kind in ("nb201", "darts"):
-        block_options = [f"--{n.replace('_', '-')}" for n in ("width_mult", "head", "strides", *CHOICE_NAMES)
-                         if getattr(args, n, None)]
-        if block_options:
-            raise UsageError(f"{', '.join(block_options)}: block-space options do not apply to --space {kind}"
-                             " (use --cell-channels, --cells-per-stage, --cell-layers)")
         cell = {"channels": args.cell_channels} if getattr(args, "cell_channels", None) else {}
         try:
             if kind == "nb201":
-                if getattr(args, "cell_layers", None):
-                    raise UsageError("--cell-layers is for --space darts: NB201 takes --cells-per-stage")
                 if getattr(args, "cells_per_stage", None):
                     cell["cells_per_stage"] = args.cells_per_stage
                 return NB201Space(num_classes, size, **cell)
-            if getattr(args, "cells_per_stage", None):
-                raise UsageError("--cells-per-stage is for --space nb201: DARTS takes --cell-layers")
             if getattr(args, "cell_layers", None):
                 cell["layers"] = args.cell_layers
             return DartsSpace(num_classes, size, **cell)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    for name in ("cell_channels", "cells_per_stage", "cell_layers"):
-        if getattr(args, name, None):
-            raise UsageError(f"--{name.replace('_', '-')} is a cell-space option: add --space nb201 or --space darts")
     if kind == "nbmacro":
         return _nbmacro_space(args, num_classes, size)
     choices = choice_kwargs(args, kind)
@@ -281,14 +263,49 @@ def space_from_args(args: argparse.Namespace, num_classes: int, data_size: int) 
         raise UsageError(str(exc)) from None
 
 
+def check_space_options(args: argparse.Namespace) -> None:
+    """The refusals of `space_from_args` that need no data: a space option that does not apply to the
+    chosen --space (e.g. --skeleton with --space nb201), or a --skeleton that is no zoo network. A
+    command calls it before it refuses a missing option or loads anything, so that the option at fault is
+    named first (`mnas search --space nb201 --skeleton X` said --target was missing)."""
+    kind = getattr(args, "space", None) or "mnasnet"
+    skeleton = getattr(args, "skeleton", None)
+    if skeleton and kind != "layerwise":
+        raise UsageError(f"--skeleton {skeleton} does not apply to --space {kind}: only the layerwise space takes a"
+                         " skeleton; drop it or use --space layerwise")
+    if skeleton and skeleton not in ZOO:
+        base = skeleton.rsplit("_x", 1)[0] if is_zoo_name(skeleton) else None
+        raise UsageError(f"--skeleton {skeleton!r}: give the base name and --width-mult, e.g. --skeleton {base}"
+                         f" --width-mult {skeleton.rsplit('_x', 1)[1]}" if base in ZOO else
+                         f"--skeleton {skeleton!r}: not a zoo network; give one of {', '.join(ZOO)}")
+    if kind in ("nb201", "darts"):
+        block_options = [f"--{n.replace('_', '-')}" for n in ("width_mult", "head", "strides", *CHOICE_NAMES)
+                         if getattr(args, n, None)]
+        if block_options:
+            raise UsageError(f"{', '.join(block_options)}: block-space options do not apply to --space {kind}"
+                             " (use --cell-channels, --cells-per-stage, --cell-layers)")
+        if kind == "nb201" and getattr(args, "cell_layers", None):
+            raise UsageError("--cell-layers is for --space darts: NB201 takes --cells-per-stage")
+        if kind == "darts" and getattr(args, "cells_per_stage", None):
+            raise UsageError("--cells-per-stage is for --space nb201: DARTS takes --cell-layers")
+        return
+    for name in ("cell_channels", "cells_per_stage", "cell_layers"):
+        if getattr(args, name, None):
+            raise UsageError(f"--{name.replace('_', '-')} is a cell-space option: add --space nb201 or --space darts")
+    if kind == "nbmacro":
+        fixed = [f"--{n.replace('_', '-')}" for n in ("head", "strides", *CHOICE_NAMES) if getattr(args, n, None)]
+        if fixed:
+            raise UsageError(f"{', '.join(fixed)}: --space nbmacro is NAS-Bench-Macro's fixed space (only --width-mult"
+                             " and --input-size apply); use --space layerwise for your own")
+        return
+    choice_kwargs(args, kind)  # --kernel-sizes with --space layerwise, a malformed list
+
+
 def _nbmacro_space(args: argparse.Namespace, num_classes: int, size: int) -> Any:
-    """NAS-Bench-Macro's space (`mnas.space.presets`): only --width-mult and --input-size apply."""
+    """NAS-Bench-Macro's space (`mnas.space.presets`): only --width-mult and --input-size apply
+    (`check_space_options` refuses the others)."""
     from mnas.space.presets import nas_bench_macro_space
 
-    fixed = [f"--{n.replace('_', '-')}" for n in ("head", "strides", *CHOICE_NAMES) if getattr(args, n, None)]
-    if fixed:
-        raise UsageError(f"{', '.join(fixed)}: --space nbmacro is NAS-Bench-Macro's fixed space (only --width-mult"
-                         " and --input-size apply); use --space layerwise for your own")
     try:
         return nas_bench_macro_space(num_classes, size, width_mult=args.width_mult or 1.0)
     except ValueError as exc:

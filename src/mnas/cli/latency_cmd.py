@@ -16,6 +16,7 @@ from mnas.cli._common import (
     check_data_args,
     check_lut_file,
     check_output_file,
+    check_space_options,
     emit_json,
     nonneg_int,
     physical_memory,
@@ -301,6 +302,7 @@ def cmd_build_lut(args: argparse.Namespace) -> int:
     if os.path.isfile(args.out) and os.path.getsize(args.out) > MAX_TABLE_FILE:
         raise UsageError(f"--out {args.out}: {os.path.getsize(args.out):,} bytes is not a lookup table (those are a"
                          " few MB): give a new file name")
+    check_space_options(args)
     num_classes, in_chans, data_size = _data_shape(args)
     space = space_from_args(args, num_classes, data_size)
     if hasattr(space, "width_mult"):

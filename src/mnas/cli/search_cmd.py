@@ -22,6 +22,7 @@ from mnas.cli._common import (
     add_family_space_options,
     check_lut_file,
     check_output_file,
+    check_space_options,
     nonneg_int,
     positive_float,
     positive_int,
@@ -474,6 +475,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError(f"--resume: {storage} holds no study to resume")
     resume = search_resume(args, storage) if resuming else None  # the study's settings, given options checked
     args.stored_target = (resume.settings.get("target") if resume else None)  # --retrain-reference's, on a resume
+    if not args.supernet and (resume is None or resume.space_given):  # a space option that does not apply to the
+        check_space_options(args)                                      # space is named before a missing --target
     if (args.alpha is None) != (args.beta is None):
         raise UsageError("--alpha and --beta go together (a custom reward needs both)")
     if args.alpha is not None and args.reward in ("absolute", "accuracy"):

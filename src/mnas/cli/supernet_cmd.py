@@ -24,6 +24,7 @@ from mnas.cli._common import (
     add_choice_options,
     add_skeleton_option,
     check_lut_file,
+    check_space_options,
     emit_json,
     nonneg_int,
     positive_float,
@@ -167,6 +168,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and not out.exists():
         raise UsageError(f"--resume: {out} does not exist")
     state = supernet_resume(args, out) if args.resume else None  # the checkpoint's settings, given options checked
+    if state is None:
+        check_space_options(args)  # an option the space does not take is named before a missing --data
     if args.data is None:
         raise UsageError("--data is required (the data to train the supernet on)")
     if args.no_sandwich and args.num_random < 1:
