@@ -142,3 +142,32 @@ def test_the_real_command_end_to_end():
                            "32", "--repeats", "5", "--json"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["median_ms"] > 0
+
+
+@pytest.mark.parametrize("name, match", [
+    ("study.db", "is a study database (SQLite), not a lookup table"),
+    ("new.db", "is named as a study database: a lookup table is a JSON file, e.g. new.json"),
+    ("notes.json", "exists and is not a lookup table"),
+    ("table.txt", "a lookup table is a JSON file: give a name ending in .json, e.g. table.json"),
+])
+def test_build_lut_refuses_an_out_that_is_no_table_before_the_data_and_the_backend(capsys, monkeypatch, tmp_path,
+                                                                                   name, match):
+    """`--out study.db` (a search's study) was refused only after the data was loaded and the backend set up."""
+    import sqlite3
+
+    import mnas.cli.latency_cmd as latency_cmd
+    import mnas.train
+
+    def costly(*args, **kwargs):
+        raise AssertionError("set up before --out was checked")
+
+    monkeypatch.setattr(mnas.train, "load", costly)
+    monkeypatch.setattr(latency_cmd, "make_backend", costly)
+    if name == "study.db":
+        with sqlite3.connect(tmp_path / name) as db:
+            db.execute("create table trials (number integer)")
+    elif name == "notes.json":
+        (tmp_path / name).write_text('{"mine": 1}')
+    before = (tmp_path / name).read_bytes() if (tmp_path / name).exists() else None
+    assert_usage_error(capsys, "latency", "build-lut", "--out", str(tmp_path / name), match=match)
+    assert ((tmp_path / name).read_bytes() if (tmp_path / name).exists() else None) == before

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from mnas.cli._common import (
@@ -296,12 +297,20 @@ def _references(text: str, width: float) -> list[str]:
 
 
 def cmd_build_lut(args: argparse.Namespace) -> int:
-    from mnas.latency.lut_build import build_lut
+    from mnas.latency.lut_build import build_lut, check_table_path
 
     check_output_file(args.out, "--out")  # an unfinished table there is resumed: it is read first
     if os.path.isfile(args.out) and os.path.getsize(args.out) > MAX_TABLE_FILE:
         raise UsageError(f"--out {args.out}: {os.path.getsize(args.out):,} bytes is not a lookup table (those are a"
                          " few MB): give a new file name")
+    # what --out holds or is named as is refused before the data is loaded and the backend set up
+    try:
+        table_there = check_table_path(args.out) is not None
+    except ValueError as exc:
+        raise UsageError(f"--out {exc}") from None
+    if not table_there and not args.out.lower().endswith(".json"):
+        raise UsageError(f"--out {args.out}: a lookup table is a JSON file: give a name ending in .json, e.g."
+                         f" {Path(args.out).with_suffix('.json').name}")
     check_space_options(args)
     num_classes, in_chans, data_size = _data_shape(args)
     space = space_from_args(args, num_classes, data_size)

@@ -38,8 +38,8 @@ from mnas.latency.lut import FORMAT, LayerUnit, LookupTable, arch_units, block_u
 from mnas.space import Arch, MnasNetSpace, as_arch
 from mnas.space.base import SearchSpace
 
-__all__ = ["build_lut", "enumerate_units", "fit_overhead", "measure_interleaved", "recalibrate", "reference_archs",
-           "unit_module", "unit_shape", "validate_lut"]
+__all__ = ["build_lut", "check_table_path", "enumerate_units", "fit_overhead", "measure_interleaved", "recalibrate",
+           "reference_archs", "unit_module", "unit_shape", "validate_lut"]
 
 Progress = Callable[[int, int, str], None]
 
@@ -229,13 +229,37 @@ def _fresh(space: SearchSpace, backend: LatencyBackend, batch_size: int, in_chan
             "empty_ms": None, "entries": {}, "fit_points": [], "fit": {}}
 
 
-def _resume(path: Path, fresh: dict[str, Any]) -> dict[str, Any]:
+_STUDY_SUFFIXES = (".db", ".sqlite", ".sqlite3")  # what `mnas search --storage` writes
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_table_path(out: str | os.PathLike) -> dict[str, Any] | None:
+    """ValueError (one line) unless `out` can take a table `build_lut` writes: a new file that is not named
+    as a study database (.db, .sqlite, a sqlite:/// URL), or a table file (finished or not) to resume,
+    whose contents are returned (None for a new file). Cheap: callers check before any data is loaded
+    or any backend set up, so that `--out study.db` costs nothing."""
+    text = os.fspath(out)
+    path = Path(text)
+    if text.startswith("sqlite:") or (path.suffix.lower() in _STUDY_SUFFIXES and not path.is_file()):
+        raise ValueError(f"{text} is named as a study database: a lookup table is a JSON file, e.g."
+                         f" {path.with_suffix('.json').name if path.suffix else 'lut.json'}; choose another --out")
+    if not path.exists():
+        return None
     try:
+        with path.open("rb") as f:
+            if f.read(len(_SQLITE_HEADER)) == _SQLITE_HEADER:
+                raise ValueError(f"{path} is a study database (SQLite), not a lookup table: choose another --out"
+                                 " (a table is a JSON file, e.g. lut.json)")
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} exists and is not a lookup table ({exc}): choose another --out") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{path} exists and is not a lookup table: choose another --out")
+    return data
+
+
+def _resume(path: Path, fresh: dict[str, Any]) -> dict[str, Any]:
+    data = check_table_path(path)
     for key in ("space_type", "space", "backend_key", "batch_size", "in_chans"):
         if data.get(key, "MnasNetSpace" if key == "space_type" else None) != fresh[key]:
             raise ValueError(f"{path} was built with a different {key.replace('_', ' ')}: use another --out, or"
@@ -284,6 +308,7 @@ def build_lut(space: SearchSpace, backend: LatencyBackend, out: str | os.PathLik
     if isinstance(fit_archs, bool) or not isinstance(fit_archs, int) or fit_archs < 0:
         raise ValueError(f"fit_archs={fit_archs!r}: expected an integer >= 0")
     path = Path(out)
+    check_table_path(path)  # before the units are enumerated and the empty graph measured
     units = enumerate_units(space, in_chans)
     known = {u.key for u in units}
     for arch in reference_archs(space, references):
