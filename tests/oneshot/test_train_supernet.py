@@ -189,3 +189,29 @@ def test_stratified_sampler_reaches_the_outer_bands_of_the_full_space():
     assert min(no_walk.describe()["hit_rate"]) < 0.2
     with pytest.raises(ValueError, match="walk="):
         StratifiedSampler(space, predictor, sampler.low, sampler.high, walk=-1)
+
+
+def test_fair_sampler_takes_every_choice_of_every_decision_equally_often():
+    from mnas.oneshot.sampling import FairSampler
+
+    space = tiny_space()
+    sampler = FairSampler(space)
+    rng = np.random.default_rng(0)
+    for n in (max(len(d.choices) for d in space.decisions), 7):
+        tokens = np.array(sampler.group_tokens(rng, n))
+        for i, d in enumerate(space.decisions):
+            counts = np.bincount(tokens[:, i], minlength=len(d.choices))
+            k = len(d.choices)
+            # each choice n // k or n // k + 1 times (exactly once each when n == k)
+            assert counts.min() >= min(n // k, 1 if n >= k else 0) and counts.max() <= -(-n // k), (n, i, counts)
+            assert counts.sum() == n
+    # the trainer draws a step's sub-networks as one fair group, a pure function of (seed, step)
+    net, data = make_supernet(space), tiny_data()
+    k = max(len(d.choices) for d in space.decisions)
+    trainer = _Trainer(net, data, _config(num_random=k, sandwich=False, warmup_epochs=0, sampler="fair"))
+    archs = [str(a) for a in trainer.archs_for(3)]
+    assert archs == [str(a) for a in trainer.archs_for(3)] and len(archs) == k
+    drawn = sampler.group_tokens(np.random.default_rng([3, 3, 0x5a4d]), k)  # the trainer's (seed 3, step 3) draw
+    assert archs == [str(space.decode(t)) for t in drawn]
+    with pytest.raises(ValueError, match="sampler"):
+        _config(sampler="fairest")

@@ -84,8 +84,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--no-sandwich", action="store_true",
                    help="train only --num-random sampled sub-networks per step, on the labels (single-path one-shot;"
                         " no largest/smallest, no distillation)")
-    g.add_argument("--sampler", choices=("uniform", "stratified"), default="uniform",
-                   help="how random sub-networks are drawn: uniform (default) or stratified by latency band")
+    g.add_argument("--sampler", choices=("uniform", "stratified", "fair"), default="uniform",
+                   help="how random sub-networks are drawn: uniform (default), stratified by latency band, or fair"
+                        " (FairNAS: a step's sub-networks take every op of every layer equally often; with"
+                        " --no-sandwich --num-random 3 on a space of 3 ops per layer, FairNAS's strict fairness)")
     g.add_argument("--bands", type=positive_int, default=5, help="latency bands for --sampler stratified (default 5)")
     g.add_argument("--lut", help="latency lookup table for --sampler stratified (default: MACs)")
     g.add_argument("--eval-images", type=nonneg_int, default=500,

@@ -64,6 +64,36 @@ class UniformSampler:
         return {"kind": "uniform"}
 
 
+class FairSampler:
+    """FairNAS's strict fairness (Chu et al., ICCV 2021): the sub-networks of one step are drawn
+    together so that, at every decision, each choice is taken equally often — with as many sub-networks
+    as a decision has choices, each exactly once (for example 3 paths a step over {skip, k3e3, k5e6}).
+    Every op's weights then get the same number of updates, where the sandwich rule trains the largest
+    op every step: on NAS-Bench-Macro that rule's supernet overvalued the largest op (docs/design/nbmacro.md).
+    `sample_group(rng, n)`: tokens of decision i are consecutive random permutations of its choices,
+    cut at n (a decision with more choices than n takes n distinct ones)."""
+
+    def __init__(self, space: SearchSpace):
+        self.space = space
+
+    def sample(self, rng: np.random.Generator) -> Arch:
+        return self.space.sample(rng)
+
+    def group_tokens(self, rng: np.random.Generator, n: int) -> list[list[int]]:
+        columns = []
+        for d in self.space.decisions:
+            k = len(d.choices)
+            perms = np.concatenate([rng.permutation(k) for _ in range(-(-n // k))])
+            columns.append(perms[:n])
+        return [[int(c[i]) for c in columns] for i in range(n)]
+
+    def sample_group(self, rng: np.random.Generator, n: int) -> list[Arch]:
+        return [self.space.decode(t) for t in self.group_tokens(rng, n)]
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "fair"}
+
+
 class StratifiedSampler:
     """Band uniformly, then an architecture in the band by bounded rejection (see the module doc)."""
 

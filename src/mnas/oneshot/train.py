@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnas._util import seed_everything
-from mnas.oneshot.sampling import StratifiedSampler, UniformSampler
+from mnas.oneshot.sampling import FairSampler, StratifiedSampler, UniformSampler
 from mnas.train.checkpoint import atomic_save, get_rng_state, load_file, set_rng_state
 from mnas.train.config import TrainConfig, recipe
 from mnas.train.datasets import Dataset
@@ -44,7 +44,7 @@ from mnas.train.loop import Loop, NonFiniteLoss, Timer, threads
 __all__ = ["CHECKPOINT_FORMAT", "SupernetTrainConfig", "Stopped", "load_supernet", "train_supernet"]
 
 CHECKPOINT_FORMAT = "mnas.supernet/1"
-SAMPLERS = ("uniform", "stratified")
+SAMPLERS = ("uniform", "stratified", "fair")
 # Settings that may change between a run and its resumption without changing the result.
 _RESUME_FREE = {"threads", "eval_batch_size", "device"}
 
@@ -67,8 +67,10 @@ class SupernetTrainConfig:
     are fixed networks, half the sub-networks of a default step).
     `distill`: the smaller sub-networks learn the largest's output (soft targets at `temperature`)
     instead of the labels (with the sandwich rule only: without it there is no teacher).
-    `sampler`: "uniform" over tokens, or "stratified" in `bands` bands of predicted latency (see
-    sampling.py). `micro_batches`: split each batch to save memory (the gradients are accumulated;
+    `sampler`: "uniform" over tokens, "stratified" in `bands` bands of predicted latency, or "fair"
+    (FairNAS's strict fairness: a step's `num_random` sub-networks take every choice of every decision
+    equally often; with ``sandwich=False`` and `num_random` the number of op choices, FairNAS's rule)
+    (see sampling.py). `micro_batches`: split each batch to save memory (the gradients are accumulated;
     with batch norm, the statistics are per micro-batch).
     `eval_images`: BN recalibration images for the per-epoch check of the largest and smallest
     sub-networks (0 skips the check). `reduction`: "mean" divides each sub-network's loss by the
@@ -171,6 +173,8 @@ class _Trainer:
         if config.sampler == "stratified":
             self.sampler: Any = StratifiedSampler.for_space(net.space, self.smallest, self.largest, latency,
                                                             data.channels, config.bands, config.tries)
+        elif config.sampler == "fair":
+            self.sampler = FairSampler(net.space)
         else:
             self.sampler = UniformSampler(net.space)
         self.warmup_steps = int(round(config.warmup_epochs * self.loop.steps_per_epoch))
@@ -181,7 +185,10 @@ class _Trainer:
         if step < self.warmup_steps:
             return [self.largest]
         rng = np.random.default_rng([self.config.train.seed, step, 0x5a4d])
-        sampled = [self.sampler.sample(rng) for _ in range(self.config.num_random)]
+        if isinstance(self.sampler, FairSampler):
+            sampled = self.sampler.sample_group(rng, self.config.num_random)
+        else:
+            sampled = [self.sampler.sample(rng) for _ in range(self.config.num_random)]
         return [self.largest, self.smallest] + sampled if self.config.sandwich else sampled
 
     def step(self, idx: torch.Tensor) -> tuple[float, int, int]:
