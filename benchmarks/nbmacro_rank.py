@@ -8,7 +8,13 @@ the same for the free predictors (MACs, parameters) and for scores derived from 
 - ``smoothed``: a ridge regression on the one-hot tokens fitted to the 250 inherited accuracies
   themselves (no ground truth), i.e. the additive part of inherited accuracy, less per-network
   evaluation noise;
-- ``+macs``: inherited accuracy plus ``w`` times log MACs (standardised), for a few ``w``.
+- ``+macs``: inherited accuracy plus ``w`` times log MACs (standardised), for a few ``w``;
+- ``-loss``: the same evaluations' inherited log-likelihood (negated mean cross-entropy).
+
+Also printed per checkpoint: the op bias, from ridge fits on one-hot tokens (the additive part) of
+the truth and of inherited accuracy: how much each gains from k5e6 over k3e3 against k3e3 over skip,
+summed over the layers; and with several checkpoints, how far their log-likelihoods agree with each
+other (Kendall tau) and how an average of their standardised scores ranks.
 
     python benchmarks/nbmacro_rank.py runs/a.pt runs/b.pt --data ../shared/data/cifar10_10k.npz
     python benchmarks/nbmacro_rank.py runs/a.pt --images 250 500 1000      # BN recalibration size
@@ -49,6 +55,16 @@ def ridge_smooth(x: np.ndarray, y: np.ndarray, alpha: float = 1.0) -> np.ndarray
     return xc @ w + ym
 
 
+def op_bias(tokens: np.ndarray, y: np.ndarray) -> float:
+    """(k5e6 - k3e3) / (k3e3 - skip) of a ridge fit of `y` on one-hot tokens, summed over the layers
+    (NAS-Bench-Macro's token order: 0 skip, 1 k3e3, 2 k5e6)."""
+    x = np.concatenate([np.eye(3)[tokens[:, j]] for j in range(tokens.shape[1])], 1)
+    xm, ym = x.mean(0), y.mean()
+    xc = x - xm
+    w = np.linalg.solve(xc.T @ xc + np.eye(x.shape[1]), xc.T @ (y - ym)).reshape(-1, 3)
+    return float((w[:, 2] - w[:, 1]).sum() / (w[:, 1] - w[:, 0]).sum())
+
+
 def stats(pred, truth, macs, n_resamples: int) -> dict:
     from mnas.oneshot.rank import band_stats, rank_stats
     from mnas.oneshot.rank_truth import quantile_groups
@@ -80,6 +96,7 @@ def main() -> int:
 
     from mnas.oneshot.rank_truth import rank_check_truth
     from mnas.oneshot.train import load_supernet
+    from mnas.space import as_arch
     from mnas.space.ground_truth import load_ground_truth
     from mnas.train import load
 
@@ -126,9 +143,12 @@ def main() -> int:
             smooth = ridge_smooth(one_hot(net.space, [a["supernet_arch"] for a in archs]), inh)
             z = (np.log(macs) - np.log(macs).mean()) / np.log(macs).std()
             zi = (inh - inh.mean()) / inh.std()
-            rows = {"inherited": inh, "smoothed": smooth, "macs": macs, "params": np.array([a["params"] for a in archs])}
+            loglik = -np.array([a["inherited_loss"] for a in archs])
+            rows = {"inherited": inh, "-loss": loglik, "smoothed": smooth, "macs": macs,
+                    "params": np.array([a["params"] for a in archs])}
             for w in (0.25, 0.5, 1.0):
                 rows[f"inherited+{w:g}*macs"] = zi + w * z
+            rows["-loss+0.25*macs"] = (loglik - loglik.mean()) / loglik.std() + 0.25 * z
             print(f"### {images} BN images, {rep['num_eval']} eval images: {seconds:.0f} s for {len(archs)} sub-networks"
                   f" ({seconds / len(archs):.2f} s each); ground truth seed-to-seed tau {rep['noise_ceiling']['tau']:.3f}")
             print(f"{'score':<22} {'tau':>6} {'95% CI':>14} {'rho':>6} {'top-10':>7} {'tau in 5 MACs bands':>20}")
@@ -148,7 +168,21 @@ def main() -> int:
                 print(f"{name:<22} {s['tau']:6.3f} [{lo:5.3f}, {hi:5.3f}] {s['rho']:6.3f} {s['top10_overlap'] * 10:5.0f}/10"
                       f" {s['macs_bands']:20.3f}")
             print(rep["verdict"])
+            tokens = np.array([net.space.encode(as_arch(a["supernet_arch"])) for a in archs])
+            print(f"op bias, (k5e6 - k3e3) / (k3e3 - skip) of the additive fit: truth {op_bias(tokens, acc):.3f},"
+                  f" inherited accuracy {op_bias(tokens, inh):.3f}")
+            entry["loglik"] = loglik.tolist()
             out.append(entry)
+    if len(out) > 1:
+        from scipy.stats import kendalltau
+
+        truth_acc = np.array([a["truth"] for a in out[0]["archs"]])
+        zs = [(np.array(e["loglik"]) - np.mean(e["loglik"])) / np.std(e["loglik"]) for e in out]
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                print(f"{out[i]['checkpoint']} ({out[i]['images']}) vs {out[j]['checkpoint']} ({out[j]['images']}):"
+                      f" their log-likelihoods agree at tau {kendalltau(zs[i], zs[j])[0]:.3f}; averaged they rank"
+                      f" at {kendalltau(zs[i] + zs[j], truth_acc)[0]:.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -44,14 +45,18 @@ UNIFORM = {"all identity": "00000000", "all k3e3": "11111111", "all k5e6": "2222
 
 
 class Inherited:
-    """Inherited accuracy of full-width networks by token in the supernet, cached on disk."""
+    """Inherited accuracy of full-width networks by token in the supernet, cached on disk; with
+    ``metric="loss"`` the inherited likelihood instead, exp(-mean cross-entropy) (the geometric mean of
+    the true class's probability: in (0, 1] like an accuracy, ranked as the log-likelihood)."""
 
-    def __init__(self, checkpoint: str, data, images: int, workers: int) -> None:
+    def __init__(self, checkpoint: str, data, images: int, workers: int, metric: str = "accuracy",
+                 subset: str = "") -> None:
         from mnas.oneshot.train import load_supernet
 
         self.net, self.state = load_supernet(checkpoint)
-        self.data, self.images, self.workers = data, images, workers
-        self.path = Path(f"{checkpoint}.inherited-{images}.json")
+        self.data, self.images, self.workers, self.metric = data, images, workers, metric
+        tag = "" if metric == "accuracy" else f"-{metric}"
+        self.path = Path(f"{checkpoint}.inherited-{images}{subset}{tag}.json")
         self.cache: dict[str, float] = json.loads(self.path.read_text()) if self.path.is_file() else {}
         self.seconds, self.evaluated = 0.0, 0
 
@@ -63,7 +68,8 @@ class Inherited:
             started = time.perf_counter()
             stand_in = [str(self.net.space.decode(list(land.tokens[land.arch.index(a)]))) for a in todo]
             results = evaluate_subnets(self.net, stand_in, self.data, num_images=self.images, workers=self.workers)
-            self.cache.update({a: r.accuracy for a, r in zip(todo, results, strict=True)})
+            self.cache.update({a: r.accuracy if self.metric == "accuracy" else math.exp(-r.loss)
+                               for a, r in zip(todo, results, strict=True)})
             self.seconds += time.perf_counter() - started
             self.evaluated += len(todo)
             self.path.write_text(json.dumps(self.cache))
@@ -126,6 +132,11 @@ def main() -> int:
     p.add_argument("--trials", type=int, default=60, help="inherited evaluations per search")
     p.add_argument("--images", type=int, default=500, help="BN recalibration images")
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--metric", choices=["accuracy", "loss"], default="accuracy",
+                   help="what the search is told: inherited accuracy, or the inherited likelihood exp(-cross-entropy)")
+    p.add_argument("--val-images", type=int, help="score on this many validation images (the seeded subset of"
+                   " nbmacro_rank.py; default all 2,000)")
+    p.add_argument("--first-seed", type=int, default=0, help="search seeds first-seed .. first-seed + seeds - 1")
     p.add_argument("--methods", nargs="+", default=["boundary", "evolution", "predictor", "random"])
     p.add_argument("--targets", nargs="+", default=["p25", "p50", "p75"])
     args = p.parse_args()
@@ -139,11 +150,18 @@ def main() -> int:
     land = load_landscape(args.lut)
     space = nas_bench_macro_space()
     data = load(args.data, val_fraction=0.2, seed=0)
-    inherited = Inherited(args.supernet, data, args.images, args.workers)
+    subset = ""
+    if args.val_images and args.val_images < len(data.y_val):
+        import dataclasses
+
+        keep = np.sort(np.random.default_rng(0).permutation(len(data.y_val))[:args.val_images])
+        data = dataclasses.replace(data, x_val=data.x_val[keep], y_val=data.y_val[keep])
+        subset = f"-val{args.val_images}"
+    inherited = Inherited(args.supernet, data, args.images, args.workers, args.metric, subset)
     train_min = inherited.state.get("seconds", 0) / 60
     print(f"# supernet {args.supernet}: {inherited.state.get('epoch')} epochs, {train_min:.1f} min of training;"
-          f" {args.images} BN images, {len(data.y_val)} val images; {args.trials} evaluations a search,"
-          f" {args.seeds} seeds; load {os.getloadavg()[0]:.2f}")
+          f" {args.images} BN images, {len(data.y_val)} val images, told {args.metric}; {args.trials} evaluations"
+          f" a search, seeds {args.first_seed}-{args.first_seed + args.seeds - 1}; load {os.getloadavg()[0]:.2f}")
     tg = targets(land)
     for tname in args.targets:
         t = tg[tname]
@@ -154,7 +172,8 @@ def main() -> int:
         print(f"{'method/pick':<20} {'gap (points)':>15} {'lat/T':>13} {'beats uniform':>14} {'evaluated':>9}")
         for method in args.methods:
             before = inherited.evaluated
-            picks = [strategy_search(method, space, land, inherited, t, args.trials, s) for s in range(args.seeds)]
+            seeds = range(args.first_seed, args.first_seed + args.seeds)
+            picks = [strategy_search(method, space, land, inherited, t, args.trials, s) for s in seeds]
             for rule in ("inherited", "smoothed"):
                 gaps, use, wins = [], [], []
                 for pk in picks:
