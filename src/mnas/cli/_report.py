@@ -33,7 +33,9 @@ def format_states(states: dict[str, int]) -> str:
     return ", ".join(f"{n} {state}" for state, n in states.items() if n) or "none"
 
 
-def report_study(study, storage: str, seconds: float, as_json: bool) -> int:
+def report_study(study, storage: str, seconds: float, as_json: bool, extra: dict | None = None) -> int:
+    """The end of a search: the front and the best trial, or with `as_json` one JSON document, to which
+    `extra` adds its fields (e.g. --retrain-reference's "retrain_reference", printed as lines before)."""
     target = study.meta.get("target_ms")
     best, under = study.best(), study.best(target_ms=target) if target else None
     front = study.pareto_front()
@@ -49,7 +51,7 @@ def report_study(study, storage: str, seconds: float, as_json: bool) -> int:
                    "stop": run.to_dict() if run else None,
                    "best": best.to_dict() if best else None, "best_under_target": under.to_dict() if under else None,
                    "best_is_feasible_only": summary["best_is_feasible_only"], "constraints": study.limits.to_dict(),
-                   "pareto_front": [t.to_dict() for t in front]})
+                   "pareto_front": [t.to_dict() for t in front], **(extra or {})})
         if rc:
             print(f"mnas: error: no trial completed ({failed} failed)", file=sys.stderr)
         return rc

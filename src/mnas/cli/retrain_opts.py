@@ -4,7 +4,8 @@
 `add_retrain_arguments(parser)` adds the options; `check_retrain_arguments(args)` refuses bad
 combinations before the search starts (exit 2); `run_retrain(args, study, data)` runs after it and
 prints the inherited-against-standalone table (stderr under --json, whose one document is the
-search report's, which then names the retrained pick as its best).
+search report's, which then names the retrained pick as its best and, with --retrain-reference, holds
+the comparison with the reference as fields: "retrain_reference", `reference_comparison`).
 """
 
 from __future__ import annotations
@@ -82,9 +83,12 @@ def _reference(args: argparse.Namespace) -> str | None:
     return None if target is None else target.reference
 
 
-def run_retrain(args: argparse.Namespace, study: Any, data: Any, storage: str | None = None) -> int:
+def run_retrain(args: argparse.Namespace, study: Any, data: Any, storage: str | None = None,
+                report: dict[str, Any] | None = None) -> int:
     """Retrain after the search; 0 when the best retrained trial is recorded, 1 when no trial meets
-    the target or limits (said in one line), 130 when interrupted (finished retrainings are kept)."""
+    the target or limits (said in one line), 130 when interrupted (finished retrainings are kept).
+    `report`: a dict that gets the --retrain-reference comparison ("retrain_reference",
+    `reference_comparison`) for the search's JSON document."""
     from mnas.loop.retrain import retrain_candidates, retrain_top
 
     check_retrain_arguments(args)
@@ -126,13 +130,14 @@ def run_retrain(args: argparse.Namespace, study: Any, data: Any, storage: str | 
     print(f"  export it: mnas export {storage or 'STUDY'} --trial {pick['trial']} --weights {pick['model']} --out"
           " model.onnx", file=file)
     if getattr(args, "retrain_reference", False):
-        return _against_reference(args, study, data, out, pick, say, file, storage)
+        return _against_reference(args, study, data, out, pick, say, file, storage, report)
     return 0
 
 
 def _against_reference(args: argparse.Namespace, study: Any, data: Any, out: Path, pick: dict[str, Any],
-                       say: Any, file: Any, storage: str | None) -> int:
-    """Train the --target's zoo network with the same recipe and say, in one line, how the pick compares."""
+                       say: Any, file: Any, storage: str | None, report: dict[str, Any] | None = None) -> int:
+    """Train the --target's zoo network with the same recipe and say, in one line, how the pick compares;
+    the same comparison goes into `report` (`reference_comparison`) for --json."""
     from mnas.loop.retrain import retrain_reference
 
     name = _reference(args)
@@ -145,37 +150,66 @@ def _against_reference(args: argparse.Namespace, study: Any, data: Any, out: Pat
         return 130
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(f"--retrain-reference: {str(exc).splitlines()[0]}") from None
-    diff = 100 * (pick["accuracy"] - ref["accuracy"])
-    test = "" if pick["test_accuracy"] is None or ref["test_accuracy"] is None else \
-        f", test {100 * (pick['test_accuracy'] - ref['test_accuracy']):+.1f}"
-    n = len(ref.get("seeds") or [ref["seed"]])
+    c = reference_comparison(name, pick, ref)
+    if report is not None:
+        report["retrain_reference"] = c
+    diff = 100 * c["difference"]
+    test = "" if c["test_difference"] is None else f", test {100 * c['test_difference']:+.1f}"
+    n = c["seeds"]
     if n == 1:
         print(f"reference {name} ({ref['epochs']} epochs from scratch, seed {ref['seed']}): standalone "
               f"{_pct(ref['accuracy'])}, test {_pct(ref['test_accuracy'])}; the pick is {diff:+.1f} validation points"
               f"{test} — one seed each: compare over seeds (--retrain-seeds N) before trusting a gap of a"
               f" few points", file=file)
-        if diff < 0:
+        if c["ship_reference"]:
             print(f"  the hand-designed network scored higher here: ship it (mnas train {name} --out DIR) unless more"
                   " seeds say otherwise", file=file)
         return 0
-    se = 100 * math.hypot(pick.get("accuracy_se") or 0.0, ref.get("accuracy_se") or 0.0)
-    z = round(diff / se, 1) if se > 0 else None  # the verdict reads the figure it prints
+    se, z = 100 * c["difference_se"], c["z"]
     print(f"reference {name} ({ref['epochs']} epochs from scratch, seeds {ref['seeds'][0]}-{ref['seeds'][-1]}): "
           f"standalone {_pct(ref['accuracy'])} +- {100 * (ref.get('accuracy_se') or 0):.1f}, test "
           f"{_pct(ref['test_accuracy'])}; the pick is {diff:+.1f} +- {se:.1f} validation points"
           f" ({'no spread over the seeds' if z is None else f'{z:+.1f} s.e.'}, {n} seeds each){test}", file=file)
     weak = f" ({n} seeds: a Welch gap of 2 s.e. is weak evidence below 5)" if n < 5 else ""
-    if z is None:
+    if c["verdict"] == "no_spread":
         print("  every seed scored the same: the seeds say nothing about the noise; add seeds or a longer recipe",
               file=file)
-    elif z <= -2:
+    elif c["verdict"] == "reference_higher":
         print(f"  the hand-designed network scored higher here: ship it (mnas train {name} --out DIR){weak}", file=file)
-    elif z < 2:
+    elif c["verdict"] == "level":
         print("  the difference is within two standard errors: the pick and the hand-designed network are level"
               " here", file=file)
     else:
         print(f"  the pick scored higher by at least two standard errors{weak}", file=file)
     return 0
+
+
+def reference_comparison(name: str, pick: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+    """The retrained pick against the reference network, as the console line states it and `mnas search
+    --json` reports it: accuracies are fractions (validation, as the trials'); "difference" is pick minus
+    reference, "difference_se" its Welch standard error (None for one seed), "z" the difference in those
+    standard errors rounded as printed (None for one seed or no spread); "verdict" is "one_seed",
+    "no_spread", "reference_higher" (z <= -2), "level" or "pick_higher" (z >= 2), and "ship_reference"
+    whether the line says to ship the reference (it scored higher: by 2 s.e., or at all with one seed)."""
+    seeds = len(ref.get("seeds") or [ref["seed"]])
+    diff = pick["accuracy"] - ref["accuracy"]
+    test = None if pick.get("test_accuracy") is None or ref.get("test_accuracy") is None else \
+        pick["test_accuracy"] - ref["test_accuracy"]
+    se = z = None
+    if seeds == 1:
+        verdict = "one_seed"
+    else:
+        se = math.hypot(pick.get("accuracy_se") or 0.0, ref.get("accuracy_se") or 0.0)
+        z = round(diff / se, 1) if se > 0 else None  # the verdict reads the figure it prints
+        verdict = ("no_spread" if z is None else "reference_higher" if z <= -2 else "level" if z < 2
+                   else "pick_higher")
+    return {"reference": name, "reference_arch": ref.get("arch"), "epochs": ref.get("epochs"), "seeds": seeds,
+            "reference_seeds": ref.get("seeds") or [ref["seed"]], "pick_trial": pick.get("trial"),
+            "pick_accuracy": pick["accuracy"], "pick_accuracy_se": pick.get("accuracy_se"),
+            "pick_test_accuracy": pick.get("test_accuracy"), "reference_accuracy": ref["accuracy"],
+            "reference_accuracy_se": ref.get("accuracy_se"), "reference_test_accuracy": ref.get("test_accuracy"),
+            "difference": diff, "difference_se": se, "z": z, "test_difference": test, "verdict": verdict,
+            "ship_reference": verdict == "reference_higher" or (verdict == "one_seed" and diff < 0)}
 
 
 def _pct(x: float | None) -> str:

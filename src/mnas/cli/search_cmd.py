@@ -608,8 +608,9 @@ def _search(args: argparse.Namespace, space: Any, evaluator: Any, reward: Any, o
         return 130
     except ConnectionError as exc:
         raise _device_error(args, exc) from None
-    rc = run_retrain(args, study, data, storage) if args.retrain_top else 0
-    return _report(study, storage, time.monotonic() - started, args.json) or rc
+    extra: dict[str, Any] = {}  # --retrain-reference's comparison, for --json
+    rc = run_retrain(args, study, data, storage, report=extra) if args.retrain_top else 0
+    return _report(study, storage, time.monotonic() - started, args.json, extra) or rc
 
 
 def _busy_line(evaluator: Any) -> str | None:
