@@ -93,3 +93,43 @@ def test_the_recorded_data_is_recognised_however_its_path_is_spelled(tmp_path, m
     assert _same_data("digits", "digits") and not _same_data("digits", "d.npz") and not _same_data(None, "d.npz")
     (tmp_path / "e.npz").write_bytes(b"x")
     assert not _same_data("e.npz", "d.npz")
+
+
+def test_the_python_export_calibrates_on_the_images_the_cli_export_does(tmp_path, capsys, monkeypatch):
+    """Regression: `mnas.export(..., calibration=calibration_from_data(data.x_train, n, data.mean, data.std))`,
+    the Python API's documented way, drew other images (seed key 8) than `mnas export --data D --calibration n`
+    (`calibration_inputs`, seed key 9) from the same data and split: one draw now serves both."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import mnas.latency.quantize as quantize
+    from mnas.deploy import export
+    from mnas.latency.quantize import calibration_from_data
+    from mnas.train import load
+
+    data = load("digits")  # the split `mnas export --data digits` loads for weights that record none
+    weights = tmp_path / "model.pt"
+    _weights(weights, data, record_data=False)
+    seen, real = [], quantize.ort_quantize
+    monkeypatch.setattr(quantize, "ort_quantize", lambda raw, calib, *a: seen.append(list(calib)) or real(raw, calib, *a))
+    code = main(["export", "--weights", str(weights), "--out", str(tmp_path / "cli.onnx"), "--precision", "int8",
+                 "--data", "digits", "--calibration", "20"])
+    assert code == 0, capsys.readouterr().err
+    export(None, tmp_path / "api.onnx", weights=weights, precision="int8",
+           calibration=calibration_from_data(data.x_train, 20, data.mean, data.std))
+    cli, api = seen
+    _same(api, cli)
+
+
+@pytest.mark.parametrize("input_size", [None, 16])
+def test_the_one_draw_is_the_trainers_preprocessing_of_the_images_the_search_scored(input_size):
+    """The draw moved below the trainer (`mnas.latency.quantize`): its values must stay the ones the search's int8
+    scores were calibrated on, `BatchTransform`'s evaluation of the seed-key-9 pick, to the bit (also resized)."""
+    from mnas.evaluate.quantized import _preprocess, calibration_inputs
+    from mnas.latency.quantize import calibration_from_data
+
+    data = _searched(0.2, 3)
+    size = input_size or data.input_size
+    pick = np.sort(np.random.default_rng([4, 9]).choice(len(data.y_train), size=20, replace=False))
+    before = [x[None] for x in _preprocess(data, data.x_train[pick], size)]  # calibration_inputs as it was
+    _same(calibration_inputs(data, 20, input_size, seed=4), before)
+    _same(calibration_from_data(data.x_train, 20, data.mean, data.std, seed=4, input_size=size), before)

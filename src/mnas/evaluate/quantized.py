@@ -46,13 +46,12 @@ def calibration_inputs(data: Any, calibration: int = 100, input_size: int | None
     """The `calibration` training images of `data` (drawn without replacement with `seed`) that an int8
     score calibrates on, as float32 (1, C, S, S) inputs preprocessed as the trainer evaluates (normalised
     with `data.mean`/`data.std`, resized to `input_size`). `mnas export --precision int8` calibrates on
-    the same ones, so the file it writes is the one the search scored."""
-    from mnas.latency.quantize import check_calibration
+    the same ones, so the file it writes is the one the search scored. The draw is
+    `mnas.latency.quantize.calibration_from_data` on ``data.x_train`` (one draw for the CLI and the Python API)."""
+    from mnas.latency.quantize import calibration_from_data
 
-    n = min(check_calibration(calibration), len(data.y_train))
-    size = int(input_size or data.input_size)
-    pick = np.sort(np.random.default_rng([seed, 9]).choice(len(data.y_train), size=n, replace=False))
-    return [x[None] for x in _preprocess(data, data.x_train[pick], size)]
+    return calibration_from_data(data.x_train, calibration, data.mean, data.std, seed,
+                                 int(input_size or data.input_size))
 
 
 def quantized_accuracy(model: Any, data: Any, runtime: str = "onnxruntime", calibration: int = 100,

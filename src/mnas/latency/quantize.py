@@ -10,9 +10,10 @@ quantizer that runtime ships:
 
 Calibration inputs: for a latency figure they are seeded random images (``N(0, 1)``, the
 distribution `timing_model` calibrates batch norm on) — the quantized graph and its speed do not
-depend on the values; for an exported model or an accuracy they are training images
-(`calibration_from_data`). Imports torch (PT2E helpers) lazily; the ONNX path needs only numpy,
-onnx and onnxruntime.
+depend on the values; for an exported model or an accuracy they are training images, always drawn by
+`calibration_from_data` (which `mnas.evaluate.quantized.calibration_inputs` applies to a data set), so
+the Python API, `mnas export` and a search's int8 score calibrate on the same images. Imports torch
+(PT2E helpers, preprocessing) lazily; the ONNX path needs only numpy, onnx and onnxruntime.
 """
 
 from __future__ import annotations
@@ -85,21 +86,39 @@ def random_calibration(shape: Sequence[int], n: int = DEFAULT_CALIBRATION, seed:
 
 
 def calibration_from_data(images: np.ndarray, n: int, mean: Sequence[float], std: Sequence[float],
-                          seed: int = 0) -> list[np.ndarray]:
-    """`n` training images (uint8 NHWC, drawn without replacement, seeded) as normalised float32
-    (1, C, H, W) inputs: pixels / 255, then (x - mean) / std, as the model was trained."""
+                          seed: int = 0, input_size: int | None = None) -> list[np.ndarray]:
+    """The one draw of int8 calibration images: `n` of `images` (uint8 NHWC; at most all of them), drawn
+    without replacement with `seed`, as float32 (1, C, S, S) inputs preprocessed as the trainer evaluates
+    (``(pixels / 255 - mean) / std``, resized to `input_size`, default the images' own size).
+
+    `mnas.evaluate.quantized.calibration_inputs(data, n)` is this draw on `data`'s training images with its
+    mean and std: a search's int8 score and `mnas export --precision int8` calibrate on it, so
+    ``mnas.export(..., precision="int8", calibration=calibration_from_data(data.x_train, n, data.mean,
+    data.std))`` writes the file they calibrate, for the same data, split and `n`. (Before, this function
+    drew other images with another seed key.)"""
     images = np.asarray(images)
     if images.ndim != 4 or images.dtype != np.uint8 or len(images) == 0:
         raise ValueError(f"calibration images of shape {images.shape} and dtype {images.dtype}: expected uint8 NHWC")
     n = min(check_calibration(n), len(images))
-    pick = np.random.default_rng([seed, 8]).choice(len(images), size=n, replace=False)
-    mean_a = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
-    std_a = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
-    out = []
-    for i in np.sort(pick):
-        x = images[i:i + 1].astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-        out.append(((x - mean_a) / std_a).astype(np.float32))
-    return out
+    pick = np.sort(np.random.default_rng([seed, 9]).choice(len(images), size=n, replace=False))
+    return [x[None] for x in _as_evaluated(images[pick], mean, std, input_size)]
+
+
+def _as_evaluated(images: np.ndarray, mean: Sequence[float], std: Sequence[float], size: int | None) -> np.ndarray:
+    """uint8 NHWC images as float32 NCHW by the operations `mnas.train.augment.BatchTransform` evaluates with
+    (a multiply-add, then a bilinear resize, antialiased when shrinking), so the values are the trainer's to
+    the bit (`tests/export/test_export_calibration.py` holds them to it)."""
+    import torch
+    import torch.nn.functional as F
+
+    std_t = torch.tensor([float(s) for s in std]).view(1, -1, 1, 1)
+    mean_t = torch.tensor([float(m) for m in mean]).view(1, -1, 1, 1)
+    with torch.no_grad():
+        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+        x = torch.addcmul(-mean_t / std_t, x, 1.0 / (255.0 * std_t))
+        if size is not None and (x.shape[2] != size or x.shape[3] != size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=size < x.shape[2])
+        return x.contiguous().numpy().astype(np.float32)
 
 
 # -- ONNX Runtime: QDQ ----------------------------------------------------------------------
