@@ -100,11 +100,17 @@ RUNTIMES = {"tflite": ("litert", "ai_edge_litert", "litert_torch"), "pte": ("exe
 @pytest.mark.parametrize("fmt", sorted(RUNTIMES))
 def test_runtime_file_runs_and_times_as_the_backend_measured(fmt, model, tmp_path):
     """The exported file's latency, in the same runtime and precision, is the backend's figure for the
-    same architecture (within the noise of a busy 2-core machine); fp32 logits match PyTorch."""
+    same architecture; fp32 logits match PyTorch.
+
+    The backend's figure is its own file (`backend.convert` of the network it times) timed as it times it;
+    the two files are timed in alternating rounds and compared by the median of the rounds' ratios, so a
+    burst of load on the shared machine falls on one round of both rather than on one file (a single
+    measurement of each once read 0.0136 against 0.0278 ms). A file 3x slower or faster still fails."""
     name, *modules = RUNTIMES[fmt]
     for module in modules:
         pytest.importorskip(module)
     from mnas.latency import Protocol, get_backend
+    from mnas.latency.export import timing_model
 
     result = export(model, tmp_path / f"m.{fmt}", input_size=16, check=True)
     assert result.format == fmt and result.max_abs_diff < 1e-4
@@ -120,7 +126,15 @@ def test_runtime_file_runs_and_times_as_the_backend_measured(fmt, model, tmp_pat
                            atol=1e-4, rtol=1e-3)
     int8 = export(model, tmp_path / f"m8.{fmt}", input_size=16, precision="int8", calibration=4)
     assert int8.precision == "int8"
-    protocol = Protocol(warmup=2, warmup_s=0.0, min_repeats=15, max_repeats=40, max_time_s=1.0, min_sample_ms=0.2)
-    file_ms = measure((tmp_path / f"m8.{fmt}").read_bytes(), (1, 3, 16, 16), 1, protocol)["median_ms"]
-    backend_ms = get_backend(name, precision="int8", calibration=4, protocol=protocol).measure(ARCH, 16, 7).median_ms
-    assert 0.5 < file_ms / backend_ms < 2.0, (file_ms, backend_ms)
+    protocol = Protocol(warmup=2, warmup_s=0.0, min_repeats=15, max_repeats=40, max_time_s=0.4, min_sample_ms=0.2)
+    shape = (1, 3, 16, 16)
+    backend = get_backend(name, precision="int8", calibration=4, protocol=protocol)
+    files = {"exported": (tmp_path / f"m8.{fmt}").read_bytes(),
+             "backend": backend.convert(timing_model(ARCH, 16, 7), shape)}  # what backend.measure(ARCH, 16, 7) times
+    rounds = []
+    for r in range(5):
+        order = ("exported", "backend") if r % 2 == 0 else ("backend", "exported")
+        ms = {which: measure(files[which], shape, 1, protocol)["median_ms"] for which in order}
+        rounds.append(ms["exported"] / ms["backend"])
+    ratio = float(np.median(rounds))
+    assert 0.5 < ratio < 2.0, (ratio, rounds)
