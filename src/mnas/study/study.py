@@ -74,7 +74,12 @@ class Study:
         constraint), only among trials that meet the target; with `target_ms`, the most accurate
         complete trial whose latency is at most `target_ms`. Ties go to the earlier trial; None if none.
         A study with limits (`limits`) only considers the trials that meet them. Retrained trials
-        (accuracy source "standalone", `mnas.loop.retrain`) come first: any that qualifies wins."""
+        (accuracy source "standalone", `mnas.loop.retrain`) come first: any that qualifies wins. Among
+        them only those retrained with the most seeds (`--retrain-seeds`) of the qualifying ones compete:
+        after `--retrain-top 3` and then `--retrain-top 2 --retrain-seeds 3`, the best is the better
+        3-seed mean, never the third network's stale single training, which would win on one lucky seed
+        as easily as on merit. A trial retrained with fewer seeds wins only where none with more qualifies
+        (its ``extra["seeds"]`` says how many: absent is one)."""
         trials = self._within_limits(self.complete_trials)
         if target_ms is None:
             reward = self.stored_reward()
@@ -92,8 +97,9 @@ class Study:
         """Complete trials that no other trial beats on both accuracy (higher) and latency
         (lower), ordered by latency. Trials with identical figures are all kept; only trials within
         the study's limits. Accuracy is compared on one scale: when the study holds retrained trials
-        (accuracy source "standalone"), the front is theirs, as `best` prefers them; a search's own
-        scores (inherited or proxy accuracy) are not comparable with a full training's."""
+        (accuracy source "standalone"), the front is theirs, as `best` prefers them — those retrained
+        with the most seeds, as in `best`; a search's own scores (inherited or proxy accuracy) are not
+        comparable with a full training's."""
         trials = [t for t in self._within_limits(self.complete_trials)
                   if math.isfinite(t.accuracy) and math.isfinite(t.latency_ms)]
         trials = _standalone(trials) or trials
@@ -138,16 +144,14 @@ class Study:
 
 
 def _standalone(trials: list[Trial]) -> list[Trial]:
-    """The retrained (standalone) trials among `trials`; of those retrained from one search trial, only the
-    ones with the most seeds (`mnas search --retrain-seeds`): a mean over 3 trainings supersedes a single
-    training of the same network, which would otherwise win `best` on one lucky seed."""
+    """The retrained (standalone) trials among `trials` that were retrained with the most seeds any of them
+    has (`mnas search --retrain-seeds`). A mean over 3 trainings supersedes a single training — of the same
+    network (which would otherwise win `best` on one lucky seed), and of another network left from an
+    earlier, shallower retraining round: comparing a 3-seed mean with one seed's result is comparing a
+    measurement with a draw of the noise it averages out."""
     standalone = [t for t in trials if t.accuracy_source == "standalone"]
-    most: dict[Any, int] = {}
-    for t in standalone:
-        source = (t.extra or {}).get("retrained_from")
-        most[source] = max(most.get(source, 0), _seeds(t))
-    return [t for t in standalone if (t.extra or {}).get("retrained_from") is None
-            or _seeds(t) == most[(t.extra or {}).get("retrained_from")]]
+    most = max((_seeds(t) for t in standalone), default=0)
+    return [t for t in standalone if _seeds(t) == most]
 
 
 def _seeds(t: Trial) -> int:
