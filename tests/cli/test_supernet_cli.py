@@ -76,6 +76,9 @@ def test_bad_input_exits_2(tmp_path, tiny_npz, capsys):
     code, _, err = _run(capsys, "supernet", "train", "--data", tiny_npz, "--no-sandwich", "--num-random", "0",
                         "--out", str(tmp_path / "b.pt"))
     assert code == 2 and "--num-random" in err and not (tmp_path / "b.pt").exists()
+    code, _, err = _run(capsys, "supernet", "train", "--data", tiny_npz, "--sampler", "fair", "--out",
+                        str(tmp_path / "c.pt"))
+    assert code == 2 and "--no-sandwich" in err and len(err.strip().splitlines()) == 1
 
 
 def test_train_without_the_sandwich(tmp_path, tiny_npz, capsys):

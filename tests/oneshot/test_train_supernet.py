@@ -215,3 +215,7 @@ def test_fair_sampler_takes_every_choice_of_every_decision_equally_often():
     assert archs == [str(space.decode(t)) for t in drawn]
     with pytest.raises(ValueError, match="sampler"):
         _config(sampler="fairest")
+    # the sandwich rule's extremes would undo the balance: refused, with what to do
+    with pytest.raises(ValueError, match="sandwich=False"):
+        _config(sampler="fair", num_random=3)
+    assert sampler.group_tokens(rng, 0) == []

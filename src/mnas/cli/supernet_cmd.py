@@ -86,8 +86,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         " no largest/smallest, no distillation)")
     g.add_argument("--sampler", choices=("uniform", "stratified", "fair"), default="uniform",
                    help="how random sub-networks are drawn: uniform (default), stratified by latency band, or fair"
-                        " (FairNAS: a step's sub-networks take every op of every layer equally often; with"
-                        " --no-sandwich --num-random 3 on a space of 3 ops per layer, FairNAS's strict fairness)")
+                        " (FairNAS: a step's sub-networks draw every op of every layer equally often; needs"
+                        " --no-sandwich, and --num-random 3 on a space of 3 ops per layer is FairNAS's strict"
+                        " fairness)")
     g.add_argument("--bands", type=positive_int, default=5, help="latency bands for --sampler stratified (default 5)")
     g.add_argument("--lut", help="latency lookup table for --sampler stratified (default: MACs)")
     g.add_argument("--eval-images", type=nonneg_int, default=500,
@@ -176,6 +177,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("--data is required (the data to train the supernet on)")
     if args.no_sandwich and args.num_random < 1:
         raise UsageError("--no-sandwich trains only the sampled sub-networks: give --num-random 1 or more")
+    if args.sampler == "fair" and not args.no_sandwich:
+        raise UsageError("--sampler fair balances the ops only without the sandwich rule: add --no-sandwich (and"
+                         " --num-random 3 for a space of 3 ops per layer)")
     if args.warmup_epochs < 0 or args.warmup_epochs > args.epochs:
         raise UsageError(f"--warmup-epochs {args.warmup_epochs}: expected a number in [0, --epochs={args.epochs}]")
     latency = _lut(args.lut)

@@ -1,4 +1,6 @@
-"""Which sub-networks a supernet trains on: uniform, or stratified by predicted latency.
+"""Which sub-networks a supernet trains on: uniform, stratified by predicted latency, or fair
+(FairNAS: a step's sub-networks drawn together so that each choice of each decision is drawn
+equally often; see `FairSampler`).
 
 Uniform samples of a factorized space pile up in the middle of its latency range (a sum of many
 independent choices), so the fastest and slowest sub-networks are rarely trained. The stratified
@@ -26,7 +28,7 @@ import numpy as np
 from mnas.models.profile import arch_profile
 from mnas.space import Arch, SearchSpace
 
-__all__ = ["StratifiedSampler", "UniformSampler", "estimate_macs", "make_predictor"]
+__all__ = ["FairSampler", "StratifiedSampler", "UniformSampler", "estimate_macs", "make_predictor"]
 
 
 def estimate_macs(arch: Arch, input_size: int, num_classes: int, in_chans: int = 3) -> int:
@@ -65,13 +67,21 @@ class UniformSampler:
 
 
 class FairSampler:
-    """FairNAS's strict fairness (Chu et al., ICCV 2021): the sub-networks of one step are drawn
-    together so that, at every decision, each choice is taken equally often — with as many sub-networks
-    as a decision has choices, each exactly once (for example 3 paths a step over {skip, k3e3, k5e6}).
-    Every op's weights then get the same number of updates, where the sandwich rule trains the largest
-    op every step: on NAS-Bench-Macro that rule's supernet overvalued the largest op (docs/design/nbmacro.md).
+    """FairNAS's strict fairness (Chu et al., ICCV 2021) over the drawn tokens: the sub-networks of one
+    step are drawn together so that, at every decision, each choice is drawn equally often — with as
+    many sub-networks as a decision has choices, each exactly once (3 paths a step over {skip, k3e3,
+    k5e6}) — where the sandwich rule adds the largest and the smallest network every step.
     `sample_group(rng, n)`: tokens of decision i are consecutive random permutations of its choices,
-    cut at n (a decision with more choices than n takes n distinct ones)."""
+    cut at n (a decision with more choices than n takes n distinct ones).
+
+    What it balances is how often each op *configuration* runs, not the weights' updates: ops that
+    share a super-kernel (k3e3 is the centre and channel prefix of k5e6 in the MBConv family) share
+    updates whichever of them runs. And the supernet trains a network's canonical form
+    (`LayerwiseSpace.encode`: kept layers first, identity skips last in a stage), so where a stage
+    mixes skips and ops the positions' shares move: on NAS-Bench-Macro's space with 3 paths a step,
+    positions 3 and 6 run skip / k3e3 / k5e6 about 0.11 / 0.44 / 0.45 of the time and positions 4 and
+    7 about 0.56 / 0.22 / 0.22 — k3e3 and k5e6 stay balanced at every position, which is what the
+    sampler was built to test (docs/design/nbmacro.md)."""
 
     def __init__(self, space: SearchSpace):
         self.space = space
@@ -80,6 +90,8 @@ class FairSampler:
         return self.space.sample(rng)
 
     def group_tokens(self, rng: np.random.Generator, n: int) -> list[list[int]]:
+        if n < 1:
+            return []
         columns = []
         for d in self.space.decisions:
             k = len(d.choices)

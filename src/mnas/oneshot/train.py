@@ -68,10 +68,10 @@ class SupernetTrainConfig:
     `distill`: the smaller sub-networks learn the largest's output (soft targets at `temperature`)
     instead of the labels (with the sandwich rule only: without it there is no teacher).
     `sampler`: "uniform" over tokens, "stratified" in `bands` bands of predicted latency, or "fair"
-    (FairNAS's strict fairness: a step's `num_random` sub-networks take every choice of every decision
-    equally often; with ``sandwich=False`` and `num_random` the number of op choices, FairNAS's rule)
-    (see sampling.py). `micro_batches`: split each batch to save memory (the gradients are accumulated;
-    with batch norm, the statistics are per micro-batch).
+    (FairNAS's strict fairness: a step's `num_random` sub-networks draw every choice of every decision
+    equally often; only with ``sandwich=False``, whose extremes would undo it; see sampling.py).
+    `micro_batches`: split each batch to save memory (the gradients are accumulated; with batch norm,
+    the statistics are per micro-batch).
     `eval_images`: BN recalibration images for the per-epoch check of the largest and smallest
     sub-networks (0 skips the check). `reduction`: "mean" divides each sub-network's loss by the
     number trained per step, so the recipe's learning rate keeps its meaning; "sum" is BigNAS's
@@ -109,6 +109,10 @@ class SupernetTrainConfig:
             raise ValueError("sandwich=False trains only the sampled sub-networks: num_random must be at least 1")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler={self.sampler!r}: expected {' or '.join(SAMPLERS)}")
+        if self.sampler == "fair" and self.sandwich:
+            raise ValueError("sampler='fair' balances the ops only without the sandwich rule (it adds the largest and"
+                             " the smallest sub-network every step): pass sandwich=False (--no-sandwich) and num_random"
+                             " = the number of op choices")
         if self.reduction not in ("mean", "sum"):
             raise ValueError(f"reduction={self.reduction!r}: expected mean or sum")
         if not self.temperature > 0:
