@@ -47,7 +47,10 @@ UNIFORM = {"all identity": "00000000", "all k3e3": "11111111", "all k5e6": "2222
 class Inherited:
     """Inherited accuracy of full-width networks by token in the supernet, cached on disk; with
     ``metric="loss"`` the inherited likelihood instead, exp(-mean cross-entropy) (the geometric mean of
-    the true class's probability: in (0, 1] like an accuracy, ranked as the log-likelihood)."""
+    the true class's probability): in (0, 1] like an accuracy and a monotone map of the log-likelihood,
+    so feasible candidates under a hard target are ordered as the log-likelihood orders them; it is
+    this value, not the log-likelihood, that the hard reward scales for an over-target network and that
+    the smoothed pick averages with its ridge fit."""
 
     def __init__(self, checkpoint: str, data, images: int, workers: int, metric: str = "accuracy",
                  subset: str = "") -> None:
@@ -140,6 +143,10 @@ def main() -> int:
     p.add_argument("--methods", nargs="+", default=["boundary", "evolution", "predictor", "random"])
     p.add_argument("--targets", nargs="+", default=["p25", "p50", "p75"])
     args = p.parse_args()
+    if args.val_images is not None and args.val_images < 1:
+        p.error(f"--val-images {args.val_images}: expected a positive number of validation images")
+    if args.metric != "accuracy" and "random-cached" in args.methods:
+        p.error("random-cached draws from nbmacro_rank.py's accuracy cache: use it with --metric accuracy")
 
     import torch
 
