@@ -48,3 +48,35 @@ def test_a_single_training_wins_only_where_no_trial_retrained_with_more_seeds_qu
     _retrained(study, s["a"], 0.60, 3)
     assert study.best(target_ms=1.5).number == c1  # only c is within 1.5 ms: its one training is the answer
     assert study.best(target_ms=1.5).extra.get("seeds") is None  # and the trial says it is one seed's
+
+
+def test_the_report_names_the_trials_best_and_the_front_name():
+    """Regression: `mnas report` kept "any retrained trial" after best() moved to the most seeds, so the
+    report's best and front named the stale single training where best() and export --best did not."""
+    from mnas.reports.data import best_under_target, pareto_data, report_summary
+
+    study, s = _study()
+    _retrained(study, s["a"], 0.64, 1), _retrained(study, s["b"], 0.62, 1)
+    _retrained(study, s["c"], 0.70, 1)
+    _retrained(study, s["a"], 0.63, 3), _retrained(study, s["b"], 0.65, 3)
+    trials = study.trials
+    summary = report_summary(trials, {}, target_ms=10.0)
+    best = summary["best"]["number"]
+    assert best == study.best().number
+    assert best_under_target(trials, 10.0).number == study.best(target_ms=10.0).number
+    assert {p.number for p in pareto_data(trials).points if p.on_front} == {t.number for t in study.pareto_front()}
+
+
+def test_search_says_when_an_earlier_retraining_with_more_seeds_stays_the_best():
+    """Regression: --retrain-top 2 --retrain-seeds 3, then --retrain-top 3 (one seed): the console printed
+    this round's pick while best() (and so export --best and the report) kept an earlier 3-seed trial."""
+    from mnas.cli.retrain_opts import earlier_best_note
+
+    study, s = _study()
+    _retrained(study, s["a"], 0.63, 3)
+    b3 = _retrained(study, s["b"], 0.65, 3)
+    _retrained(study, s["a"], 0.64, 1), _retrained(study, s["b"], 0.62, 1)
+    c1 = _retrained(study, s["c"], 0.70, 1)  # this round's pick
+    note = earlier_best_note(study, c1)
+    assert note is not None and f"trial {b3}" in note and "3 seeds" in note and f"not trial {c1}" in note
+    assert earlier_best_note(study, b3) is None  # the pick is the best: nothing to say

@@ -129,9 +129,25 @@ def run_retrain(args: argparse.Namespace, study: Any, data: Any, storage: str | 
     # --trial, not --best: the weights are this trial's, whatever else an earlier retraining left in the study
     print(f"  export it: mnas export {storage or 'STUDY'} --trial {pick['trial']} --weights {pick['model']} --out"
           " model.onnx", file=file)
+    note = earlier_best_note(study, pick["trial"])
+    if note:
+        print(note, file=file)
     if getattr(args, "retrain_reference", False):
         return _against_reference(args, study, data, out, pick, say, file, storage, report)
     return 0
+
+
+def earlier_best_note(study: Any, pick: int) -> str | None:
+    """One line when the study's best is not this round's pick: an earlier retraining with more seeds
+    outranks this round's (`Study.best` lets the most seeds compete), so `export --best` and the report
+    name that trial, not the one just printed."""
+    best = study.best()
+    if best is None or best.number == pick or best.accuracy_source != "standalone":
+        return None
+    n = len((best.extra or {}).get("seeds") or [None])
+    return (f"  note: the study's best is trial {best.number} ({_pct(best.accuracy)}, retrained earlier with {n}"
+            f" seed{'s' if n > 1 else ''}; the most seeds compete): 'mnas export --best' and 'mnas report' name it,"
+            f" not trial {pick}")
 
 
 def _against_reference(args: argparse.Namespace, study: Any, data: Any, out: Path, pick: dict[str, Any],

@@ -127,10 +127,10 @@ def export(arch_or_model: Arch | str | Trial | nn.Module | None, path: str | os.
     post-training quantization with the runtime's own quantizer, per-channel weights, activation
     ranges from `calibration` — a list of float32 (1, C, H, W) inputs normalised as in training, or a
     number of seeded random inputs (default 8). Draw the images with
-    ``mnas.latency.quantize.calibration_from_data(data.x_train, n, data.mean, data.std)`` (or
-    ``mnas.evaluate.quantized.calibration_inputs(data, n)``, the same draw): they are the images
-    `mnas export --precision int8 --calibration n` and a search's int8 score calibrate on for that data
-    and split.
+    ``mnas.latency.quantize.calibration_from_data(data.x_train, n, data.mean, data.std, input_size=S)``
+    (or ``mnas.evaluate.quantized.calibration_inputs(data, n, input_size=S)``, the same draw; `S` the
+    model's input size when the search ran with another than the data's): they are the images `mnas
+    export --precision int8 --calibration n` and a search's int8 score calibrate on for that data and split.
     """
     from mnas.latency.quantize import DEFAULT_CALIBRATION, check_precision
 

@@ -94,7 +94,8 @@ def calibration_from_data(images: np.ndarray, n: int, mean: Sequence[float], std
     `mnas.evaluate.quantized.calibration_inputs(data, n)` is this draw on `data`'s training images with its
     mean and std: a search's int8 score and `mnas export --precision int8` calibrate on it, so
     ``mnas.export(..., precision="int8", calibration=calibration_from_data(data.x_train, n, data.mean,
-    data.std))`` writes the file they calibrate, for the same data, split and `n`. (Before, this function
+    data.std, input_size=S))`` writes the file they calibrate, for the same data, split and `n` (`S`: the
+    model's input size; leave it out when it is the images' own). (Before, this function
     drew other images with another seed key.)"""
     images = np.asarray(images)
     if images.ndim != 4 or images.dtype != np.uint8 or len(images) == 0:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mnas.objectives import pareto_front
-from mnas.study import Trial, TrialState
+from mnas.study import Trial, TrialState, standalone_trials
 
 __all__ = [
     "DEFAULT_TOP", "HistoryData", "ParetoData", "ParetoPoint", "best_under_target", "clean_trials", "history_data",
@@ -109,7 +109,7 @@ def best_under_target(trials: Sequence[Trial], target_ms: float | None) -> Trial
     if target_ms is None:
         return None
     under = [t for t in _complete(trials) if _finite(t.accuracy, t.latency_ms) and t.latency_ms <= target_ms]
-    under = [t for t in under if t.accuracy_source == "standalone"] or under  # retrained trials first, as best()
+    under = standalone_trials(under) or under  # retrained trials first, the most seeds among them, as best()
     return max(under, key=lambda t: (t.accuracy, -t.latency_ms, -t.number), default=None)
 
 
@@ -117,7 +117,7 @@ def pareto_data(trials: Sequence[Trial], target_ms: float | None = None) -> Pare
     """The Pareto plot's data: every plottable complete trial, the front, the best under the target."""
     complete = _complete(trials)
     plottable = [t for t in complete if _finite(t.accuracy, t.latency_ms)]
-    retrained = [t for t in plottable if t.accuracy_source == "standalone"]
+    retrained = standalone_trials(plottable)
     ranked = retrained or plottable  # one accuracy scale on the front, as Study.pareto_front
     front_idx = pareto_front((t.accuracy, t.latency_ms) for t in ranked)
     on_front = {ranked[i].number for i in front_idx}
@@ -187,7 +187,7 @@ def report_summary(trials: Sequence[Trial], meta: Mapping[str, Any], target_ms: 
     target_ms = target_ms if target_ms is not None else study_target_ms(meta)
     complete = _complete(trials)
     rewarded = [t for t in complete if t.reward is not None and not math.isnan(t.reward)]
-    rewarded = [t for t in rewarded if t.accuracy_source == "standalone"] or rewarded  # as Study.best()
+    rewarded = standalone_trials(rewarded) or rewarded  # as Study.best()
     best = max(rewarded, key=lambda t: (t.reward, -t.number), default=None)
     under = best_under_target(complete, target_ms)
     front = pareto_data(complete)

@@ -3,10 +3,10 @@ search runs (SQLite on disk, or in memory) so a killed search resumes. Does not 
 
 from mnas.study.sqlite import SCHEMA_VERSION, SQLiteStorage, StudyNotReadyError
 from mnas.study.storage import InMemoryStorage, Storage, StudyBusyError, get_storage
-from mnas.study.study import Study
+from mnas.study.study import Study, standalone_trials
 from mnas.study.trial import Trial, TrialState
 
 __all__ = [
     "SCHEMA_VERSION", "InMemoryStorage", "SQLiteStorage", "Storage", "Study", "StudyBusyError", "StudyNotReadyError",
-    "Trial", "TrialState", "get_storage",
+    "Trial", "TrialState", "get_storage", "standalone_trials",
 ]

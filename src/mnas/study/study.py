@@ -85,12 +85,12 @@ class Study:
             reward = self.stored_reward()
             if reward is not None and reward.is_hard:
                 trials = [t for t in trials if t.latency_ms is not None and reward.feasible(t.latency_ms)]
-            trials = _standalone(trials) or trials  # real accuracy over inherited
+            trials = standalone_trials(trials) or trials  # real accuracy over inherited
             return max(trials, key=lambda t: (t.reward, -t.number), default=None)
         if isinstance(target_ms, bool) or not isinstance(target_ms, (int, float)) or not target_ms > 0:
             raise ValueError(f"target_ms={target_ms!r}: expected a latency target in milliseconds > 0")
         under = [t for t in trials if t.latency_ms <= target_ms]
-        under = _standalone(under) or under
+        under = standalone_trials(under) or under
         return max(under, key=lambda t: (t.accuracy, -t.latency_ms, -t.number), default=None)
 
     def pareto_front(self) -> list[Trial]:
@@ -102,7 +102,7 @@ class Study:
         comparable with a full training's."""
         trials = [t for t in self._within_limits(self.complete_trials)
                   if math.isfinite(t.accuracy) and math.isfinite(t.latency_ms)]
-        trials = _standalone(trials) or trials
+        trials = standalone_trials(trials) or trials
         return [trials[i] for i in pareto_front((t.accuracy, t.latency_ms) for t in trials)]
 
     def summary(self, target_ms: float | None = None) -> dict[str, Any]:
@@ -143,7 +143,7 @@ class Study:
         return f"Study({self.storage!r})"
 
 
-def _standalone(trials: list[Trial]) -> list[Trial]:
+def standalone_trials(trials: list[Trial]) -> list[Trial]:
     """The retrained (standalone) trials among `trials` that were retrained with the most seeds any of them
     has (`mnas search --retrain-seeds`). A mean over 3 trainings supersedes a single training — of the same
     network (which would otherwise win `best` on one lucky seed), and of another network left from an
