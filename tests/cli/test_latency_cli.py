@@ -148,7 +148,7 @@ def test_the_real_command_end_to_end():
     ("study.db", "is a study database (SQLite), not a lookup table"),
     ("new.db", "is named as a study database: a lookup table is a JSON file, e.g. new.json"),
     ("notes.json", "exists and is not a lookup table"),
-    ("table.txt", "a lookup table is a JSON file: give a name ending in .json, e.g. table.json"),
+    ("table.txt", "a lookup table is a JSON file: give a name ending in .json, e.g. {tmp}/table.json"),  # its folder kept
 ])
 def test_build_lut_refuses_an_out_that_is_no_table_before_the_data_and_the_backend(capsys, monkeypatch, tmp_path,
                                                                                    name, match):
@@ -169,5 +169,5 @@ def test_build_lut_refuses_an_out_that_is_no_table_before_the_data_and_the_backe
     elif name == "notes.json":
         (tmp_path / name).write_text('{"mine": 1}')
     before = (tmp_path / name).read_bytes() if (tmp_path / name).exists() else None
-    assert_usage_error(capsys, "latency", "build-lut", "--out", str(tmp_path / name), match=match)
+    assert_usage_error(capsys, "latency", "build-lut", "--out", str(tmp_path / name), match=match.format(tmp=tmp_path))
     assert ((tmp_path / name).read_bytes() if (tmp_path / name).exists() else None) == before

@@ -310,7 +310,7 @@ def cmd_build_lut(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {exc}") from None
     if not table_there and not args.out.lower().endswith(".json"):
         raise UsageError(f"--out {args.out}: a lookup table is a JSON file: give a name ending in .json, e.g."
-                         f" {Path(args.out).with_suffix('.json').name}")
+                         f" {Path(args.out).with_suffix('.json')}")
     check_space_options(args)
     num_classes, in_chans, data_size = _data_shape(args)
     space = space_from_args(args, num_classes, data_size)
