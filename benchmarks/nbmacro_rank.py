@@ -56,13 +56,12 @@ def ridge_smooth(x: np.ndarray, y: np.ndarray, alpha: float = 1.0) -> np.ndarray
 
 
 def op_bias(tokens: np.ndarray, y: np.ndarray) -> float:
-    """(k5e6 - k3e3) / (k3e3 - skip) of a ridge fit of `y` on one-hot tokens, summed over the layers
-    (NAS-Bench-Macro's token order: 0 skip, 1 k3e3, 2 k5e6)."""
-    x = np.concatenate([np.eye(3)[tokens[:, j]] for j in range(tokens.shape[1])], 1)
-    xm, ym = x.mean(0), y.mean()
-    xc = x - xm
-    w = np.linalg.solve(xc.T @ xc + np.eye(x.shape[1]), xc.T @ (y - ym)).reshape(-1, 3)
-    return float((w[:, 2] - w[:, 1]).sum() / (w[:, 1] - w[:, 0]).sum())
+    """(k5e6 - k3e3) / (k3e3 - skip) of the additive fit (`nbmacro_scores.additive`), summed over the layers."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from nbmacro_scores import additive
+
+    k3, k5, _ = additive(tokens, y)
+    return k5 / k3
 
 
 def stats(pred, truth, macs, n_resamples: int) -> dict:

@@ -94,20 +94,28 @@ def _onnx_accuracy(path, data):
     return hits / len(y), len(y)
 
 
-def test_the_exported_int8_model_gives_the_accuracy_the_search_recorded(tmp_path, capsys):
+def search_one_int8_trial(db, capsys, runtime: str = "onnxruntime", *backend: str):
+    """A one-trial `mnas search --score int8` on digits stored in `db` (`backend`: e.g. "--backend",
+    "litert", "--precision", "int8"); its trial, checked to score the int8 accuracy in `runtime`."""
     from mnas.study import Study
-    from mnas.train import load
 
-    db = tmp_path / "s.db"
     code = main(["search", "--data", "digits", "--epochs", str(EPOCHS), "--width-mult", "0.25", "--head", "64",
-                 "--trials", "1", "--strategy", "random",
+                 "--trials", "1", "--strategy", "random", *backend,
                  "--target", "1ms", "--score", "int8", "--calibration", "100", "--storage", str(db), "--quiet"])
-    out, err = capsys.readouterr()
+    _, err = capsys.readouterr()
     assert code == 0, err
     with Study(str(db)) as study:
         (trial,) = study.complete_trials
+    assert trial.extra["int8_runtime"] == runtime and trial.accuracy == trial.extra["accuracy_int8"]
+    return trial
+
+
+def test_the_exported_int8_model_gives_the_accuracy_the_search_recorded(tmp_path, capsys):
+    from mnas.train import load
+
+    db = tmp_path / "s.db"
+    trial = search_one_int8_trial(db, capsys)
     recorded_fp32, recorded_int8 = trial.extra["accuracy_fp32"], trial.extra["accuracy_int8"]
-    assert trial.extra["int8_runtime"] == "onnxruntime" and trial.accuracy == recorded_int8
 
     data = load("digits", val_fraction=0.2, seed=0)  # the search's data and validation split
     weights = tmp_path / "model.pt"

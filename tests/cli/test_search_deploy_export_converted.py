@@ -30,9 +30,7 @@ import statistics
 
 import numpy as np
 import pytest
-from test_search_deploy_export import EPOCHS, _trial_weights, export_fp32_and_int8, int8_noise
-
-from mnas.cli import main
+from test_search_deploy_export import _trial_weights, export_fp32_and_int8, int8_noise, search_one_int8_trial
 
 pytest.importorskip("sklearn")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -81,19 +79,11 @@ def test_the_exported_runtime_file_gives_the_accuracy_and_latency_the_search_rec
     for module in modules:
         pytest.importorskip(module)
     from mnas.latency import Protocol, get_backend
-    from mnas.study import Study
     from mnas.train import load
 
     db = tmp_path / "s.db"
-    code = main(["search", "--data", "digits", "--epochs", str(EPOCHS), "--width-mult", "0.25", "--head", "64",
-                 "--trials", "1", "--strategy", "random", "--backend", runtime, "--precision", "int8",
-                 "--target", "1ms", "--score", "int8", "--calibration", "100", "--storage", str(db), "--quiet"])
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    with Study(str(db)) as study:
-        (trial,) = study.complete_trials
+    trial = search_one_int8_trial(db, capsys, runtime, "--backend", runtime, "--precision", "int8")
     recorded_fp32, recorded_int8 = trial.extra["accuracy_fp32"], trial.extra["accuracy_int8"]
-    assert trial.extra["int8_runtime"] == runtime and trial.accuracy == recorded_int8
 
     data = load("digits", val_fraction=0.2, seed=0)  # the search's data and validation split
     weights = tmp_path / "model.pt"
