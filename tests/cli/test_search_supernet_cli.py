@@ -112,3 +112,44 @@ def test_retrain_top_after_the_search_makes_the_standalone_pick_the_best(tmp_pat
     assert sources == ["standalone", "supernet", "supernet", "supernet"]
     assert best.extra["accuracy_source"] == "standalone"
     assert json.loads(out)["best"]["number"] == best.number  # the printed best is the retrained pick
+
+
+def test_the_inherited_likelihood_is_the_reward_score_and_a_resume_keeps_it(tmp_path, tiny, capsys):
+    import math
+
+    from mnas.study import Study
+
+    npz, ckpt = tiny
+    db = str(tmp_path / "s.db")
+    common = ["--data", npz, "--supernet", ckpt, "--strategy", "random", "--reward", "accuracy", "--backend", "torch",
+              "--storage", db, "--json"]
+    capsys.readouterr()
+    assert main(["search", *common, "--trials", "2", "--inherited-score", "likelihood"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["search", *common[:-1], "--trials", "3", "--resume"]) == 0  # without --json: the lines say what it is
+    out, err = capsys.readouterr()
+    assert "lik 0." in out + err and "(top-1 " in out + err and "Pareto front (inherited likelihood vs latency)" in out
+    with Study(db) as study:
+        trials = study.get_trials("complete")
+    assert len(trials) == 3
+    for t in trials:  # the reward saw exp(-cross-entropy); top-1 is kept beside it, on every trial of the resumed run
+        assert t.extra["score_metric"] == "likelihood" and 0 <= t.extra["inherited_accuracy"] <= 1
+        assert t.accuracy == pytest.approx(math.exp(-t.extra["val_loss"]))
+    capsys.readouterr()
+    code = main(["search", *common, "--trials", "4", "--resume", "--inherited-score", "accuracy"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--inherited-score accuracy" in err and "likelihood" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("extra, needle", [
+    ((), "add --supernet CHECKPOINT"),
+    (("--supernet", "SN", "--score", "int8"), "the int8 score is a top-1 accuracy"),
+    (("--supernet", "SN", "--strategy", "enas"), "--strategy enas has its own objective"),
+])
+def test_inherited_likelihood_refusals_exit_2(tmp_path, capsys, extra, needle):
+    npz = str(_npz(tmp_path))  # refused before any checkpoint is read
+    args = [a.replace("SN", str(tmp_path / "none.pt")) for a in extra]
+    code = main(["search", "--data", npz, "--trials", "1", "--inherited-score", "likelihood", *args,
+                 "--storage", str(tmp_path / "a.db")])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1

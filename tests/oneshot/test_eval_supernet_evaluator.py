@@ -102,3 +102,25 @@ def test_a_wider_space_of_the_same_decisions_is_scored_by_token_in_the_narrower_
         ev.check_space(LayerwiseSpace(4, 8, ops=("k3e3", "skip")))
     ev.check_space(net.space)  # back to the supernet's own space: no proxy
     assert ev.search_space is None and "width_proxy_for" not in ev.identity()
+
+
+def test_the_likelihood_metric_hands_the_reward_exp_minus_the_loss_and_keeps_top1(checkpoint):
+    import math
+
+    from mnas.oneshot.evaluate import evaluate_subnet
+
+    data, arch = tiny_data(), tiny_space().sample(3)
+    top1 = SupernetEvaluator(checkpoint, data, MacsLatency(), num_images=16)
+    lik = SupernetEvaluator(checkpoint, data, MacsLatency(), num_images=16, metric="likelihood")
+    fn, args = lik.job(arch)
+    result = fn(*args)
+    direct = evaluate_subnet(sn_eval._load(str(checkpoint)), arch, data, num_images=16)
+    assert result["accuracy"] == pytest.approx(math.exp(-direct.loss)) and result["score_metric"] == "likelihood"
+    assert result["inherited_accuracy"] == direct.accuracy == top1.job(arch)[0](*top1.job(arch)[1])["accuracy"]
+    # a study scored on top-1 keeps its identity; one scored on the likelihood cannot be resumed as one on top-1
+    assert "metric" not in top1.identity() and lik.identity()["metric"] == "likelihood"
+    assert lik.identity() != top1.identity() and lik.describe()["metric"] == "likelihood"
+    with pytest.raises(ValueError, match="metric='top5'"):
+        SupernetEvaluator(checkpoint, data, MacsLatency(), metric="top5")
+    with pytest.raises(ValueError, match="int8 score is a top-1 accuracy"):
+        SupernetEvaluator(checkpoint, data, MacsLatency(), metric="likelihood", score="int8")

@@ -163,3 +163,27 @@ def test_the_front_is_on_one_accuracy_scale_the_retrained_trials_when_there_are_
         plain.complete_trial(plain.create_trial([i], f"{ARCH} #{i}"), acc, lat, acc, extra={"accuracy_source": "supernet"})
     assert pareto_data(Study(plain).trials).front_source is None
     assert [t.number for t in Study(plain).pareto_front()] == [2, 0, 1]
+
+
+def test_a_front_of_likelihood_scores_is_labelled_so(tmp_path):
+    # --inherited-score likelihood: the scores are exp(-cross-entropy), and the plot must not call them accuracy
+    storage = InMemoryStorage()
+    for i, (score, lat) in enumerate([(0.30, 5.0), (0.35, 7.0)]):
+        n = storage.create_trial([i], f"{ARCH} #{i}")
+        storage.complete_trial(n, score, lat, score, extra={"score_metric": "likelihood", "inherited_accuracy": 0.5})
+    trials = Study(storage).trials
+    assert pareto_data(trials).score == "likelihood"
+    assert pareto_data(make_study().trials).score == "accuracy"
+    pytest.importorskip("matplotlib")
+    from matplotlib import pyplot as plt
+
+    from mnas.reports.plots import plot_pareto
+
+    seen = []
+    real = plt.Figure.savefig
+    plt.Figure.savefig = lambda fig, *a, **k: seen.append(fig.axes[0].get_ylabel()) or real(fig, *a, **k)
+    try:
+        plot_pareto(pareto_data(trials), tmp_path / "p.png")
+    finally:
+        plt.Figure.savefig = real
+    assert seen and "likelihood" in seen[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from mnas.cli._common import UsageError, emit_json, table
 
@@ -77,20 +78,33 @@ def report_study(study, storage: str, seconds: float, as_json: bool, extra: dict
              "params": f"{t.params:,}" if t.params else "", "arch": t.arch} for t in front]
     retrained = front and all(t.accuracy_source == "standalone" for t in front) and any(
         t.accuracy_source != "standalone" for t in study.complete_trials)
-    print(f"\nPareto front (accuracy vs latency{', retrained trials' if retrained else ''}):")
-    table(rows, [("trial", "n"), ("accuracy", "acc"), ("latency ms", "lat"), ("reward", "reward"),
-                 ("params", "params"), ("arch", "arch")])
+    likelihood = front and all(t.extra.get("score_metric") == "likelihood" for t in front)
+    columns = [("trial", "n"), ("accuracy", "acc")]
+    if likelihood:  # --inherited-score likelihood: the reward's score is exp(-cross-entropy), top-1 beside it
+        for row, t in zip(rows, front, strict=True):
+            row.update(acc=f"{t.accuracy:.4f}", top1=f"{100 * t.extra['inherited_accuracy']:.{acc_digits}f}%")
+        columns = [("trial", "n"), ("likelihood", "acc"), ("top-1", "top1")]
+    print(f"\nPareto front ({'inherited likelihood' if likelihood else 'accuracy'} vs latency"
+          f"{', retrained trials' if retrained else ''}):")
+    table(rows, [*columns, ("latency ms", "lat"), ("reward", "reward"), ("params", "params"), ("arch", "arch")])
     limits = study.limits
     if limits and best is None:
         print(f"\nno trial meets the limits ({limits}) yet")
     elif summary["best_is_feasible_only"] and best is None:
         print("\nno complete trial meets the hard target yet")
     elif target is None and best is not None:
-        print(f"\nbest: trial {best.number}, {100 * best.accuracy:.1f}% at {best.latency_ms:.3f} ms")
+        print(f"\nbest: trial {best.number}, {_score(best)} at {best.latency_ms:.3f} ms")
         print(f"  {best.arch}")
     elif under:
-        print(f"\nbest under the target: trial {under.number}, {100 * under.accuracy:.1f}% at {under.latency_ms:.3f} ms")
+        print(f"\nbest under the target: trial {under.number}, {_score(under)} at {under.latency_ms:.3f} ms")
         print(f"  {under.arch}")
     else:
         print("\nno complete trial is under the target yet")
     return 0
+
+
+def _score(trial: Any) -> str:
+    """'61.2%', or 'likelihood 0.3020 (top-1 33.4%)' for a trial scored by --inherited-score likelihood."""
+    if trial.extra.get("score_metric") == "likelihood":
+        return f"likelihood {trial.accuracy:.4f} (top-1 {100 * trial.extra['inherited_accuracy']:.1f}%)"
+    return f"{100 * trial.accuracy:.1f}%"

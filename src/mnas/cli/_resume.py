@@ -215,7 +215,7 @@ SEARCH_PATHS = ("data", "data_root", "supernet", "lut")
 SEARCH_RECORDED = ("data", "data_root", "val_fraction", *SPACE_OPTIONS, "supernet", "target", "reward", "alpha", "beta",
                    "max_params", "max_macs", "max_peak_memory", "strategy", "strategy_opt", "seed", "epochs",
                    "batch_size", "lr", "max_train_seconds", "backend", "latency_threads", "url", "lut", "precision",
-                   "score", "calibration", *SEARCH_SAFE)
+                   "score", "calibration", "inherited_score", *SEARCH_SAFE)
 DEPLOYMENT = ("precision", "score", "calibration")  # recorded since issue 20: an older record lacks them
 SEARCH_HINT = ", or give a new --storage for a new study"
 
@@ -273,6 +273,7 @@ def search_resume(args: argparse.Namespace, storage: str) -> SearchResume:
     equal: dict[str, Callable[[Any, Any], bool]] = {d: same_path(cwd) for d in SEARCH_PATHS}
     equal["strategy_opt"] = _same_options(config, where)
     equal["target"] = _same_target(config)
+    equal["inherited_score"] = lambda old, new: (old or "accuracy") == (new or "accuracy")  # a default typed out
     for name in ("max_params", "max_macs", "max_peak_memory"):
         equal[name] = _same_limit(config, name)
     # the reward, its target and the limits are the study's (SearchStudy keeps them): checked, not filled
@@ -427,6 +428,7 @@ def _search_settings_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
         elif key.get("table"):
             out.update({"lut": key["table"], "url": None})
     out.update(_deployment_from_config(config))
+    out["inherited_score"] = evaluator.get("metric")  # in the identity only when not top-1 accuracy
     if evaluator.get("kind") == "supernet":  # the space is the checkpoint's: no space option
         out["supernet"] = (config.get("evaluation") or {}).get("checkpoint") or UNKNOWN
     elif _kind((config.get("space") or {}).get("class", "")) in _KINDS.values():

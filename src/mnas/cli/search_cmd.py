@@ -46,6 +46,7 @@ LOCAL_BACKENDS = ("onnxruntime", "torch", "litert", "executorch")
 QUANTIZING = ("onnxruntime", "litert", "executorch")  # local backends that measure --precision int8
 DEVICE_RUNTIMES = ("onnxruntime", "litert", "executorch")  # what --url measures in (mnas.latency.REMOTE_RUNTIMES)
 PRECISION_CHOICES = SCORES = ("fp32", "int8")
+INHERITED_SCORES = ("accuracy", "likelihood")  # mnas.evaluate.supernet.METRICS (kept apart: the CLI imports lazily)
 DEFAULT_SCORE_CALIBRATION = 100  # training images, as ProxyEvaluator and mnas export
 ASK_TELL = ("auto", "ppo", "reinforce", "replay", "evolution", "predictor", "boundary", "random", "tpe", "nsga2", "gp")
 STRATEGY_CHOICES = (*ASK_TELL, "enas", *GRADIENT)
@@ -72,6 +73,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--supernet", metavar="CHECKPOINT",
                    help="score candidates by accuracy inherited from this supernet (mnas supernet train) instead of "
                    "proxy training; the space is the checkpoint's")
+    g.add_argument("--inherited-score", choices=INHERITED_SCORES, default=None,
+                   help="--supernet: the score the reward's accuracy term takes: accuracy (default: top-1 on the "
+                   "validation split) or likelihood: exp(-mean cross-entropy) on the same images, which ranked "
+                   "NAS-Bench-Macro's networks better and picked nearer the optimum under a hard target "
+                   "(docs/design/nbmacro.md); top-1 is recorded beside it (a resumed study keeps its own)")
     g = p.add_argument_group("objective")
     g.add_argument("--target", type=_target_text, help="latency target: '20ms', '20', 'mobilenetv2', '0.8x mnasnet_b1' "
                    "(default: mobilenetv2 at the space's width)")
@@ -385,11 +391,25 @@ def _supernet_evaluator(args: argparse.Namespace, data: Any, latency: Any) -> An
 
     check_supernet_file(args)
     try:
-        evaluator = SupernetEvaluator(args.supernet, data, latency, **_score_settings(args))
+        evaluator = SupernetEvaluator(args.supernet, data, latency, metric=args.inherited_score or "accuracy",
+                                      **_score_settings(args))
         evaluator.check_space(evaluator.space)
     except ValueError as exc:
         raise UsageError(f"--supernet {args.supernet}: {str(exc).splitlines()[0]}") from None
     return evaluator
+
+
+def _check_inherited_score(args: argparse.Namespace) -> None:
+    """--inherited-score likelihood: only where a supernet scores the trials, and not with --score int8."""
+    if (args.inherited_score or "accuracy") == "accuracy":
+        return
+    if not args.supernet or args.strategy in ("enas", *GRADIENT):
+        raise UsageError(f"--inherited-score {args.inherited_score} scores the sub-networks of a --supernet checkpoint"
+                         + (f": --strategy {args.strategy} has its own objective; drop it" if args.supernet else
+                            ": add --supernet CHECKPOINT, or drop it (proxy training scores top-1 accuracy)"))
+    if (args.score or "fp32") == "int8":
+        raise UsageError(f"--inherited-score {args.inherited_score} and --score int8: the int8 score is a top-1"
+                         " accuracy; drop one of them")
 
 
 def _score_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -511,6 +531,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError("--url needs --token (the device server's token, or set MNAS_DEVICE_TOKEN)")
     if args.strategy in GRADIENT:
         check_gradient_args(args, resuming)
+    _check_inherited_score(args)
     table = _check_deployment(args)
     device = _device_backend(args) if args.url else None  # asked now: a refusal costs no data loading
     if args.space in ("nb201", "darts") and not (args.target or resuming or args.reward == "accuracy"

@@ -3,8 +3,11 @@
 Each candidate is taken out of the supernet, its batch norm recalibrated on fixed training images,
 and scored on the validation split (`mnas.oneshot.evaluate.evaluate_subnet`): seconds, not the
 minutes of proxy training. Trials record ``accuracy_source = "supernet"``, so inherited accuracy is
-never mistaken for trained accuracy. Latency is measured (or predicted) in the driver on the
-latency backend, exactly as `ProxyEvaluator` does.
+never mistaken for trained accuracy. With ``metric="likelihood"`` the score the reward sees is the
+inherited likelihood, exp(-mean cross-entropy) on the same images (the top-1 accuracy is kept beside
+it as ``inherited_accuracy``): it ranked NAS-Bench-Macro better than top-1 (docs/design/nbmacro.md).
+Latency is measured (or predicted) in the driver on the latency backend, exactly as `ProxyEvaluator`
+does.
 
 Workers keep the loaded supernet: a module-level cache keyed by the checkpoint's path and
 modification time, so a process pool loads each checkpoint once per process, not once per trial.
@@ -25,6 +28,7 @@ from mnas.evaluate.proxy import ProxyEvaluator
 
 __all__ = ["SupernetEvaluator", "evaluate_inherited"]
 
+METRICS = ("accuracy", "likelihood")
 _NETS: dict[tuple[str, int], Any] = {}
 
 
@@ -45,11 +49,15 @@ def evaluate_inherited(net_or_path: Any, data: Any, arch: str, settings: dict[st
     the network the search asked for when `arch` is its stand-in in a narrower supernet (its params
     and MACs are reported). `quant`: also score the sub-network, BN recalibrated on the same images,
     in int8 (`mnas.evaluate.quantized.int8_scores`)."""
+    import math
+
     from mnas.oneshot.evaluate import evaluate_subnet
     from mnas.oneshot.sampling import estimate_macs
     from mnas.space import as_arch
 
     started = time.perf_counter()
+    settings = dict(settings)
+    metric = settings.pop("metric", "accuracy")
     net = _load(net_or_path) if isinstance(net_or_path, (str, Path)) else net_or_path
     result = evaluate_subnet(net, arch, data, **settings)
     size = settings.get("input_size") or data.input_size
@@ -57,6 +65,8 @@ def evaluate_inherited(net_or_path: Any, data: Any, arch: str, settings: dict[st
            "macs": int(estimate_macs(as_arch(arch), size, data.num_classes, data.channels)),
            "train_seconds": time.perf_counter() - started, "val_loss": result.loss,
            "calibration_images": result.num_images, "calibrate_seconds": result.calibrate_seconds}
+    if metric == "likelihood":  # the reward's score; top-1 kept beside it
+        out.update(accuracy=math.exp(-result.loss), inherited_accuracy=result.accuracy, score_metric="likelihood")
     if searched is not None:
         from mnas.models import build_model, count_params
 
@@ -96,8 +106,10 @@ class SupernetEvaluator(Evaluator):
     `mnas.oneshot.Supernet`), latency on `latency` (any `mnas.latency` backend) in the driver.
 
     `num_images`: BN recalibration images (default `mnas.oneshot.evaluate.DEFAULT_CALIBRATION_IMAGES`),
-    `seed`: which ones; `batch_size`, `threads`, `device`: how the evaluation runs (not part of the
-    identity: they do not change the figures beyond float rounding).
+    `seed`: which ones; `metric`: the score each trial hands the reward, "accuracy" (top-1 on the
+    validation split) or "likelihood" (exp(-mean cross-entropy) on it, top-1 recorded beside it);
+    `batch_size`, `threads`, `device`: how the evaluation runs (not part of the identity: they do not
+    change the figures beyond float rounding).
 
     Width proxy: a search space of the supernet's class with the same decisions (the same choices in
     the same order) but other settings — typically a wider network than the supernet was trained at —
@@ -111,7 +123,7 @@ class SupernetEvaluator(Evaluator):
     def __init__(self, checkpoint_or_net: Any, data: Any, latency: Any, *, num_images: int | None = None,
                  seed: int = 0, batch_size: int = 250, threads: int | None = 1, device: str = "cpu",
                  score: str = "fp32", record_int8: bool = False, int8_runtime: str | None = None,
-                 calibration: int = 100) -> None:
+                 calibration: int = 100, metric: str = "accuracy") -> None:
         from mnas.oneshot.evaluate import DEFAULT_CALIBRATION_IMAGES
         from mnas.train.checkpoint import file_digest
 
@@ -119,6 +131,11 @@ class SupernetEvaluator(Evaluator):
             raise ValueError("supernet evaluation needs data= (a mnas.data Dataset) and latency= (a latency backend)")
         from mnas.evaluate.quantized import quant_settings
 
+        if metric not in METRICS:
+            raise ValueError(f"metric={metric!r}: expected {' or '.join(METRICS)}")
+        if metric != "accuracy" and score == "int8":
+            raise ValueError("the int8 score is a top-1 accuracy: score='int8' goes with metric='accuracy'")
+        self.metric = metric
         self.quant = quant_settings(latency, score, record_int8, int8_runtime, calibration)  # as ProxyEvaluator
         self.data, self.latency = data, latency
         self.num_images = int(num_images or DEFAULT_CALIBRATION_IMAGES)
@@ -163,8 +180,11 @@ class SupernetEvaluator(Evaluator):
         return self._proxy.reference_latency(name, space)
 
     def settings(self) -> dict[str, Any]:
-        return {"num_images": self.num_images, "seed": self.seed, "batch_size": self.batch_size,
-                "threads": self.threads, "device": self.device}
+        out = {"num_images": self.num_images, "seed": self.seed, "batch_size": self.batch_size,
+               "threads": self.threads, "device": self.device}
+        if self.metric != "accuracy":
+            out["metric"] = self.metric
+        return out
 
     def job(self, arch: Any, seed: int | None = None) -> tuple[Callable[..., dict[str, Any]], tuple]:
         # `seed` (the trial's training seed) does not apply: nothing is trained, and the BN images
@@ -188,11 +208,13 @@ class SupernetEvaluator(Evaluator):
                           "channels": self.data.channels, "name": getattr(self.data, "name", None)}}
         if self.quant and self.quant["score"] == "int8":  # only then do scores differ (float studies resume as before)
             ident["score"] = dict(self.quant)
+        if self.metric != "accuracy":  # likewise: a study scored on top-1 keeps its identity
+            ident["metric"] = self.metric
         return ident
 
     def describe(self) -> dict[str, Any]:
-        return {**self.identity(), "checkpoint": self.path, "latency_backend": self.latency.describe(),
-                "accuracy_source": self.accuracy_source}
+        return {**self.identity(), "metric": self.metric, "checkpoint": self.path,
+                "latency_backend": self.latency.describe(), "accuracy_source": self.accuracy_source}
 
     def __repr__(self) -> str:
         return f"SupernetEvaluator({self.path or type(self.net).__name__!r}, latency={self.latency!r})"

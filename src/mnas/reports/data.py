@@ -52,6 +52,7 @@ class ParetoData:
     n_running: int
     n_skipped: int = 0  # complete trials with a non-finite accuracy or latency (not plottable)
     front_source: str | None = None  # "standalone" when the front is the retrained trials' alone
+    score: str = "accuracy"  # "likelihood": the front's scores are inherited exp(-cross-entropy) (--inherited-score)
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ def pareto_data(trials: Sequence[Trial], target_ms: float | None = None) -> Pare
     best = best_under_target(plottable, target_ms)
     return ParetoData(
         front_source="standalone" if retrained and len(retrained) < len(plottable) else None,
+        score="likelihood" if ranked and all(t.extra.get("score_metric") == "likelihood" for t in ranked) else "accuracy",
         points=points,
         front=tuple(by_number[ranked[i].number] for i in front_idx),
         target_ms=target_ms,

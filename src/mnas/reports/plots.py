@@ -60,9 +60,10 @@ def plot_pareto(data: ParetoData, path: str | os.PathLike[str], title: str | Non
     fig = _figure()
     ax = fig.add_subplot()
     pts = data.points
-    ax.set_title(title or f"Accuracy vs latency: {_counts(len(pts), data.n_failed, data.n_running)}", fontsize=12)
+    score = "Inherited likelihood" if data.score == "likelihood" else "Accuracy"
+    ax.set_title(title or f"{score} vs latency: {_counts(len(pts), data.n_failed, data.n_running)}", fontsize=12)
     ax.set_xlabel("latency (ms)")
-    ax.set_ylabel("accuracy (%)")
+    ax.set_ylabel("inherited likelihood, exp(-cross-entropy) (%)" if data.score == "likelihood" else "accuracy (%)")
     ax.grid(True, alpha=0.3)
     if not pts:
         _empty(ax, "no complete trials yet")
