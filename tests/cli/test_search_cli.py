@@ -73,6 +73,24 @@ def test_bad_input_exits_2(tmp_path, capsys, args, needle):
     assert needle in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("target, needle", [
+    ("mobilenetv3", "unknown model 'mobilenetv3': did you mean 'mobilenetv2'?"),
+    ("0.8x mnasnet_bb", "unknown model 'mnasnet_bb': did you mean '0.8x mnasnet_b1'?"),
+    ("resnet50", "unknown model 'resnet50': give a latency such as 20ms or a zoo model: mnasnet_a1,"),
+])
+def test_a_misspelt_zoo_target_is_one_line_with_one_hint(tmp_path, capsys, target, needle):
+    # regression: "'mobilenetv3': unknown model 'mobilenetv3', did you mean 'mobilenetv2'? (see 'mnas models')
+    # (see 'mnas search --help')": the name twice and two parenthetical hints on one line
+    from mnas.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--trials", "1", "--storage", str(tmp_path / "x.db"), "--target", target])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert needle in err and err.count("(") == 1 and err.count(repr(target.split()[-1])) == 1, err
+    assert not (tmp_path / "x.db").exists()
+
+
 def test_ctrl_c_stops_cleanly_and_resume_requeues(tmp_path):
     import signal
     import time

@@ -97,7 +97,7 @@ def test_a_negative_or_garbage_target_is_refused_in_one_line_that_says_what_a_ta
 @pytest.mark.usefixtures("no_data")
 def test_a_target_naming_no_zoo_model_is_refused_with_the_nearest_name(tmp_path, capsys):
     code, _, err = run_cli(capsys, "search", "--target", "0.8x mobilenetv3", "--storage", str(tmp_path / "s.db"))
-    one_line(code, err, "did you mean 'mobilenetv2'?")
+    one_line(code, err, "did you mean '0.8x mobilenetv2'?")  # the whole target, ready to paste
 
 
 @pytest.mark.parametrize("command", [("export", "s.db", "--best-under-target"), ("report", "s.db"),

@@ -180,8 +180,7 @@ def _target_text(text: str) -> str:
     """--target: a blank one is refused (it was taken for 'not given' and the default target searched), and
     so is one that is not a positive latency or a zoo model ('-3ms', '0', 'fast'), before anything runs."""
     from mnas.objectives import MAX_TARGET_MS, MIN_TARGET_MS, Target
-    from mnas.space import is_zoo_name
-    from mnas.space.zoo import unknown_model_message
+    from mnas.space.zoo import ZOO, closest_zoo_name, is_zoo_name
 
     if not text.strip():
         raise argparse.ArgumentTypeError("empty target: give a latency such as '20ms', a zoo model such as"
@@ -193,7 +192,12 @@ def _target_text(text: str) -> str:
             f"must be a positive latency such as 3ms ({MIN_TARGET_MS:g} to {MAX_TARGET_MS:g} ms) or a reference"
             f" model name such as mobilenetv2 or '0.8x mnasnet_b1', not {text.strip()!r}") from None
     if target.reference is not None and not is_zoo_name(target.reference):
-        raise argparse.ArgumentTypeError(f"{text.strip()!r}: {unknown_model_message(target.reference)}")
+        # one hint: the parser adds its own "(see 'mnas search --help')" (unknown_model_message's "(see 'mnas
+        # models')" made two); the nearest name is suggested in the whole target, ready to paste
+        close = closest_zoo_name(target.reference)
+        what = (f"did you mean {text.strip().lower().replace(target.reference, close, 1)!r}?" if close else
+                f"give a latency such as 20ms or a zoo model: {', '.join(ZOO)}")
+        raise argparse.ArgumentTypeError(f"unknown model {target.reference!r}: {what}")
     return text.strip()
 
 
