@@ -489,7 +489,6 @@ def _budget(args: argparse.Namespace, resume: SearchResume | None) -> Any:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from mnas.objectives import Target
     from mnas.train import load
 
     storage = _storage_path(args)
@@ -521,12 +520,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     options = _strategy_options(args.strategy_opt)  # validate everything cheap before loading data
     constraints = _constraints(args)
     check_retrain_arguments(args)
-    target_parsed = Target.parse(args.target) if args.target else None
-    if target_parsed is not None and target_parsed.reference is not None:
-        from mnas.space import is_zoo_name
-
-        if not is_zoo_name(target_parsed.reference):
-            raise UsageError(f"--target {args.target!r}: {target_parsed.reference!r} is not a zoo model (see 'mnas models')")
     if args.url and not args.token:  # as 'mnas latency measure --backend remote' takes it
         from mnas.latency.remote import TOKEN_ENV
 
