@@ -174,6 +174,47 @@ def test_zero_complete_trials_exit_non_zero_and_states_are_words(capsys):
     assert "(1 complete, 1 failed)" in capsys.readouterr().out
 
 
+def test_the_best_under_the_target_says_why_it_is_not_in_the_printed_front(capsys):
+    # regression: the front is the retrained trials with the most seeds, Study.best(target) falls back to fewer
+    # seeds or to search scores when none of those is under the target, and the line named a trial the table
+    # above it did not show, without a word
+    from mnas.cli._report import report_study
+    from mnas.loop import create_study
+    from mnas.objectives import Reward
+    from mnas.space import MnasNetSpace
+
+    space = MnasNetSpace(10, 224)
+
+    def study_of(*trials):  # (accuracy, latency_ms, extra); the target is 1 ms
+        study = create_study(None, space=space, reward=Reward.soft(1.0))
+        for i, (acc, lat, extra) in enumerate(trials):
+            n = study.storage.create_trial([0] * len(space.decisions), f"r1_k3_s11_e1_i32_o16 | s{i + 1}_h8_d0.0_relu",
+                                           extra=extra)
+            study.storage.complete_trial(n, acc, lat, acc)
+        return study
+
+    def lines(study):
+        assert report_study(study, "x.db", 1.0, False) == 0
+        out = capsys.readouterr().out
+        front = out.split("Pareto front", 1)[1].split("\n\n", 1)[0].splitlines()[2:]
+        return [row.split()[0] for row in front], next(x for x in out.splitlines() if x.startswith("best under"))
+
+    retrained = {"accuracy_source": "standalone", "retrained_from": 1}
+    # the only retrained trial is over the target: the best under it is a search score, off the retrained front
+    front, line = lines(study_of((0.60, 0.8, {}), (0.70, 1.5, {}), (0.65, 1.5, retrained)))
+    assert front == ["2"] and line.startswith("best under the target: trial 0, 60.0% at 0.800 ms")
+    assert line.endswith("(not retrained: the front above holds the retrained trials, none under the target)")
+    # three seeds over the target, one seed under it: the one-seed trial is the pick, the front the three-seed one
+    front, line = lines(study_of((0.60, 0.8, {}), (0.70, 1.5, {}), (0.65, 1.5, {**retrained, "seeds": [0, 1, 2]}),
+                                 (0.62, 0.8, {**retrained, "retrained_from": 0})))
+    assert front == ["2"] and line.startswith("best under the target: trial 3, 62.0% at 0.800 ms")
+    assert line.endswith("(retrained with 1 seed: the front above holds the trials retrained with 3 seeds, none under"
+                         " the target)")
+    # the usual case, the pick in the front: the line is as it was
+    front, line = lines(study_of((0.60, 0.8, {}), (0.70, 1.5, {}), (0.62, 0.8, {**retrained, "retrained_from": 0})))
+    assert front == ["2"] and line == "best under the target: trial 2, 62.0% at 0.800 ms"
+
+
 def test_an_empty_file_is_not_a_study_to_resume(tmp_path):
     from mnas.cli.search_cmd import _holds_study
 

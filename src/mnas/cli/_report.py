@@ -96,11 +96,27 @@ def report_study(study, storage: str, seconds: float, as_json: bool, extra: dict
         print(f"\nbest: trial {best.number}, {_score(best)} at {best.latency_ms:.3f} ms")
         print(f"  {best.arch}")
     elif under:
-        print(f"\nbest under the target: trial {under.number}, {_score(under)} at {under.latency_ms:.3f} ms")
+        print(f"\nbest under the target: trial {under.number}, {_score(under)} at {under.latency_ms:.3f} ms"
+              f"{_off_front(under, front)}")
         print(f"  {under.arch}")
     else:
         print("\nno complete trial is under the target yet")
     return 0
+
+
+def _off_front(under: Any, front: list) -> str:
+    """'' when the best under the target is in the printed front, else why it is not: the front holds the
+    retrained trials with the most seeds, and `Study.best(target)` falls back to fewer seeds, or to the search's
+    own scores, when none of those is under the target (a dominating trial would be under it too)."""
+    if any(t.number == under.number for t in front):
+        return ""
+    seeds = [len((t.extra or {}).get("seeds") or [None]) for t in front if t.accuracy_source == "standalone"]
+    if not seeds:
+        return " (not in the front above)"
+    n, most = len((under.extra or {}).get("seeds") or [None]), max(seeds)
+    mine = f"retrained with {n} seed{'s' * (n > 1)}" if under.accuracy_source == "standalone" else "not retrained"
+    held = "the retrained trials" if most == 1 else f"the trials retrained with {most} seeds"
+    return f" ({mine}: the front above holds {held}, none under the target)"
 
 
 def _score(trial: Any) -> str:
