@@ -54,6 +54,7 @@ def test_a_study_made_with_retrain_reference_resumes_with_the_printed_command(tm
 @pytest.mark.parametrize("args, needle", [
     (("--target", "fast"), "unknown model 'fast'"),
     (("--target", "5xx"), "must be a positive latency such as 3ms"),
+    (("--target", "mnasnet_b1_x0"), "argument --target: 'mnasnet_b1_x0': multiplier 0.0 out of range"),
     (("--data", "nothing/here"), "data not found"),
     (("--alpha", "-0.1"), "--alpha and --beta go together"),
     (("--strides", "1,x"), "--strides"),

@@ -198,6 +198,13 @@ def _target_text(text: str) -> str:
         what = (f"did you mean {text.strip().lower().replace(target.reference, close, 1)!r}?" if close else
                 f"give a latency such as 20ms or a zoo model: {', '.join(ZOO)}")
         raise argparse.ArgumentTypeError(f"unknown model {target.reference!r}: {what}")
+    if target.reference is not None:
+        from mnas.space.zoo import get_arch
+
+        try:  # 'mnasnet_b1_x0' is a zoo name whose multiplier no network has: refused now, not after the data loads
+            get_arch(target.reference)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{target.reference!r}: {str(exc).splitlines()[0]}") from None
     return text.strip()
 
 
