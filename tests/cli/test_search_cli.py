@@ -241,6 +241,28 @@ def test_live_table_keeps_its_columns_and_caption_on_a_narrow_terminal():
     assert "trial" in text and "reward" in text and "trials 1/30" in text
 
 
+def test_live_table_names_a_likelihood_score():
+    # regression (review): the live display put exp(-cross-entropy) in an "accuracy" column as a percentage
+    import io
+
+    from rich.console import Console
+
+    from mnas.cli.search_cmd import render_table
+    from mnas.loop import Budget, SearchEvent, create_study
+    from mnas.objectives import Reward
+    from mnas.space import MnasNetSpace
+
+    space = MnasNetSpace(10, 224)
+    study = create_study(None, space=space, reward=Reward.soft(20))
+    n = study.storage.create_trial([0] * len(space.decisions), "r1_k3_s11_e1_i32_o16 | s0_h8_d0.0_relu")
+    study.storage.complete_trial(n, 0.3809, 10.0, 0.3809, extra={"score_metric": "likelihood", "inherited_accuracy": 0.474})
+    event = SearchEvent("complete", study, study.trials[0], 5.0, Budget(trials=30), Reward.soft(20))
+    console = Console(file=io.StringIO(), width=120)
+    console.print(render_table(event, "runs/x.db", 120))
+    text = console.file.getvalue()
+    assert "likelihood" in text and "0.3809" in text and "38.1%" not in text
+
+
 def test_progress_lines_for_logs():
     import io
 

@@ -114,6 +114,7 @@ def test_retrain_top_after_the_search_makes_the_standalone_pick_the_best(tmp_pat
     assert json.loads(out)["best"]["number"] == best.number  # the printed best is the retrained pick
 
 
+@pytest.mark.slow  # the tiny supernet, 2 trials, a resume to 3: ~10 s
 def test_the_inherited_likelihood_is_the_reward_score_and_a_resume_keeps_it(tmp_path, tiny, capsys):
     import math
 
@@ -141,6 +142,32 @@ def test_the_inherited_likelihood_is_the_reward_score_and_a_resume_keeps_it(tmp_
     assert code == 2 and "--inherited-score accuracy" in err and "likelihood" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_new_supernet_search_scores_the_likelihood_and_an_older_study_resumes_on_top1(tmp_path, tiny, capsys):
+    from mnas.cli._resume import RECORD_KEY
+    from mnas.study import SQLiteStorage, Study
+
+    npz, ckpt = tiny
+    common = ["--data", npz, "--supernet", ckpt, "--strategy", "random", "--reward", "accuracy", "--backend", "torch",
+              "--json"]
+    new, old = str(tmp_path / "new.db"), str(tmp_path / "old.db")
+    assert main(["search", *common, "--trials", "1", "--storage", new]) == 0, capsys.readouterr().err
+    with Study(new) as study:
+        assert study.get_trials("complete")[0].extra["score_metric"] == "likelihood"  # the default
+    # a study made by mnas before the option: scored top-1, no inherited_score in its record
+    assert main(["search", *common, "--trials", "1", "--storage", old, "--inherited-score", "accuracy"]) == 0
+    with SQLiteStorage(old) as storage:
+        record = storage.get_meta(RECORD_KEY)
+        del record["args"]["inherited_score"]
+        storage.set_meta(RECORD_KEY, record)
+    capsys.readouterr()
+    assert main(["search", *common, "--trials", "2", "--storage", old, "--resume"]) == 0, capsys.readouterr().err
+    with Study(old) as study:
+        assert [t.extra.get("score_metric") for t in study.get_trials("complete")] == [None, None]
+    code = main(["search", *common, "--trials", "3", "--storage", old, "--resume", "--inherited-score", "likelihood"])
+    err = capsys.readouterr().err
+    assert code == 2 and "was made with --inherited-score accuracy" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("extra, needle", [
     ((), "add --supernet CHECKPOINT"),
     (("--supernet", "SN", "--score", "int8"), "the int8 score is a top-1 accuracy"),
@@ -153,3 +180,37 @@ def test_inherited_likelihood_refusals_exit_2(tmp_path, capsys, extra, needle):
                  "--storage", str(tmp_path / "a.db")])
     err = capsys.readouterr().err
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow  # the tiny supernet, 3 trials, a report, an export and one standalone training: ~30 s
+def test_a_likelihood_study_is_reported_exported_and_retrained_as_one(tmp_path, tiny, capsys):
+    # regression (review): report, export --best and --retrain-top printed or stored the likelihood as a top-1 accuracy
+    from mnas.study import Study
+
+    npz, ckpt = tiny
+    db = str(tmp_path / "s.db")
+    common = ["--data", npz, "--supernet", ckpt, "--strategy", "random", "--reward", "accuracy", "--backend", "torch",
+              "--storage", db]
+    assert main(["search", *common, "--trials", "3", "--json"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    with Study(db) as study:
+        best = study.best()
+    assert best.likelihood_scored and best.top1 == best.extra["inherited_accuracy"] != best.accuracy
+    assert main(["report", db, "--out", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    assert f"(likelihood {best.accuracy:.4f} (top-1 {100 * best.top1:.2f}%)" in out
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert "top-1 (%)" in html and "likelihood exp(-CE)" in html
+    assert main(["report", db, "--out", str(tmp_path / "rep2"), "--json"]) == 0
+    brief = json.loads(capsys.readouterr().out)["best"]
+    assert brief["score_metric"] == "likelihood" and brief["top1_accuracy"] == best.top1
+    assert main(["export", db, "--best", "--format", "json", "--out", str(tmp_path / "best.json")]) == 0
+    assert f"likelihood {best.accuracy:.4f}, top-1 {100 * best.top1:.2f}%" in "".join(capsys.readouterr())
+    doc = json.loads((tmp_path / "best.json").read_text())
+    assert doc["trial"]["score_metric"] == "likelihood" and doc["trial"]["top1_accuracy"] == best.top1
+    assert main(["search", *common, "--resume", "--retrain-top", "1", "--retrain-epochs", "1", "--json"]) == 0
+    capsys.readouterr()
+    with Study(db) as study:
+        retrained = [t for t in study.get_trials("complete") if t.accuracy_source == "standalone"][0]
+        src = next(t for t in study.get_trials("complete") if t.number == retrained.extra["retrained_from"])
+    assert retrained.extra["inherited_accuracy"] == src.top1 and retrained.extra["inherited_likelihood"] == src.accuracy

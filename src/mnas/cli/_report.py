@@ -78,11 +78,12 @@ def report_study(study, storage: str, seconds: float, as_json: bool, extra: dict
              "params": f"{t.params:,}" if t.params else "", "arch": t.arch} for t in front]
     retrained = front and all(t.accuracy_source == "standalone" for t in front) and any(
         t.accuracy_source != "standalone" for t in study.complete_trials)
-    likelihood = front and all(t.extra.get("score_metric") == "likelihood" for t in front)
+    likelihood = front and all(t.likelihood_scored for t in front)
     columns = [("trial", "n"), ("accuracy", "acc")]
     if likelihood:  # --inherited-score likelihood: the reward's score is exp(-cross-entropy), top-1 beside it
+        top1_digits = distinct_decimals([100 * t.top1 for t in front if t.top1 is not None], least=1)
         for row, t in zip(rows, front, strict=True):
-            row.update(acc=f"{t.accuracy:.4f}", top1=f"{100 * t.extra['inherited_accuracy']:.{acc_digits}f}%")
+            row.update(acc=f"{t.accuracy:.4f}", top1=f"{100 * t.top1:.{top1_digits}f}%" if t.top1 is not None else "-")
         columns = [("trial", "n"), ("likelihood", "acc"), ("top-1", "top1")]
     print(f"\nPareto front ({'inherited likelihood' if likelihood else 'accuracy'} vs latency"
           f"{', retrained trials' if retrained else ''}):")
@@ -93,10 +94,10 @@ def report_study(study, storage: str, seconds: float, as_json: bool, extra: dict
     elif summary["best_is_feasible_only"] and best is None:
         print("\nno complete trial meets the hard target yet")
     elif target is None and best is not None:
-        print(f"\nbest: trial {best.number}, {_score(best)} at {best.latency_ms:.3f} ms")
+        print(f"\nbest: trial {best.number}, {best.score_text()} at {best.latency_ms:.3f} ms")
         print(f"  {best.arch}")
     elif under:
-        print(f"\nbest under the target: trial {under.number}, {_score(under)} at {under.latency_ms:.3f} ms"
+        print(f"\nbest under the target: trial {under.number}, {under.score_text()} at {under.latency_ms:.3f} ms"
               f"{_off_front(under, front)}")
         print(f"  {under.arch}")
     else:
@@ -118,9 +119,3 @@ def _off_front(under: Any, front: list) -> str:
     held = "the retrained trials" if most == 1 else f"the trials retrained with {most} seeds"
     return f" ({mine}: the front above holds {held}, none under the target)"
 
-
-def _score(trial: Any) -> str:
-    """'61.2%', or 'likelihood 0.3020 (top-1 33.4%)' for a trial scored by --inherited-score likelihood."""
-    if trial.extra.get("score_metric") == "likelihood":
-        return f"likelihood {trial.accuracy:.4f} (top-1 {100 * trial.extra['inherited_accuracy']:.1f}%)"
-    return f"{100 * trial.accuracy:.1f}%"

@@ -267,6 +267,8 @@ def search_resume(args: argparse.Namespace, storage: str) -> SearchResume:
         stored, cwd = _search_settings_from_config(config), None
     if stored.get("space") is None and not stored.get("supernet"):
         stored["space"] = "mnasnet"  # the default, named
+    if stored.get("inherited_score") is None and stored.get("supernet"):
+        stored["inherited_score"] = "accuracy"  # a supernet study made before --inherited-score scored top-1
     resume = SearchResume(storage, config, dict(stored), cwd, record is not None)  # paths as recorded
     where = storage
     given = given_options(args)

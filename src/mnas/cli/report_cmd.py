@@ -88,6 +88,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from mnas._util import require
     from mnas.cli.instance_cmd import cmd_report_run, is_instance_run
     from mnas.reports import write_report
+    from mnas.reports.data import brief_score_text
 
     if is_instance_run(args.study):
         return cmd_report_run(args)
@@ -115,10 +116,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(f"{info['n_complete']} complete, {info['n_failed']} failed, {info['n_running']} running"
           + (f"; target {info['target_ms']:g} ms" if info["target_ms"] else ""))
     if best:
-        print(f"best reward:       #{best['number']} {best['reward']:.4f} ({100 * best['accuracy']:.2f}%,"
+        print(f"best reward:       #{best['number']} {best['reward']:.4f} ({brief_score_text(best)},"
               f" {best['latency_ms']:.3g} ms)")
     if under:
-        print(f"best under target: #{under['number']} {100 * under['accuracy']:.2f}% at {under['latency_ms']:.3g} ms")
+        print(f"best under target: #{under['number']} {brief_score_text(under)} at {under['latency_ms']:.3g} ms")
     deployment = info.get("deployment")
     if deployment:
         print(deployment_line(deployment))

@@ -74,10 +74,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="score candidates by accuracy inherited from this supernet (mnas supernet train) instead of "
                    "proxy training; the space is the checkpoint's")
     g.add_argument("--inherited-score", choices=INHERITED_SCORES, default=None,
-                   help="--supernet: the score the reward's accuracy term takes: accuracy (default: top-1 on the "
-                   "validation split) or likelihood: exp(-mean cross-entropy) on the same images, which ranked "
-                   "NAS-Bench-Macro's networks better and picked nearer the optimum under a hard target "
-                   "(docs/design/nbmacro.md); top-1 is recorded beside it (a resumed study keeps its own)")
+                   help="--supernet: the score the reward's accuracy term takes: likelihood (default): exp(-mean "
+                   "cross-entropy) on the validation split, which ranked NAS-Bench-Macro's networks better than "
+                   "top-1 and picked nearer the optimum under hard targets (docs/design/nbmacro.md), top-1 "
+                   "recorded beside it; or accuracy: top-1 (the default under --score int8; a resumed study keeps "
+                   "its own)")
     g = p.add_argument_group("objective")
     g.add_argument("--target", type=_target_text, help="latency target: '20ms', '20', 'mobilenetv2', '0.8x mnasnet_b1' "
                    "(default: mobilenetv2 at the space's width)")
@@ -410,8 +411,14 @@ def _supernet_evaluator(args: argparse.Namespace, data: Any, latency: Any) -> An
     return evaluator
 
 
-def _check_inherited_score(args: argparse.Namespace) -> None:
-    """--inherited-score likelihood: only where a supernet scores the trials, and not with --score int8."""
+def _check_inherited_score(args: argparse.Namespace, resuming: bool) -> None:
+    """--inherited-score likelihood: only where a supernet scores the trials, and not with --score int8.
+    Not given, a new supernet search scores the likelihood (top-1 under --score int8), and a resumed
+    study whose record has none was made before the option: top-1. Filled into `args` (so the study
+    records it)."""
+    if args.inherited_score is None:
+        inherited = args.supernet and args.strategy not in ("enas", *GRADIENT) and (args.score or "fp32") != "int8"
+        args.inherited_score = "likelihood" if inherited and not resuming else "accuracy" if inherited else None
     if (args.inherited_score or "accuracy") == "accuracy":
         return
     if not args.supernet or args.strategy in ("enas", *GRADIENT):
@@ -535,7 +542,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError("--url needs --token (the device server's token, or set MNAS_DEVICE_TOKEN)")
     if args.strategy in GRADIENT:
         check_gradient_args(args, resuming)
-    _check_inherited_score(args)
+    _check_inherited_score(args, resuming)
     table = _check_deployment(args)
     device = _device_backend(args) if args.url else None  # asked now: a refusal costs no data loading
     if args.space in ("nb201", "darts") and not (args.target or resuming or args.reward == "accuracy"
@@ -744,7 +751,9 @@ def render_table(event, storage: str, width: int):
     from rich.text import Text
 
     table_ = Table(title=f"mnas search -> {storage}", title_justify="left", expand=False)
-    for col in ("trial", "accuracy", "latency ms", "reward"):
+    front = event.study.pareto_front()[-8:] if event is not None else []
+    likelihood = bool(front) and all(t.likelihood_scored for t in front)  # --inherited-score likelihood
+    for col in ("trial", "likelihood" if likelihood else "accuracy", "latency ms", "reward"):
         table_.add_column(col, no_wrap=True, min_width=len(col), justify="right")
     arch_width = max(12, width - 55)  # four figure columns with borders and padding take about 55
     table_.add_column("arch", no_wrap=True, max_width=arch_width)
@@ -754,9 +763,10 @@ def render_table(event, storage: str, width: int):
     states = {s: study.storage.count_trials(s) for s in ("complete", "failed")}
     done = states["complete"] + states["failed"]
     best = study.best()
-    for t in study.pareto_front()[-8:]:
+    for t in front:
         arch = t.arch if len(t.arch) <= arch_width else t.arch[: arch_width - 1] + "\u2026"
-        table_.add_row(str(t.number), f"{100 * t.accuracy:.1f}%", f"{t.latency_ms:.3f}", f"{t.reward:.4f}", arch)
+        score = f"{t.accuracy:.4f}" if likelihood else f"{100 * t.accuracy:.1f}%"
+        table_.add_row(str(t.number), score, f"{t.latency_ms:.3f}", f"{t.reward:.4f}", arch)
     budget = event.budget
     left = "" if budget.hours is None else f"   time left: {max(0.0, budget.seconds - event.elapsed) / 60:.1f} min"
     total = f"/{budget.trials}" if budget.trials else ""

@@ -254,6 +254,8 @@ def _json_doc(arch: Arch, model: nn.Module, meta: Mapping[str, Any], trial: Tria
     doc["model"].update(params=prof.params, macs=prof.macs)
     if trial is not None:
         doc["trial"] = {k: v for k, v in trial.to_dict().items() if k not in ("arch", "tokens", "extra")}
+        if trial.likelihood_scored:  # its accuracy is the search's likelihood score: say so, top-1 beside it
+            doc["trial"].update(score_metric="likelihood", top1_accuracy=trial.top1)
     if weights is not None:
         doc["weights"] = {"path": str(weights), "metrics": _plain(info.get("metrics")),
                           "normalization": info.get("normalization"), "class_names": info.get("class_names")}

@@ -176,15 +176,15 @@ def retrain_top(study: Study, data: Any, k: int, *, recipe: Any = None, epochs: 
                 cfg = config.replace(seed=first + i)
                 folder = out / (f"trial-{src.number:04d}-{mode}-{key}" + (f"-seed{cfg.seed}" if i else ""))
                 which = f", seed {i + 1} of {n_seeds}" if n_seeds > 1 else ""
-                log(f"[{rank}/{len(candidates)}] trial {src.number} ({src.accuracy_source} accuracy "
-                    f"{src.accuracy:.4f}, {src.latency_ms:.4g} ms): training {mode} for {cfg.epochs:g} epochs{which}"
+                log(f"[{rank}/{len(candidates)}] trial {src.number} ({src.accuracy_source} {_score(src)}, "
+                    f"{src.latency_ms:.4g} ms): training {mode} for {cfg.epochs:g} epochs{which}"
                     f" -> {folder}")
                 finals.append(_train(src, data, cfg, folder, net, resume, log))
             trial = _record(study, src, finals, config.replace(seed=first), mode, trial_key, reward)
             results.append(_summary(trial, src, rank, cached=False))
             spread = "" if n_seeds == 1 else f" +- {trial.extra['accuracy_se']:.4f} (mean of {n_seeds} seeds)"
             log(f"[{rank}/{len(candidates)}] trial {src.number}: standalone accuracy {trial.accuracy:.4f}{spread} "
-                f"(inherited {src.accuracy:.4f}) -> trial {trial.number}")
+                f"(inherited {_score(src)}) -> trial {trial.number}")
     results.sort(key=lambda r: (-r["reward"], r["trial"]))
     return results
 
@@ -398,10 +398,12 @@ def _record(study: Study, src: Trial, finals: list[dict[str, Any]], config: Any,
     best = finals[stats["best"]]
     files = [str(Path(f["model"]).parent / METRICS) for f in finals]
     extra = {"accuracy_source": STANDALONE, "retrained_from": src.number, "recipe_key": key, "mode": mode,
-             "inherited_accuracy": src.accuracy, "inherited_source": src.accuracy_source,
+             "inherited_accuracy": src.top1, "inherited_source": src.accuracy_source,
              "accuracy_split": "val" if best.get("val_accuracy") is not None else "test",
              "test_accuracy": stats["test_accuracy"], "epochs": best.get("epochs"), "seed": config.seed,
              "recipe": config.to_dict(), "model": best["model"], "metrics_file": files[0]}
+    if src.likelihood_scored:  # the search's score was the likelihood: kept beside top-1, named
+        extra["inherited_likelihood"] = src.accuracy
     if len(finals) > 1:
         extra.update(seeds=[config.seed + i for i in range(len(finals))], seed_accuracies=stats["seed_accuracies"],
                      seed_test_accuracies=stats["seed_test_accuracies"], accuracy_se=stats["accuracy_se"],
@@ -418,7 +420,15 @@ def _summary(trial: Trial, src: Trial, rank: int, cached: bool) -> dict[str, Any
     return {"trial": trial.number, "source_trial": src.number, "search_rank": rank, "arch": trial.arch,
             "accuracy": trial.accuracy, "test_accuracy": extra.get("test_accuracy"),
             "inherited_accuracy": extra.get("inherited_accuracy"), "inherited_source": extra.get("inherited_source"),
+            "inherited_likelihood": extra.get("inherited_likelihood"),
             "latency_ms": trial.latency_ms, "reward": trial.reward, "mode": extra.get("mode"),
             "epochs": extra.get("epochs"), "seconds": trial.train_seconds, "model": extra.get("model"), "cached": cached,
             "seeds": extra.get("seeds", [extra.get("seed")]), "seed_accuracies": extra.get("seed_accuracies", [trial.accuracy]),
             "accuracy_se": extra.get("accuracy_se")}
+
+
+def _score(trial: Trial) -> str:
+    """'accuracy 0.6120', or 'likelihood 0.3020 (top-1 0.3340)' for a likelihood-scored trial."""
+    if trial.likelihood_scored and trial.top1 is not None:
+        return f"likelihood {trial.accuracy:.4f} (top-1 {trial.top1:.4f})"
+    return f"accuracy {trial.accuracy:.4f}"

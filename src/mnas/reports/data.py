@@ -128,7 +128,7 @@ def pareto_data(trials: Sequence[Trial], target_ms: float | None = None) -> Pare
     best = best_under_target(plottable, target_ms)
     return ParetoData(
         front_source="standalone" if retrained and len(retrained) < len(plottable) else None,
-        score="likelihood" if ranked and all(t.extra.get("score_metric") == "likelihood" for t in ranked) else "accuracy",
+        score="likelihood" if ranked and all(t.likelihood_scored for t in ranked) else "accuracy",
         points=points,
         front=tuple(by_number[ranked[i].number] for i in front_idx),
         target_ms=target_ms,
@@ -169,6 +169,8 @@ def top_rows(trials: Sequence[Trial], n: int = DEFAULT_TOP, target_ms: float | N
     for t in ranked:
         row = {k: getattr(t, k) for k in _ROW_FIELDS}
         row["state"] = t.state.value
+        row["score_metric"] = "likelihood" if t.likelihood_scored else "accuracy"  # what `accuracy` holds
+        row["top1_accuracy"] = t.top1
         row["on_front"] = t.number in front
         row["under_target"] = None if target_ms is None or t.latency_ms is None else t.latency_ms <= target_ms
         rows.append(row)
@@ -213,4 +215,13 @@ def _brief(t: Trial | None) -> dict[str, Any] | None:
     if t is None:
         return None
     return {"number": t.number, "arch": t.arch, "accuracy": t.accuracy, "latency_ms": t.latency_ms,
-            "reward": t.reward, "params": t.params, "macs": t.macs}
+            "reward": t.reward, "params": t.params, "macs": t.macs,
+            "score_metric": "likelihood" if t.likelihood_scored else "accuracy", "top1_accuracy": t.top1}
+
+
+def brief_score_text(brief: Mapping[str, Any]) -> str:
+    """A summary's trial score: '61.20%', or 'likelihood 0.3020 (top-1 33.40%)' (--inherited-score likelihood)."""
+    if brief.get("score_metric") == "likelihood":
+        top1 = brief.get("top1_accuracy")
+        return f"likelihood {brief['accuracy']:.4f}" + ("" if top1 is None else f" (top-1 {100 * top1:.2f}%)")
+    return f"{100 * brief['accuracy']:.2f}%"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mnas import __version__
+from mnas.reports.data import brief_score_text
 
 __all__ = ["render_html"]
 
@@ -67,7 +68,7 @@ def _e(value: Any) -> str:
 def _fmt(key: str, value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    if key == "accuracy":
+    if key in ("accuracy", "top1_accuracy"):
         return f"{100 * value:.2f}"
     if key == "latency_ms":
         return f"{value:.3g}" if value < 10 else f"{value:.1f}"
@@ -80,14 +81,29 @@ def _fmt(key: str, value: Any) -> str:
     return str(value)
 
 
+def _columns(rows: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, str, bool], ...]:
+    """The table's columns; with likelihood-scored trials (--inherited-score likelihood) the score
+    column says so and a top-1 column follows it."""
+    if not any(r.get("score_metric") == "likelihood" for r in rows):
+        return _COLUMNS
+    out = []
+    for col in _COLUMNS:
+        if col[1] == "accuracy":
+            out += [("score (%): likelihood exp(-CE) or accuracy", "accuracy", True), ("top-1 (%)", "top1_accuracy", True)]
+        else:
+            out.append(col)
+    return tuple(out)
+
+
 def _table(rows: Sequence[Mapping[str, Any]]) -> str:
+    columns = _columns(rows)
     head = "".join(f'<th data-num="{int(num)}"' + (' data-dir="desc"' if key == "reward" else "") + f">{_e(h)}</th>"
-                   for h, key, num in _COLUMNS)
+                   for h, key, num in columns)
     body = []
     for r in rows:
         classes = (["front"] if r.get("on_front") else []) + (["over"] if r.get("under_target") is False else [])
         cells = []
-        for _, key, num in _COLUMNS:
+        for _, key, num in columns:
             value = r.get(key)
             if num:
                 raw = "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else repr(value)
@@ -113,7 +129,7 @@ def _image(path: Path | None, alt: str) -> str:
 def _best_line(best: Mapping[str, Any] | None) -> str:
     if not best:
         return "none"
-    return f"#{best['number']}: {100 * best['accuracy']:.2f}% at {best['latency_ms']:.3g} ms, reward {best['reward']:.4f}"
+    return f"#{best['number']}: {brief_score_text(best)} at {best['latency_ms']:.3g} ms, reward {best['reward']:.4f}"
 
 
 def _pct(value: float | None, digits: int = 2) -> str:
@@ -221,7 +237,7 @@ def render_html(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], *
         _card("running", str(s["n_running"])),
         _card("best reward", f"{best['reward']:.4f}" if best else "-"),
         _card("target", f"{target:g} ms" if target else "none"),
-        _card("best under target", f"{100 * under['accuracy']:.2f}% @ {under['latency_ms']:.3g} ms" if under else "-"),
+        _card("best under target", f"{brief_score_text(under)} @ {under['latency_ms']:.3g} ms" if under else "-"),
     ]
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',

@@ -80,6 +80,29 @@ class Trial:
         return source if isinstance(source, str) else None
 
     @property
+    def likelihood_scored(self) -> bool:
+        """Whether `accuracy` is an inherited likelihood, exp(-cross-entropy), not a top-1 accuracy
+        (`mnas search --supernet F --inherited-score likelihood`; top-1 is `top1`)."""
+        return self.extra.get("score_metric") == "likelihood"
+
+    @property
+    def top1(self) -> float | None:
+        """The top-1 accuracy: `accuracy`, or for a likelihood-scored trial the top-1 kept beside it."""
+        if self.likelihood_scored:
+            value = self.extra.get("inherited_accuracy")
+            return float(value) if isinstance(value, (int, float)) else None
+        return self.accuracy
+
+    def score_text(self) -> str:
+        """'61.2%', or 'likelihood 0.3020 (top-1 33.4%)' for a likelihood-scored trial."""
+        if self.accuracy is None:
+            return "-"
+        if self.likelihood_scored:
+            top1 = self.top1
+            return f"likelihood {self.accuracy:.4f}" + (f" (top-1 {100 * top1:.1f}%)" if top1 is not None else "")
+        return f"{100 * self.accuracy:.1f}%"
+
+    @property
     def duration(self) -> float | None:
         """Wall time from start to finish in seconds, or None while running."""
         if self.started_at is None or self.finished_at is None:
