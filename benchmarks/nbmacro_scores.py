@@ -12,6 +12,7 @@ their BN recalibrated on 500 training images, and their logits on the 2,000 vali
 - the additive part (a ridge fit on one-hot tokens, alpha 1) of the truth and of the supernet's
   scores: what each gains from k3e3 over skip and from k5e6 over k3e3, summed over the 8 layers, and
   the fit's R2;
+- the log-likelihood combined with MACs (standardised, + c z(log MACs)), a free predictor;
 - with several checkpoints: how far their log-likelihoods agree (Kendall tau), and how their
   averaged standardised scores rank.
 
@@ -177,7 +178,11 @@ def main() -> int:
             print(f"{n} validation images (8 draws): " + ", ".join(
                 f"{k} {np.mean(v):.3f} +- {np.std(v, ddof=1):.3f} sd" for k, v in taus.items()))
         ll = sc["log-likelihood"]
-        standard.append((ll - ll.mean()) / ll.std())
+        z_ll, z_macs = (ll - ll.mean()) / ll.std(), (np.log(macs) - np.log(macs).mean()) / np.log(macs).std()
+        print("log-likelihood + c z(log MACs): " + ", ".join(
+            f"c {c}: tau {kendalltau(z_ll + c * z_macs, acc)[0]:.3f}, bands"
+            f" {band_stats(z_ll + c * z_macs, acc, groups)['mean_tau']:.3f}" for c in (0.1, 0.25, 0.5)))
+        standard.append(z_ll)
     for i in range(len(standard)):
         for j in range(i + 1, len(standard)):
             print(f"{args.checkpoints[i]} vs {args.checkpoints[j]}: log-likelihoods agree at tau"
