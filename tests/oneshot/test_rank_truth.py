@@ -78,6 +78,9 @@ def test_verdict_says_plainly_when_inherited_accuracy_is_not_worth_using():
     assert "worth using" in verdict(rep(0.8, [0.75, 0.85], 0.5))
     assert "WORSE" in verdict(rep(0.2, [0.1, 0.3], 0.5)) and "rank by macs" in verdict(rep(0.2, [0.1, 0.3], 0.5))
     assert "no better" in verdict(rep(0.55, [0.45, 0.65], 0.5))
+    # with the likelihood measured, the verdict judges it: the score a supernet search uses by default
+    both = {**rep(0.55, [0.45, 0.65], 0.5), "inherited_loss": {"tau": 0.8, "tau_ci": [0.75, 0.85]}}
+    assert "the inherited likelihood" in verdict(both) and "worth using" in verdict(both)
 
 
 def test_cli_rank_check_with_ground_truth(tmp_path):
@@ -99,7 +102,7 @@ def test_cli_rank_check_with_ground_truth(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "rank check against NAS-Bench-Macro" in done.stdout and "tau in 2 MACs bands" in done.stdout
-    assert "inherited accuracy" in done.stdout.splitlines()[-2] and "inherited -loss" in done.stdout
+    assert "the inherited likelihood" in done.stdout.splitlines()[-2] and "inherited -loss" in done.stdout
     report = json.loads((tmp_path / "out" / "rank-check-truth.json").read_text())
     assert report["n"] == 8
     bad = subprocess.run(cmd[:-2] + ["--ground-truth", str(tmp_path / "nope.json")], capture_output=True, text=True,

@@ -12,7 +12,8 @@ A ground-truth entry reaches the supernet by token when the supernet's space has
 (`GroundTruth.tokens_match`: a width-0.5 supernet of NAS-Bench-Macro's space ranks its full-width
 networks), otherwise by its architecture text, which the supernet's space must contain.
 
-`verdict` says in one line whether inherited accuracy is worth using over the best free predictor.
+`verdict` says in one line whether the inherited score (the likelihood when measured, as `mnas search`
+scores it by default) is worth using over the best free predictor.
 """
 
 from __future__ import annotations
@@ -40,21 +41,27 @@ def quantile_groups(values: Sequence[float], bands: int) -> list[list[int]]:
 
 
 def verdict(report: dict[str, Any]) -> str:
-    """One line: does inherited accuracy rank better than the best free predictor on these networks?
-    'better' needs the inherited tau's 95% interval to lie above the predictor's tau."""
-    inh = report["inherited"]
+    """One line: does the inherited score rank better than the best free predictor on these networks?
+    'better' needs the inherited tau's 95% interval to lie above the predictor's tau. The score judged
+    is the inherited likelihood when the report has it (what `mnas search --supernet` scores by
+    default), else inherited accuracy."""
+    loss = report.get("inherited_loss")
+    if loss and math.isfinite(loss.get("tau", math.nan)):
+        inh, what = loss, "the inherited likelihood (mnas search's default score)"
+    else:
+        inh, what = report["inherited"], "inherited accuracy"
     free = {k: v for k, v in report.get("predictors", {}).items() if math.isfinite(v.get("tau", math.nan))}
     if not free:
-        return f"inherited accuracy: tau {inh['tau']:.2f} (no free predictor to compare with)"
+        return f"{what}: tau {inh['tau']:.2f} (no free predictor to compare with)"
     name, best = max(free.items(), key=lambda kv: kv[1]["tau"])
     lo, hi = inh["tau_ci"]
     if math.isfinite(lo) and lo > best["tau"]:
-        return (f"inherited accuracy ranks better than {name} (tau {inh['tau']:.2f} [{lo:.2f}, {hi:.2f}] vs"
+        return (f"{what} ranks better than {name} (tau {inh['tau']:.2f} [{lo:.2f}, {hi:.2f}] vs"
                 f" {best['tau']:.2f}): worth using")
     if math.isfinite(hi) and hi < best["tau"]:
-        return (f"inherited accuracy ranks WORSE than {name} (tau {inh['tau']:.2f} [{lo:.2f}, {hi:.2f}] vs"
+        return (f"{what} ranks WORSE than {name} (tau {inh['tau']:.2f} [{lo:.2f}, {hi:.2f}] vs"
                 f" {best['tau']:.2f}): do not search with this supernet; train it longer, or rank by {name}")
-    return (f"inherited accuracy ranks no better than {name} within its interval (tau {inh['tau']:.2f}"
+    return (f"{what} ranks no better than {name} within its interval (tau {inh['tau']:.2f}"
             f" [{lo:.2f}, {hi:.2f}] vs {best['tau']:.2f}): not worth its cost yet; train the supernet longer")
 
 
