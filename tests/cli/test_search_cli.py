@@ -261,6 +261,14 @@ def test_live_table_names_a_likelihood_score():
     console.print(render_table(event, "runs/x.db", 120))
     text = console.file.getvalue()
     assert "likelihood" in text and "0.3809" in text and "38.1%" not in text
+    # the log lines: a likelihood-scored trial without its top-1 (a study edited outside mnas) invents none
+    from mnas.loop import ProgressPrinter
+
+    n = study.storage.create_trial([0] * len(space.decisions), "r1_k3_s11_e1_i32_o16 | s1_h8_d0.0_relu")
+    study.storage.complete_trial(n, 0.3, 9.0, 0.3, extra={"score_metric": "likelihood"})
+    out = io.StringIO()
+    ProgressPrinter(out)(SearchEvent("complete", study, study.trials[1], 6.0, Budget(trials=30), Reward.soft(20)))
+    assert "lik 0.3000" in out.getvalue() and "top-1" not in out.getvalue()
 
 
 def test_progress_lines_for_logs():

@@ -200,7 +200,7 @@ def test_a_likelihood_study_is_reported_exported_and_retrained_as_one(tmp_path, 
     out = capsys.readouterr().out
     assert f"(likelihood {best.accuracy:.4f} (top-1 {100 * best.top1:.2f}%)" in out
     html = (tmp_path / "rep" / "index.html").read_text()
-    assert "top-1 (%)" in html and "likelihood exp(-CE)" in html
+    assert "top-1 (%)" in html and "likelihood exp(-CE)" in html and f">{best.accuracy:.4f}<" in html
     assert main(["report", db, "--out", str(tmp_path / "rep2"), "--json"]) == 0
     brief = json.loads(capsys.readouterr().out)["best"]
     assert brief["score_metric"] == "likelihood" and brief["top1_accuracy"] == best.top1
@@ -214,3 +214,21 @@ def test_a_likelihood_study_is_reported_exported_and_retrained_as_one(tmp_path, 
         retrained = [t for t in study.get_trials("complete") if t.accuracy_source == "standalone"][0]
         src = next(t for t in study.get_trials("complete") if t.number == retrained.extra["retrained_from"])
     assert retrained.extra["inherited_accuracy"] == src.top1 and retrained.extra["inherited_likelihood"] == src.accuracy
+
+
+def test_the_inherited_score_resolves_per_search_kind():
+    import argparse
+
+    from mnas.cli.search_cmd import _check_inherited_score
+
+    def resolved(resuming=False, **kw):
+        args = argparse.Namespace(**{"inherited_score": None, "supernet": None, "strategy": "auto", "score": None, **kw})
+        _check_inherited_score(args, resuming)
+        return args.inherited_score
+
+    assert resolved(supernet="sn.pt") == "likelihood"  # a new supernet search: the default
+    assert resolved(supernet="sn.pt", resuming=True) == "accuracy"  # a study that recorded none predates it
+    assert resolved(supernet="sn.pt", reward="absolute") == "accuracy"  # its additive beta was set for top-1
+    assert resolved(supernet="sn.pt", score="int8") is None  # top-1: the int8 score is a top-1 accuracy
+    assert resolved(supernet="sn.pt", strategy="enas") is None and resolved() is None  # not a supernet score
+    assert resolved(inherited_score="accuracy") is None  # proxy training: nothing to record

@@ -187,3 +187,16 @@ def test_a_front_of_likelihood_scores_is_labelled_so(tmp_path):
     finally:
         plt.Figure.savefig = real
     assert seen and "likelihood" in seen[0]
+    # a retrained trial on top: the front is top-1, and the hollow search points say they are likelihoods
+    n = storage.create_trial([9], f"{ARCH} #9")
+    storage.complete_trial(n, 0.6, 6.0, 0.6, extra={"accuracy_source": "standalone", "retrained_from": 1})
+    legends = []
+    plt.Figure.savefig = lambda fig, *a, **k: legends.append(
+        [t.get_text() for t in fig.axes[0].get_legend().get_texts()]) or real(fig, *a, **k)
+    try:
+        data = pareto_data(Study(storage).trials)
+        assert data.score == "accuracy" and data.front_source == "standalone"
+        plot_pareto(data, tmp_path / "q.png")
+    finally:
+        plt.Figure.savefig = real
+    assert any("search score: inherited likelihood x 100, not retrained" in t for t in legends[0])

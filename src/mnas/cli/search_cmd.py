@@ -71,14 +71,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_choice_options(g)
     add_family_space_options(g)
     g.add_argument("--supernet", metavar="CHECKPOINT",
-                   help="score candidates by accuracy inherited from this supernet (mnas supernet train) instead of "
-                   "proxy training; the space is the checkpoint's")
+                   help="score candidates by their sub-networks in this supernet (mnas supernet train: inherited "
+                   "likelihood or accuracy, see --inherited-score) instead of proxy training; the space is the "
+                   "checkpoint's")
     g.add_argument("--inherited-score", choices=INHERITED_SCORES, default=None,
                    help="--supernet: the score the reward's accuracy term takes: likelihood (default): exp(-mean "
                    "cross-entropy) on the validation split, which ranked NAS-Bench-Macro's networks better than "
                    "top-1 and picked nearer the optimum under hard targets (docs/design/nbmacro.md), top-1 "
-                   "recorded beside it; or accuracy: top-1 (the default under --score int8; a resumed study keeps "
-                   "its own)")
+                   "recorded beside it; or accuracy: top-1 (the default under --score int8 and --reward absolute; "
+                   "enas and the gradient strategies have their own objective; a resumed study keeps its own)")
     g = p.add_argument_group("objective")
     g.add_argument("--target", type=_target_text, help="latency target: '20ms', '20', 'mobilenetv2', '0.8x mnasnet_b1' "
                    "(default: mobilenetv2 at the space's width)")
@@ -413,13 +414,16 @@ def _supernet_evaluator(args: argparse.Namespace, data: Any, latency: Any) -> An
 
 def _check_inherited_score(args: argparse.Namespace, resuming: bool) -> None:
     """--inherited-score likelihood: only where a supernet scores the trials, and not with --score int8.
-    Not given, a new supernet search scores the likelihood (top-1 under --score int8), and a resumed
-    study whose record has none was made before the option: top-1. Filled into `args` (so the study
-    records it)."""
+    Not given, a new supernet search scores the likelihood (top-1 under --score int8, and under
+    --reward absolute, whose additive penalty was set for top-1's spread), and a resumed study whose
+    record has none was made before the option: top-1. Filled into `args` (so the study records it)."""
     if args.inherited_score is None:
         inherited = args.supernet and args.strategy not in ("enas", *GRADIENT) and (args.score or "fp32") != "int8"
-        args.inherited_score = "likelihood" if inherited and not resuming else "accuracy" if inherited else None
+        likelihood = inherited and not resuming and getattr(args, "reward", None) != "absolute"
+        args.inherited_score = "likelihood" if likelihood else "accuracy" if inherited else None
     if (args.inherited_score or "accuracy") == "accuracy":
+        if not args.supernet:
+            args.inherited_score = None  # proxy training scores top-1 anyway: nothing to record
         return
     if not args.supernet or args.strategy in ("enas", *GRADIENT):
         raise UsageError(f"--inherited-score {args.inherited_score} scores the sub-networks of a --supernet checkpoint"

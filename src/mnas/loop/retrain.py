@@ -429,6 +429,6 @@ def _summary(trial: Trial, src: Trial, rank: int, cached: bool) -> dict[str, Any
 
 def _score(trial: Trial) -> str:
     """'accuracy 0.6120', or 'likelihood 0.3020 (top-1 0.3340)' for a likelihood-scored trial."""
-    if trial.likelihood_scored and trial.top1 is not None:
-        return f"likelihood {trial.accuracy:.4f} (top-1 {trial.top1:.4f})"
+    if trial.likelihood_scored:
+        return f"likelihood {trial.accuracy:.4f}" + (f" (top-1 {trial.top1:.4f})" if trial.top1 is not None else "")
     return f"accuracy {trial.accuracy:.4f}"

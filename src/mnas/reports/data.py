@@ -35,6 +35,7 @@ class ParetoPoint:
     arch: str
     on_front: bool = False
     source: str = ""  # how the accuracy was obtained: "standalone" (retrained), "supernet", "proxy", ...
+    likelihood: bool = False  # `accuracy` is an inherited likelihood exp(-CE) (--inherited-score likelihood)
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,8 @@ def pareto_data(trials: Sequence[Trial], target_ms: float | None = None) -> Pare
     front_idx = pareto_front((t.accuracy, t.latency_ms) for t in ranked)
     on_front = {ranked[i].number for i in front_idx}
     points = tuple(ParetoPoint(t.number, t.accuracy, t.latency_ms, t.reward if t.reward is not None else math.nan,
-                               t.arch, t.number in on_front, t.accuracy_source or "") for t in plottable)
+                               t.arch, t.number in on_front, t.accuracy_source or "", t.likelihood_scored)
+                   for t in plottable)
     by_number = {p.number: p for p in points}
     best = best_under_target(plottable, target_ms)
     return ParetoData(

@@ -89,7 +89,7 @@ def _columns(rows: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, str, bool], 
     out = []
     for col in _COLUMNS:
         if col[1] == "accuracy":
-            out += [("score (%): likelihood exp(-CE) or accuracy", "accuracy", True), ("top-1 (%)", "top1_accuracy", True)]
+            out += [("score: likelihood exp(-CE) or accuracy (%)", "accuracy", True), ("top-1 (%)", "top1_accuracy", True)]
         else:
             out.append(col)
     return tuple(out)
@@ -108,7 +108,9 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> str:
             if num:
                 raw = "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else repr(value)
                 cls = "num lat" if key == "latency_ms" else "num"
-                cells.append(f'<td class="{cls}" data-v="{_e(raw)}">{_e(_fmt(key, value))}</td>')
+                shown = (f"{value:.4f}" if key == "accuracy" and value is not None and r.get("score_metric") == "likelihood"
+                         else _fmt(key, value))  # a likelihood is not a percentage
+                cells.append(f'<td class="{cls}" data-v="{_e(raw)}">{_e(shown)}</td>')
             else:
                 cells.append(f'<td class="{"arch" if key == "arch" else ""}">{_e(value)}</td>')
         body.append(f'<tr class="{" ".join(classes)}">' + "".join(cells) + "</tr>")

@@ -63,7 +63,7 @@ def plot_pareto(data: ParetoData, path: str | os.PathLike[str], title: str | Non
     score = "Inherited likelihood" if data.score == "likelihood" else "Accuracy"
     ax.set_title(title or f"{score} vs latency: {_counts(len(pts), data.n_failed, data.n_running)}", fontsize=12)
     ax.set_xlabel("latency (ms)")
-    ax.set_ylabel("inherited likelihood, exp(-cross-entropy) (%)" if data.score == "likelihood" else "accuracy (%)")
+    ax.set_ylabel("inherited likelihood, exp(-cross-entropy) x 100" if data.score == "likelihood" else "accuracy (%)")
     ax.grid(True, alpha=0.3)
     if not pts:
         _empty(ax, "no complete trials yet")
@@ -93,7 +93,7 @@ def plot_pareto(data: ParetoData, path: str | os.PathLike[str], title: str | Non
     if scored:  # hollow: inherited or proxy accuracy, not on the retrained trials' scale
         ax.scatter([p.latency_ms for p in scored], [100 * p.accuracy for p in scored], s=10 if many else 26,
                    facecolors="none", edgecolors=_TRIAL, alpha=0.5, linewidths=0.8,
-                   label=f"search score, not retrained ({len(scored)})", zorder=2)
+                   label=f"search score{_likelihood_note(scored)}, not retrained ({len(scored)})", zorder=2)
     front = data.front
     fx, fy = [p.latency_ms for p in front], [100 * p.accuracy for p in front]
     ax.step(fx, fy, where="post", color=_FRONT, lw=1.8, alpha=0.9, zorder=3)
@@ -111,7 +111,8 @@ def plot_pareto(data: ParetoData, path: str | os.PathLike[str], title: str | Non
         bx, by = best.latency_ms, 100 * best.accuracy
         ax.scatter([bx], [by], s=240, marker="*", color=_BEST, edgecolors="black", linewidths=0.8, zorder=5,
                    label="best under target")
-        _annotate(ax, bx, by, f"#{best.number}: {by:.1f}% at {bx:.3g} ms")
+        score = f"likelihood {best.accuracy:.3f}" if best.likelihood else f"{by:.1f}%"
+        _annotate(ax, bx, by, f"#{best.number}: {score} at {bx:.3g} ms")
     elif data.target_ms is not None:
         ax.text(0.02, 0.97, f"no trial under the {data.target_ms:g} ms target", transform=ax.transAxes,
                 va="top", fontsize=9, color=_TARGET)
@@ -345,3 +346,8 @@ def _plot_latency_pairs(ax: Any, ranking: Mapping[str, Any]) -> None:
     ax.set_title(f"Latency of {ranking['measured']} architectures of {space}" + (f" at {size}" if size else ""),
                  fontsize=11)
     ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
+
+
+def _likelihood_note(points: Any) -> str:
+    """': inherited likelihood x 100' when every point's score is a likelihood (on an accuracy axis)."""
+    return ": inherited likelihood x 100" if points and all(p.likelihood for p in points) else ""
