@@ -83,13 +83,13 @@ class Trial:
     def likelihood_scored(self) -> bool:
         """Whether `accuracy` is an inherited likelihood, exp(-cross-entropy), not a top-1 accuracy
         (`mnas search --supernet F --inherited-score likelihood`; top-1 is `top1`)."""
-        return self.extra.get("score_metric") == "likelihood"
+        return (self.extra or {}).get("score_metric") == "likelihood"
 
     @property
     def top1(self) -> float | None:
         """The top-1 accuracy: `accuracy`, or for a likelihood-scored trial the top-1 kept beside it."""
         if self.likelihood_scored:
-            value = self.extra.get("inherited_accuracy")
+            value = (self.extra or {}).get("inherited_accuracy")
             return float(value) if isinstance(value, (int, float)) else None
         return self.accuracy
 
