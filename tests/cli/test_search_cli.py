@@ -268,7 +268,7 @@ def test_live_table_names_a_likelihood_score():
     study.storage.complete_trial(n, 0.3, 9.0, 0.3, extra={"score_metric": "likelihood"})
     out = io.StringIO()
     ProgressPrinter(out)(SearchEvent("complete", study, study.trials[1], 6.0, Budget(trials=30), Reward.soft(20)))
-    assert "lik 0.3000" in out.getvalue() and "top-1" not in out.getvalue()
+    assert "likelihood 0.3000" in out.getvalue() and "top-1" not in out.getvalue()
 
 
 def test_progress_lines_for_logs():

@@ -129,7 +129,7 @@ def test_the_inherited_likelihood_is_the_reward_score_and_a_resume_keeps_it(tmp_
     capsys.readouterr()
     assert main(["search", *common[:-1], "--trials", "3", "--resume"]) == 0  # without --json: the lines say what it is
     out, err = capsys.readouterr()
-    assert "lik 0." in out + err and "(top-1 " in out + err and "Pareto front (inherited likelihood vs latency)" in out
+    assert "likelihood 0." in out + err and "(top-1 " in out + err and "Pareto front (inherited likelihood vs latency)" in out
     with Study(db) as study:
         trials = study.get_trials("complete")
     assert len(trials) == 3
@@ -205,7 +205,7 @@ def test_a_likelihood_study_is_reported_exported_and_retrained_as_one(tmp_path, 
     brief = json.loads(capsys.readouterr().out)["best"]
     assert brief["score_metric"] == "likelihood" and brief["top1_accuracy"] == best.top1
     assert main(["export", db, "--best", "--format", "json", "--out", str(tmp_path / "best.json")]) == 0
-    assert f"likelihood {best.accuracy:.4f}, top-1 {100 * best.top1:.2f}%" in "".join(capsys.readouterr())
+    assert f"likelihood {best.accuracy:.4f} (top-1 {100 * best.top1:.2f}%)" in "".join(capsys.readouterr())
     doc = json.loads((tmp_path / "best.json").read_text())
     assert doc["trial"]["score_metric"] == "likelihood" and doc["trial"]["top1_accuracy"] == best.top1
     assert main(["search", *common, "--resume", "--retrain-top", "1", "--retrain-epochs", "1", "--json"]) == 0

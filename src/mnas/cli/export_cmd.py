@@ -74,9 +74,7 @@ def _trial_line(t: Any) -> str:
     from mnas.reports import clean_trials
 
     t = clean_trials([t])[0][0]  # a figure of the wrong type (a file edited outside mnas) prints as '?'
-    acc = "?" if t.accuracy is None else f"{100 * t.accuracy:.2f}%"
-    if t.accuracy is not None and t.likelihood_scored:  # --inherited-score likelihood: not a top-1 figure
-        acc = f"likelihood {t.accuracy:.4f}" + (f", top-1 {100 * t.top1:.2f}%" if t.top1 is not None else "")
+    acc = "?" if t.accuracy is None else t.score_text(2)  # a likelihood score says so
     lat = "?" if t.latency_ms is None else f"{t.latency_ms:.3g} ms"
     reward = "?" if t.reward is None else f"{t.reward:.4f}"
     return f"#{t.number} ({acc} at {lat}, reward {reward})"

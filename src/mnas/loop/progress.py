@@ -66,8 +66,7 @@ class ProgressPrinter:
             text = f"trial {trial.number} failed: {reason}"
         else:
             verb = "complete" if event.kind == "complete" else "repeat of"
-            top1 = f" (top-1 {100 * trial.top1:.1f}%)" if trial.top1 is not None else ""
-            score = f"lik {trial.accuracy:.4f}{top1}" if trial.likelihood_scored else f"acc {100 * trial.accuracy:.1f}%"
+            score = trial.score_text() if trial.likelihood_scored else f"acc {100 * trial.accuracy:.1f}%"
             text = f"trial {trial.number} {verb}  {score}  lat {trial.latency_ms:.4g} ms  reward {trial.reward:.4f}"
         best = f"best {self._best[0]:.4f} (trial {self._best[1]})" if self._best else "best -"
         self._print(f"{head} {text} | {best}  failed {failed}  running {event.running}  {event.elapsed / 60:.1f} min"

@@ -176,7 +176,7 @@ def retrain_top(study: Study, data: Any, k: int, *, recipe: Any = None, epochs: 
                 cfg = config.replace(seed=first + i)
                 folder = out / (f"trial-{src.number:04d}-{mode}-{key}" + (f"-seed{cfg.seed}" if i else ""))
                 which = f", seed {i + 1} of {n_seeds}" if n_seeds > 1 else ""
-                log(f"[{rank}/{len(candidates)}] trial {src.number} ({src.accuracy_source} {_score(src)}, "
+                log(f"[{rank}/{len(candidates)}] trial {src.number} ({src.accuracy_source} {src.score_text()}, "
                     f"{src.latency_ms:.4g} ms): training {mode} for {cfg.epochs:g} epochs{which}"
                     f" -> {folder}")
                 finals.append(_train(src, data, cfg, folder, net, resume, log))
@@ -184,7 +184,7 @@ def retrain_top(study: Study, data: Any, k: int, *, recipe: Any = None, epochs: 
             results.append(_summary(trial, src, rank, cached=False))
             spread = "" if n_seeds == 1 else f" +- {trial.extra['accuracy_se']:.4f} (mean of {n_seeds} seeds)"
             log(f"[{rank}/{len(candidates)}] trial {src.number}: standalone accuracy {trial.accuracy:.4f}{spread} "
-                f"(inherited {_score(src)}) -> trial {trial.number}")
+                f"(inherited {src.score_text()}) -> trial {trial.number}")
     results.sort(key=lambda r: (-r["reward"], r["trial"]))
     return results
 
@@ -426,9 +426,3 @@ def _summary(trial: Trial, src: Trial, rank: int, cached: bool) -> dict[str, Any
             "seeds": extra.get("seeds", [extra.get("seed")]), "seed_accuracies": extra.get("seed_accuracies", [trial.accuracy]),
             "accuracy_se": extra.get("accuracy_se")}
 
-
-def _score(trial: Trial) -> str:
-    """'accuracy 0.6120', or 'likelihood 0.3020 (top-1 0.3340)' for a likelihood-scored trial."""
-    if trial.likelihood_scored:
-        return f"likelihood {trial.accuracy:.4f}" + (f" (top-1 {trial.top1:.4f})" if trial.top1 is not None else "")
-    return f"accuracy {trial.accuracy:.4f}"

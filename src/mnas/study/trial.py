@@ -93,14 +93,15 @@ class Trial:
             return float(value) if isinstance(value, (int, float)) else None
         return self.accuracy
 
-    def score_text(self) -> str:
-        """'61.2%', or 'likelihood 0.3020 (top-1 33.4%)' for a likelihood-scored trial."""
+    def score_text(self, digits: int = 1) -> str:
+        """'61.2%', or 'likelihood 0.3020 (top-1 33.4%)' for a likelihood-scored trial (`digits`: of the
+        percentages)."""
         if self.accuracy is None:
             return "-"
         if self.likelihood_scored:
             top1 = self.top1
-            return f"likelihood {self.accuracy:.4f}" + (f" (top-1 {100 * top1:.1f}%)" if top1 is not None else "")
-        return f"{100 * self.accuracy:.1f}%"
+            return f"likelihood {self.accuracy:.4f}" + (f" (top-1 {100 * top1:.{digits}f}%)" if top1 is not None else "")
+        return f"{100 * self.accuracy:.{digits}f}%"
 
     @property
     def duration(self) -> float | None:
