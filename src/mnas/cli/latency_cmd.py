@@ -1,4 +1,4 @@
-"""`mnas latency measure | build-lut | validate`."""
+"""`mnas latency measure | build-lut | validate | compare-luts`."""
 
 from __future__ import annotations
 
@@ -109,6 +109,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     _backend_options(p, lut=False)
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=cmd_validate)
+
+    p = lat_sub.add_parser(
+        "compare-luts", help="latency by op type across lookup tables of one space (fp32 vs int8, runtimes)",
+        description="Match the units of two or more tables of one space (say ONNX Runtime fp32, LiteRT int8 and"
+                    " ExecuTorch int8, each from 'mnas latency build-lut'), group them by op type and print each"
+                    " type's summed latency per table, its ratio to the first table and, where a runtime has both,"
+                    " its int8/fp32 ratio.")
+    p.add_argument("luts", nargs="+", metavar="LUT", help="table files (.json); the first is the base of the ratios")
+    p.add_argument("--plot", metavar="PNG", help="also draw each op type's ratio to the first table")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(handler=cmd_compare_luts)
 
 
 def make_backend(args: argparse.Namespace, default: str = "onnxruntime") -> Any:
@@ -387,3 +398,52 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"  {row['error_pct']:+6.1f}%  predicted {row['predicted_ms']:.3f} ms,"
               f" measured {row['measured_ms']:.3f} ms  {row['arch']}")
     return 0
+
+
+def cmd_compare_luts(args: argparse.Namespace) -> int:
+    from mnas.latency import LookupTable
+    from mnas.latency.lut_compare import compare_tables, plot_op_types
+    from mnas.latency.ranking import label_of
+
+    if len(args.luts) < 2:
+        raise UsageError("compare-luts needs at least two tables (say an fp32 and an int8 table of one space)")
+    if args.plot:
+        check_output_file(args.plot, "--plot")
+    tables: dict[str, Any] = {}
+    seen: set[Path] = set()
+    for path in args.luts:
+        check_lut_file(path, "LUT")
+        if Path(path).resolve() in seen:
+            raise UsageError(f"{path} is given twice: name each table once")
+        seen.add(Path(path).resolve())
+        table = LookupTable.load(path)
+        label = label_of(table)
+        tables[label if label not in tables else f"{label} ({path})"] = table
+    data = compare_tables(tables)
+    if args.plot:
+        plot_op_types(data, args.plot)
+    if args.json:
+        emit_json(data)
+        return 0
+    labels, runtimes = data["labels"], sorted({k for row in data["types"] for k in row["int8_over_fp32"]})
+    print(f"{data['shared_units']} units shared by all {len(labels)} tables ({data['space_type']},"
+          f" {data['input_size']} px); ms summed over them, ratio = median of the units' ratios")
+    for i, label in enumerate(labels):
+        print(f"  [{i}] {label}: {data['total_ms'][label]:.3f} ms" + (
+            f", {data['only_in'][label]} units only in it" if data["only_in"][label] else ""))
+    head = f"{'op type':<20} {'units':>5}" + "".join(f" {f'[{i}] ms':>9}" for i in range(len(labels)))
+    head += "".join(f" {f'[{i}]/[0]':>8}" for i in range(1, len(labels)))
+    head += "".join(f" {f'{r} int8/fp32':>22}" for r in runtimes)
+    print(head)
+    for row in data["types"]:
+        line = f"{row['type']:<20} {row['units']:>5}" + "".join(f" {row['ms'][label]:9.4f}" for label in labels)
+        line += "".join(f" {_median(row['ratio'].get(label)):>8}" for label in labels[1:])
+        line += "".join(f" {_median(row['int8_over_fp32'].get(r)):>22}" for r in runtimes)
+        print(line)
+    if args.plot:
+        print(f"plot: {args.plot}")
+    return 0
+
+
+def _median(ratio: dict[str, float] | None) -> str:
+    return "-" if not ratio else f"{ratio['median']:.2f}"
