@@ -49,6 +49,21 @@ def test_bad_input_exits_2_with_one_line(argv, message, capsys):
     assert message in err and len(err.splitlines()) == 1
 
 
+def test_resume_refuses_a_file_that_is_not_an_instance_checkpoint(tmp_path, capsys):
+    import torch
+
+    run = tmp_path / "run"
+    run.mkdir()
+    ckpt = run / "checkpoint.pt"
+    ckpt.write_bytes(b"not a checkpoint")
+    assert main(["instance", "train", "--out", str(run), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a readable mnas checkpoint" in err and len(err.splitlines()) == 1
+    torch.save({"format": "mnas.checkpoint/1"}, ckpt)  # `mnas train`'s, not an instance run's
+    assert main(["instance", "train", "--out", str(run), "--resume"]) == 2
+    assert f"{ckpt}: not a mnas instance checkpoint" in capsys.readouterr().err
+
+
 def test_instance_without_action_prints_help(capsys):
     assert main(["instance"]) == 2
     assert "train" in capsys.readouterr().err

@@ -13,7 +13,8 @@ from typing import Any
 from mnas.space import ZOO, Arch, as_arch, get_arch, is_zoo_name
 
 __all__ = ["UsageError", "add_space_options", "check_data_args", "check_output_file", "check_space_options", "emit_json",
-           "physical_memory", "positive_float", "positive_int", "resolve_arch", "space_from_args", "table", "thread_count"]
+           "load_run_checkpoint", "physical_memory", "positive_float", "positive_int", "resolve_arch", "space_from_args",
+           "table", "thread_count"]
 
 
 MAX_ARCH_FILE = 16 * 2**20  # an architecture's JSON is a few KB; a bigger file is not one
@@ -93,6 +94,23 @@ def check_lut_file(path: str, flag: str = "--lut") -> None:
                          " wrote")
     if not p.is_file():
         raise UsageError(f"lookup table not found: {path}")
+
+
+def load_run_checkpoint(out: str, name: str, fmt: str, kind: str) -> dict[str, Any]:
+    """--resume: the checkpoint file `name` of the run folder `out`, read; UsageError (exit 2) when there
+    is none, it does not load, or its format is not `fmt` (the message calls it "not a `kind` checkpoint")."""
+    from mnas.train.checkpoint import load_file
+
+    ckpt = Path(out) / name
+    if not ckpt.is_file():
+        raise UsageError(f"nothing to resume: no {name} in {out}")
+    try:
+        saved = load_file(ckpt)
+    except ValueError as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+    if saved.get("format") != fmt:
+        raise UsageError(f"{ckpt}: not a {kind} checkpoint")
+    return saved
 
 
 def nonneg_int(text: str) -> int:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mnas.cli._common import UsageError, emit_json, nonneg_int, positive_float, positive_int
+from mnas.cli._common import UsageError, emit_json, load_run_checkpoint, nonneg_int, positive_float, positive_int
 from mnas.cli._resume import instance_resume, keep_source, resume_command, track_given
 
 __all__ = ["register"]
@@ -139,19 +139,10 @@ def _load_data(args: argparse.Namespace, source: dict | None = None):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from mnas.instance.train import CHECKPOINT, InstanceConfig, train_instance
-    from mnas.train.checkpoint import load_file
 
     saved = None
     if args.resume:
-        ckpt = Path(args.out) / CHECKPOINT
-        if not ckpt.is_file():
-            raise UsageError(f"nothing to resume: no {CHECKPOINT} in {args.out}")
-        try:
-            saved = load_file(ckpt)
-        except ValueError as exc:
-            raise UsageError(str(exc).splitlines()[0]) from None
-        if saved.get("format") != "mnas.instance.checkpoint/1":
-            raise UsageError(f"{ckpt}: not a mnas instance checkpoint")
+        saved = load_run_checkpoint(args.out, CHECKPOINT, "mnas.instance.checkpoint/1", "mnas instance")
         instance_resume(args, saved, args.out)  # the data options restored, every given option checked
     data = _load_data(args, saved["data"]["source"] if saved else None)
     if saved:

@@ -15,7 +15,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from mnas.cli._common import UsageError, check_data_args, emit_json, nonneg_int, positive_float, positive_int, resolve_arch
+from mnas.cli._common import (
+    UsageError,
+    check_data_args,
+    emit_json,
+    load_run_checkpoint,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    resolve_arch,
+)
 from mnas.cli._resume import keep_source, resume_command, track_given, train_resume
 
 
@@ -104,7 +113,6 @@ def _log(args: argparse.Namespace, text: str) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from mnas.space import adapt_strides, is_zoo_name
     from mnas.train import data as datamod
-    from mnas.train.checkpoint import load_file
     from mnas.train.config import PROXY_VAL_FRACTION, TrainConfig, auto_threads, recipe
     from mnas.train.full import CHECKPOINT
 
@@ -121,15 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if not args.out:
             raise UsageError("--resume needs --out DIR, the directory of the run to continue")
-        ckpt = Path(args.out) / CHECKPOINT
-        if not ckpt.is_file():
-            raise UsageError(f"nothing to resume: no {CHECKPOINT} in {args.out}")
-        try:
-            saved = load_file(ckpt)
-        except ValueError as exc:
-            raise UsageError(str(exc).splitlines()[0]) from None
-        if saved.get("format") != "mnas.checkpoint/1":
-            raise UsageError(f"{ckpt}: not a mnas training checkpoint")
+        saved = load_run_checkpoint(args.out, CHECKPOINT, "mnas.checkpoint/1", "mnas training")
         train_resume(args, saved, args.out)  # the data options restored, every given option checked
     elif not args.proxy and not args.out:
         raise UsageError("full training needs --out DIR (or pass --proxy for one proxy run)")
