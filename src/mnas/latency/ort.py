@@ -17,7 +17,7 @@ from mnas.latency.base import LatencyResult, OnnxBackend, Protocol, time_callabl
 from mnas.latency.device import device_info, device_lock, runtime_versions
 from mnas.latency.quantize import DEFAULT_CALIBRATION, check_calibration, check_precision
 
-__all__ = ["MAX_INPUT_ELEMENTS", "OnnxRuntime", "check_shape", "measure_onnx", "ort_session"]
+__all__ = ["MAX_INPUT_ELEMENTS", "OnnxRuntime", "check_shape", "io_binding", "measure_onnx", "ort_session"]
 
 MAX_INPUT_ELEMENTS = 64 * 2**20  # 256 MiB of float32: refuse anything larger rather than swap
 
@@ -53,7 +53,6 @@ def ort_session(model: bytes, threads: int = 1, inter_threads: int = 1) -> Any:
 
 def _bind(session: Any, shape: tuple[int, ...], seed: int = 0) -> tuple[Any, list[Any]]:
     """An I/O binding with a random input of `shape` and pre-allocated outputs (kept alive by the caller)."""
-    ort = require("onnxruntime", "the onnxruntime latency backend")
     inputs = session.get_inputs()
     if len(inputs) != 1:
         raise ValueError(f"the model has {len(inputs)} inputs: latency is measured for models with exactly one")
@@ -70,9 +69,18 @@ def _bind(session: Any, shape: tuple[int, ...], seed: int = 0) -> tuple[Any, lis
     except Exception as exc:  # noqa: BLE001 - a shape the graph cannot take fails here
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"the model does not run at input shape {list(shape)}: {first[:300]}") from None
+    return io_binding(session, spec.name, x, outputs)
+
+
+def io_binding(session: Any, input_name: str, x: np.ndarray, outputs: list[Any]) -> tuple[Any, list[Any]]:
+    """An I/O binding of `session` to the input `x` and to output buffers shaped as `outputs` (a run's
+    results), with the OrtValues it binds: the caller keeps them alive while the binding is used.
+    Shared with the device server's worker (`mnas.latency.server_job`)."""
+    import onnxruntime as ort
+
     binding = session.io_binding()
     keep = [ort.OrtValue.ortvalue_from_numpy(x)]
-    binding.bind_ortvalue_input(spec.name, keep[0])
+    binding.bind_ortvalue_input(input_name, keep[0])
     for out_spec, value in zip(session.get_outputs(), outputs, strict=True):
         buf = ort.OrtValue.ortvalue_from_numpy(np.empty_like(np.asarray(value)))
         binding.bind_ortvalue_output(out_spec.name, buf)

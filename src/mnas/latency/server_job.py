@@ -19,7 +19,7 @@ import numpy as np
 
 from mnas.latency.base import Protocol, time_callable
 from mnas.latency.device import device_info, device_lock, runtime_versions
-from mnas.latency.ort import check_shape
+from mnas.latency.ort import check_shape, io_binding
 from mnas.latency.server_check import ModelRefused, check_model
 
 __all__ = ["FORMATS", "INSTALL", "NAMES", "RUNTIMES", "check_file", "run_job", "runtime_facts"]
@@ -102,8 +102,6 @@ def _session(model: bytes, threads: int, quiet: bool) -> Any:
 
 def _bind(session: Any, shape: tuple[int, ...]) -> tuple[Any, list[Any]]:
     """An I/O binding with a random input of `shape` and pre-allocated outputs, as `mnas.latency.ort` does."""
-    import onnxruntime as ort
-
     inputs = session.get_inputs()
     if len(inputs) != 1:
         raise _Failure(400, "invalid_model", f"the model has {len(inputs)} inputs: latency is measured for models"
@@ -117,13 +115,7 @@ def _bind(session: Any, shape: tuple[int, ...]) -> tuple[Any, list[Any]]:
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     try:
         outputs = session.run(None, {spec.name: x})
-        binding = session.io_binding()
-        keep = [ort.OrtValue.ortvalue_from_numpy(x)]
-        binding.bind_ortvalue_input(spec.name, keep[0])
-        for out_spec, value in zip(session.get_outputs(), outputs, strict=True):
-            buf = ort.OrtValue.ortvalue_from_numpy(np.empty_like(np.asarray(value)))
-            binding.bind_ortvalue_output(out_spec.name, buf)
-            keep.append(buf)
+        binding, keep = io_binding(session, spec.name, x, outputs)
     except Exception as exc:  # noqa: BLE001 - a shape the graph cannot take, or a runtime error in the graph
         raise _runtime_failure(exc, f"running the model at input shape {list(shape)}") from None
     return binding, keep
