@@ -83,6 +83,17 @@ def test_bad_settings_fail_in_one_line(kwargs, match):
     assert "\n" not in str(info.value)
 
 
+def test_given_strides_are_checked_as_the_mnasnet_space_checks_them():
+    from mnas.space import MnasNetSpace
+
+    assert LayerwiseSpace(10, 32, strides=(1, 1, 1, 2, 2, 1, 2, 1)).strides == (1, 1, 1, 2, 2, 1, 2, 1)
+    assert LayerwiseSpace(10, 32).strides == MnasNetSpace(10, 32).strides
+    with pytest.raises(ValueError, match=r"strides=\(1, 3\): expected 8 values \(stem, then each stage\), each 1 or 2"):
+        LayerwiseSpace(10, 32, strides=(1, 3))
+    with pytest.raises(ValueError, match=r"expected 8 values \(stem, then each block\), each 1 or 2"):
+        MnasNetSpace(10, 32, strides=(1, 1, 1, 2, 2, 1, 2, 3))
+
+
 def test_archs_outside_the_space_are_refused():
     space = LayerwiseSpace(10, 32)
     other = LayerwiseSpace(10, 32, ops=("k3e1", "skip")).sample(0)

@@ -36,7 +36,7 @@ from mnas._util import make_divisible
 from mnas.space.arch import ACTIVATIONS, Arch
 from mnas.space.base import Decision, SearchSpace
 from mnas.space.blocks import BlockSpec, format_float
-from mnas.space.mnasnet import MOBILENETV2_STAGES, auto_strides
+from mnas.space.mnasnet import MOBILENETV2_STAGES, resolve_strides
 
 __all__ = ["DEFAULT_LAYER_OPS", "LayerwiseSpace", "parse_layer_op"]
 
@@ -111,13 +111,8 @@ class LayerwiseSpace(SearchSpace):
         self.num_classes, self.input_size, self.width_mult = num_classes, input_size, float(width_mult)
         self.base_stem_chs, self.min_feature_size = stem_chs, min_feature_size
         self.head_chs, self.dropout, self.act, self.ops = head_chs, float(dropout), act, ops
-        base = (stem_stride,) + tuple(s for _, _, s in self.stages)
-        if strides is None:
-            self.strides = auto_strides(input_size, min_feature_size, base)
-        else:
-            self.strides = tuple(int(s) for s in strides)
-            if len(self.strides) != len(base) or any(s not in (1, 2) for s in self.strides):
-                raise ValueError(f"strides={tuple(strides)!r}: expected {len(base)} values (stem, then each stage), each 1 or 2")
+        self.strides = resolve_strides(strides, input_size, min_feature_size,
+                                       (stem_stride,) + tuple(s for _, _, s in self.stages), "stage")
         self.widths = tuple(make_divisible(w * self.width_mult) for w, _, _ in self.stages)
         self.decisions = tuple(Decision(f"stage{s + 1}_layer{j + 1}", ops)
                                for s, (_, depth, _) in enumerate(self.stages) for j in range(depth))

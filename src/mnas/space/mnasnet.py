@@ -30,7 +30,7 @@ from mnas.space.arch import ACTIVATIONS, Arch
 from mnas.space.base import Decision, SearchSpace
 from mnas.space.blocks import BlockSpec
 
-__all__ = ["MOBILENETV2_STAGES", "MnasNetSpace", "auto_strides"]
+__all__ = ["MOBILENETV2_STAGES", "MnasNetSpace", "auto_strides", "resolve_strides"]
 
 # MobileNetV2's stages (filters, layers, first stride), REFERENCE.md; the stem has 32 filters, stride 2.
 MOBILENETV2_STAGES = ((16, 1, 1), (24, 2, 2), (32, 3, 2), (64, 4, 2), (96, 3, 1), (160, 3, 2), (320, 1, 1))
@@ -52,6 +52,18 @@ def auto_strides(input_size: int, min_feature_size: int = 4,
     for i in down[: len(down) - keep]:
         strides[i] = 1
     return tuple(strides)
+
+
+def resolve_strides(strides: Sequence[int] | None, input_size: int, min_feature_size: int, base: Sequence[int],
+                    unit: str = "block") -> tuple[int, ...]:
+    """A space's stem and stage strides: `auto_strides` from `base` when `strides` is None, otherwise
+    `strides` checked to be one 1 or 2 per entry of `base` (`unit` names a stage in the message)."""
+    if strides is None:
+        return auto_strides(input_size, min_feature_size, base)
+    resolved = tuple(int(s) for s in strides)
+    if len(resolved) != len(base) or any(s not in (1, 2) for s in resolved):
+        raise ValueError(f"strides={tuple(strides)!r}: expected {len(base)} values (stem, then each {unit}), each 1 or 2")
+    return resolved
 
 
 class MnasNetSpace(SearchSpace):
@@ -79,13 +91,7 @@ class MnasNetSpace(SearchSpace):
         self.head_chs, self.dropout, self.act = head_chs, float(dropout), act
         self.min_feature_size = min_feature_size
         self.stages = tuple(tuple(s) for s in stages)
-        base = (2,) + tuple(s for _, _, s in self.stages)
-        if strides is None:
-            self.strides = auto_strides(input_size, min_feature_size, base)
-        else:
-            self.strides = tuple(int(s) for s in strides)
-            if len(self.strides) != len(base) or any(s not in (1, 2) for s in self.strides):
-                raise ValueError(f"strides={tuple(strides)!r}: expected {len(base)} values (stem, then each block), each 1 or 2")
+        self.strides = resolve_strides(strides, input_size, min_feature_size, (2,) + tuple(s for _, _, s in self.stages))
         self.options = {"op": tuple(ops), "kernel": tuple(kernel_sizes), "se": tuple(float(s) for s in se_ratios),
                         "skip": tuple(skips), "filters": tuple(float(f) for f in filter_mults),
                         "layers": tuple(int(d) for d in layer_deltas)}
