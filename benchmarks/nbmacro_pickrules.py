@@ -7,7 +7,9 @@ trials and seeds, so seeds already searched cost no new evaluation):
 - ``fit``: the ridge fit alone;
 - ``smoothed+lat0.5`` / ``smoothed+lat1`` / ``fit+lat0.5``: plus 0.5 or 1 sd of the score times z(latency)
   among the feasible (the optimum sits near T; picks land lower);
-- ``top3-slowest``: the slowest of the three best smoothed.
+- ``top3-slowest``: the slowest of the three best smoothed;
+- ``marginal`` / ``marginal-smoothed``: the marginal-effects fit (`mnas.strategies.boundary.marginal_fit`,
+  stop 29) alone, and the mean of the score and it.
 
 Prints the gap to the optimum under each target (points of benchmark accuracy, mean +- s.e. over the
 seeds). Choose a rule on some seeds and check it on others (`--seeds 0-4`, then `--seeds 5-9`): with
@@ -28,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import nbmacro_search as ns  # noqa: E402
 from _nbmacro import DATA, load_landscape, mean_se, targets  # noqa: E402
 
-RULES = ("inherited", "smoothed", "fit", "smoothed+lat0.5", "smoothed+lat1", "fit+lat0.5", "top3-slowest")
+RULES = ("inherited", "smoothed", "fit", "smoothed+lat0.5", "smoothed+lat1", "fit+lat0.5", "top3-slowest", "marginal",
+         "marginal-smoothed")
 
 
 def searched_rows(space, land, inherited, target_ms: float, trials: int, seed: int) -> list[int]:
@@ -47,7 +50,7 @@ def searched_rows(space, land, inherited, target_ms: float, trials: int, seed: i
 
 
 def picks(land, inherited, rows: list[int], target_ms: float) -> dict[str, int]:
-    from mnas.strategies.boundary import ridge_fit
+    from mnas.strategies.boundary import marginal_fit, ridge_fit
 
     ok = sorted({r for r in rows if land.lat[r] <= target_ms})
     every = sorted(set(rows))
@@ -55,11 +58,13 @@ def picks(land, inherited, rows: list[int], target_ms: float) -> dict[str, int]:
     score = np.array(inherited(land, ok))
     fit = ridge_fit(onehot(every), np.array(inherited(land, every)))(onehot(ok))
     smooth = 0.5 * (score + fit)
+    marginal = marginal_fit(onehot(every), np.array(inherited(land, every)))(onehot(ok))
     lat = np.array([land.lat[r] for r in ok])
     z = (lat - lat.mean()) / (lat.std() or 1.0)
     values = {"inherited": score, "smoothed": smooth, "fit": fit,
               "smoothed+lat0.5": smooth + 0.5 * smooth.std() * z, "smoothed+lat1": smooth + smooth.std() * z,
-              "fit+lat0.5": fit + 0.5 * fit.std() * z}
+              "fit+lat0.5": fit + 0.5 * fit.std() * z, "marginal": marginal,
+              "marginal-smoothed": 0.5 * (score + marginal)}
     out = {rule: ok[int(np.argmax(v))] for rule, v in values.items()}
     top = np.argsort(-smooth)[:3]
     out["top3-slowest"] = ok[int(top[np.argmax(lat[top])])]
@@ -74,6 +79,8 @@ def main() -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--trials", type=int, default=40, help="inherited evaluations per search")
     p.add_argument("--images", type=int, default=500, help="BN recalibration images")
+    p.add_argument("--metric", choices=["accuracy", "loss"], default="accuracy",
+                   help="what the search is told: inherited top-1, or the likelihood exp(-CE) (as nbmacro_search.py)")
     args = p.parse_args()
 
     import torch
@@ -83,8 +90,9 @@ def main() -> int:
 
     torch.set_num_threads(1)
     land, space = load_landscape(args.lut), nas_bench_macro_space()
-    inherited = ns.Inherited(args.supernet, load(args.data, val_fraction=0.2, seed=0), args.images, 1)
-    print(f"# {args.supernet}; boundary strategy, {args.trials} evaluations a search; seeds {args.seeds}")
+    inherited = ns.Inherited(args.supernet, load(args.data, val_fraction=0.2, seed=0), args.images, 1, args.metric)
+    print(f"# {args.supernet}; boundary strategy, {args.trials} evaluations a search, told {args.metric}; seeds"
+          f" {args.seeds}")
     for name, t in targets(land).items():
         opt = land.optimum(t)
         gaps = {rule: [] for rule in RULES}

@@ -14,7 +14,12 @@ their BN recalibrated on 500 training images, and their logits on the 2,000 vali
   the fit's R2;
 - the log-likelihood combined with MACs (standardised, + c z(log MACs)), a free predictor;
 - with several checkpoints: how far their log-likelihoods agree (Kendall tau), and how their
-  averaged standardised scores rank.
+  averaged standardised scores rank;
+- each score smoothed by its marginal-effects fit on one-hot tokens (`+ marginal fit`: the mean of the
+  score and `mnas.strategies.boundary.marginal_fit` of the 250 scores; stop 29), and that fit alone
+  over every distinct network of the benchmark (predicted from the 250, so 3,719 of them unseen).
+
+``--sample-seed S`` draws another 250 networks (cache ``<checkpoint>.logits-<images>-s<S>.npz``).
 
     python benchmarks/nbmacro_scores.py runs/a.pt runs/b.pt --workers 2
 """
@@ -58,9 +63,10 @@ def _logits(job: tuple) -> np.ndarray:
         return torch.cat([sub(x).float() for x in prep.eval_x]).numpy().astype(np.float16)
 
 
-def logits_for(ckpt: str, archs: list[str], data, images: int, workers: int) -> tuple[np.ndarray, np.ndarray]:
+def logits_for(ckpt: str, archs: list[str], data, images: int, workers: int,
+               tag: str = "") -> tuple[np.ndarray, np.ndarray]:
     """(n, val, classes) logits of `archs` in the supernet `ckpt`, and the validation labels; cached."""
-    cache = Path(f"{ckpt}.logits-{images}.npz")
+    cache = Path(f"{ckpt}.logits-{images}{tag}.npz")
     y = np.asarray(data.y_val)
     if cache.is_file():
         hit = np.load(cache, allow_pickle=False)
@@ -111,6 +117,7 @@ def main() -> int:
     p.add_argument("--images", type=int, default=500, help="BN recalibration images")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--sample-seed", type=int, default=0, help="seed of the 250 networks drawn (default 0)")
     args = p.parse_args()
     if args.n < 10 or args.images < 1 or args.bootstrap < 10 or args.workers < 1:
         print("--n >= 10, --images >= 1, --bootstrap >= 10 and --workers >= 1", file=sys.stderr)
@@ -128,36 +135,46 @@ def main() -> int:
     from mnas.space import as_arch
     from mnas.space.ground_truth import load_ground_truth
     from mnas.space.presets import nas_bench_macro_space
+    from mnas.strategies.boundary import marginal_fit
     from mnas.train import load
 
     torch.set_num_threads(1)
     truth = load_ground_truth(args.truth)
     data = load(args.data, val_fraction=0.2, seed=0)
-    entries = [truth.entries[i] for i in _sample(truth, args.n, 0)]
+    entries = [truth.entries[i] for i in _sample(truth, args.n, args.sample_seed)]
     acc = np.array([e.accuracy for e in entries])
     tokens = np.array([e.tokens for e in entries])
+    distinct = list({e.arch: e for e in reversed(truth.entries)}.values())
     macs = np.array(free_predictors([as_arch(e.arch) for e in entries], nas_bench_macro_space(), 3, None)["macs"], float)
     groups = quantile_groups(macs, 5)
     rng = np.random.default_rng(0)
     k3, k5, r2 = additive(tokens, 100 * acc)
-    print(f"# {truth.name}: {len(entries)} networks (seed 0); {args.images} BN images, {len(data.y_val)} validation"
-          f" images; truth: k3e3 over skip {k3:.2f} points, k5e6 over k3e3 {k5:.2f} (share {k5 / k3:.3f}),"
-          f" additive R2 {r2:.2f}")
+    print(f"# {truth.name}: {len(entries)} networks (seed {args.sample_seed}); {args.images} BN images,"
+          f" {len(data.y_val)} validation images; truth: k3e3 over skip {k3:.2f} points, k5e6 over k3e3 {k5:.2f}"
+          f" (share {k5 / k3:.3f}), additive R2 {r2:.2f}")
     standard: list[np.ndarray] = []
     for ckpt in args.checkpoints:
         net, state = load_supernet(ckpt)
         archs = [truth.arch_in(e, net.space) for e in entries]
-        logits, y = logits_for(ckpt, archs, data, args.images, args.workers)
+        tag = f"-s{args.sample_seed}" if args.sample_seed else ""
+        logits, y = logits_for(ckpt, archs, data, args.images, args.workers, tag)
         print(f"\n## {ckpt}: {state.get('epoch')} epochs, {state.get('seconds', 0) / 60:.1f} min of training;"
               f" {json_config(state)}")
         sc = scores(logits, y)
-        print(f"{'score':<16} {'tau':>6} {'95% CI':>15} {'top-10':>7} {'tau in 5 MACs bands':>20}"
+        print(f"{'score':<30} {'tau':>6} {'95% CI':>15} {'top-10':>7} {'tau in 5 MACs bands':>20}"
               f" {'k5e6/k3e3 share':>16} {'additive R2':>12}")
+        onehot = np.eye(3)[tokens].reshape(len(tokens), -1)
+        for name in list(sc):
+            sc[f"{name} + marginal fit"] = 0.5 * (sc[name] + marginal_fit(onehot, sc[name])(onehot))
         for name, v in sc.items():
             s = rank_stats(v, acc, top_k=10, n_resamples=args.bootstrap)
             a3, a5, ar2 = additive(tokens, v)
-            print(f"{name:<16} {s['tau']:6.3f} [{s['tau_ci'][0]:5.3f}, {s['tau_ci'][1]:5.3f}] {s['top10_overlap'] * 10:5.0f}/10"
+            print(f"{name:<30} {s['tau']:6.3f} [{s['tau_ci'][0]:5.3f}, {s['tau_ci'][1]:5.3f}] {s['top10_overlap'] * 10:5.0f}/10"
                   f" {band_stats(v, acc, groups)['mean_tau']:20.3f} {a5 / a3:16.3f} {ar2:12.2f}")
+        all_tokens = np.array([e.tokens for e in distinct])
+        all_fit = marginal_fit(onehot, sc["log-likelihood"])(np.eye(3)[all_tokens].reshape(len(all_tokens), -1))
+        print(f"the log-likelihood's marginal fit over all {len(distinct)} distinct networks (predicted from these"
+              f" {len(entries)}): tau {kendalltau(all_fit, [e.accuracy for e in distinct])[0]:.3f}")
         d = []
         for _ in range(args.bootstrap):
             i = rng.integers(0, len(acc), len(acc))

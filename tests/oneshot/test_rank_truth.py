@@ -108,3 +108,35 @@ def test_cli_rank_check_with_ground_truth(tmp_path):
     bad = subprocess.run(cmd[:-2] + ["--ground-truth", str(tmp_path / "nope.json")], capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode == 2 and "ground truth not found" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_rank_check_truth_smooths_the_score_by_its_marginal_fit(tmp_path):
+    # a scorer that is the truth plus independent noise per network: its marginal-effects fit over the
+    # sampled networks averages the noise out, so the smoothed score ranks better than the score itself
+    path, _ = _truth_file(tmp_path, n=400, seed=1)
+    truth = load_ground_truth(path)
+    net = build_supernet(nas_bench_macro_space(4, 8, width_mult=0.125))
+    rng = np.random.default_rng(3)
+    noisy = {truth.arch_in(e, net.space): e.accuracy + float(rng.normal(0, 0.03)) for e in truth.entries}
+    report = rank_check_truth(net, tiny_data(n=48, val=32), truth, n=200, n_resamples=20,
+                              scores=lambda archs: [noisy[a] for a in archs])
+    smooth = report["inherited_smoothed"]
+    assert smooth["score"] == "inherited" and "in_macs_bands" in smooth and "in_bands" in smooth
+    assert smooth["tau"] > report["inherited"]["tau"] + 0.1, (smooth["tau"], report["inherited"]["tau"])
+    # with fewer networks than two a token, no fit is made
+    few = rank_check_truth(net, tiny_data(n=48, val=32), truth, n=30, n_resamples=20,
+                           scores=lambda archs: [noisy[a] for a in archs])
+    assert "inherited_smoothed" not in few
+
+
+def test_rank_check_table_has_the_smoothed_row():
+    from mnas.cli.supernet_cmd import _predictor_rows
+
+    stats = {"tau": 0.8, "tau_ci": [0.7, 0.9], "rho": 0.9, "rho_ci": [0.8, 0.95], "top10_overlap": 0.7,
+             "in_bands": {"mean_tau": 0.6}, "in_macs_bands": {"mean_tau": 0.65}}
+    report = {"inherited": stats, "inherited_loss": stats, "predictors": {"macs": stats},
+              "inherited_smoothed": {**stats, "score": "likelihood"}}
+    names = [row["name"] for row in _predictor_rows(report)]
+    assert names == ["inherited", "inherited -loss", "inherited -loss + marginal fit", "macs"]
+    report["inherited_smoothed"]["score"] = "inherited"
+    assert "inherited + marginal fit" in [row["name"] for row in _predictor_rows(report)]

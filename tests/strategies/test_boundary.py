@@ -10,7 +10,7 @@ import pytest
 
 from mnas.objectives import Reward
 from mnas.space import Decision, SearchSpace
-from mnas.strategies.boundary import BoundarySearch, ridge_fit
+from mnas.strategies.boundary import BoundarySearch, marginal_fit, ridge_fit
 
 
 class Tokens(SearchSpace):
@@ -64,6 +64,20 @@ def test_ridge_fit_recovers_an_additive_function():
     x = rng.integers(0, 2, (50, 6)).astype(float)
     y = x @ np.arange(6.0) + 3
     assert np.allclose(ridge_fit(x, y, 1e-9)(x), y, atol=1e-6)
+
+
+def test_marginal_fit_is_the_additive_fit_on_a_balanced_design_and_shrinks_nothing_away():
+    # every combination of three 3-way decisions once: the marginal effects are the least-squares ones,
+    # so an additive y is reproduced exactly (in y's units, not shrunk)
+    grid = np.array(np.meshgrid(*[range(3)] * 3, indexing="ij")).reshape(3, -1).T
+    x = np.eye(3)[grid].reshape(len(grid), -1)
+    effects = np.array([[0.0, 2.0, 3.0], [0.0, -1.0, 0.5], [0.0, 0.3, 0.1]])
+    y = 5.0 + sum(effects[j][grid[:, j]] for j in range(3))
+    assert np.allclose(marginal_fit(x, y)(x), y)
+    # a constant y fits to the constant; a new network is predicted from its tokens' effects
+    assert np.allclose(marginal_fit(x, np.full(len(x), 2.0))(x), 2.0)
+    new = np.eye(3)[np.array([[2, 2, 2]])].reshape(1, -1)
+    assert marginal_fit(x, y)(new)[0] == pytest.approx(5.0 + 3.0 + 0.5 + 0.1)
 
 
 @pytest.mark.parametrize("latency_model", [True, False])

@@ -304,6 +304,10 @@ def cmd_rank_check(args: argparse.Namespace) -> int:
 def _predictor_rows(report: dict) -> list[dict]:
     """Table rows of inherited accuracy and each free predictor, as both rank checks print them."""
     loss = [_row("inherited -loss", report["inherited_loss"])] if "inherited_loss" in report else []
+    smooth = report.get("inherited_smoothed")
+    if smooth:
+        name = "inherited -loss + marginal fit" if smooth["score"] == "likelihood" else "inherited + marginal fit"
+        loss.append(_row(name, smooth))
     return [_row("inherited", report["inherited"])] + loss + [_row(name, s) for name, s in report["predictors"].items()]
 
 
