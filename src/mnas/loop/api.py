@@ -137,7 +137,8 @@ def _already_complete(study: SearchStudy, budget: Budget) -> RunResult:
 
 
 def _replay(strategy: Strategy, study: Study, reward: Reward) -> int:
-    """Tell a fresh `strategy` the study's finished trials in order (failed ones as None); how many.
+    """Tell a fresh `strategy` the study's finished search trials in order (failed ones as None; not the
+    standalone retrainings, `mnas.loop.retrain`); how many.
 
     It is told what the search loop would have told it (`strategy_infos`): a violation only of the
     study's hard constraints (a hard reward's target and the study's limits), never of a soft reward's
@@ -152,6 +153,8 @@ def _replay(strategy: Strategy, study: Study, reward: Reward) -> int:
     with_infos = "infos" in inspect.signature(strategy.tell).parameters
     told = 0
     for t in study.get_trials(("complete", "failed")):
+        if t.accuracy_source == "standalone":
+            continue  # a --retrain-top training: not a search result, on another scale; the loop never tells one
         done = t.state.value == "complete" and t.reward is not None and math.isfinite(t.reward)
         if done:
             peak = (t.extra or {}).get("peak_memory")
