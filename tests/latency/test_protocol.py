@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from mnas.latency import DeviceLock, Protocol, time_callable
-from mnas.latency.base import Timing
+from mnas.latency.base import Timing, error_line
+
+
+def test_error_line_quotes_the_first_line_of_a_runtime_error():
+    assert error_line(RuntimeError("\n  bad node 7\nstack: ...\n")) == "bad node 7"
+    assert error_line(ValueError("   ")) == "ValueError"
+    assert error_line(RuntimeError("x" * 500)) == "x" * 300
 
 
 def test_statistics_of_known_samples():

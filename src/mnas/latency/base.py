@@ -42,7 +42,8 @@ import numpy as np
 
 from mnas.space import Arch, as_arch
 
-__all__ = ["CLOCKS", "LatencyBackend", "LatencyResult", "Protocol", "Timing", "pinned_to_one_cpu", "time_callable"]
+__all__ = ["CLOCKS", "LatencyBackend", "LatencyResult", "Protocol", "Timing", "error_line", "pinned_to_one_cpu",
+           "time_callable"]
 
 CLOCKS = ("auto", "wall", "thread")
 RUNTIME_OF = {"remote": "onnxruntime"}  # backend name -> the runtime it measures (default: the name)
@@ -237,6 +238,13 @@ class LatencyResult:
         clean = {k: (math.nan if v is None and k in ("min_ms", "wall_median_ms") else v)
                  for k, v in data.items() if k in known}
         return cls(**clean)
+
+
+def error_line(exc: BaseException, limit: int = 300) -> str:
+    """What a one-line error quotes of a runtime's or converter's exception: the first line of its
+    message (its type's name when the message is empty), cut at `limit` characters."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
 
 
 def check_sizes(input_size: int, num_classes: int, batch_size: int, in_chans: int = 3) -> None:

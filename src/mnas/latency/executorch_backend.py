@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from mnas.latency.base import Protocol, time_callable
+from mnas.latency.base import Protocol, error_line, time_callable
 from mnas.latency.converted import ConvertedBackend
 from mnas.latency.device import device_lock, runtime_versions
 from mnas.latency.quantize import (
@@ -75,8 +75,7 @@ def pte_bytes(model: Any, input_shape: tuple[int, ...], precision: str = "fp32",
     except ImportError:
         raise
     except Exception as exc:  # noqa: BLE001 - export and lowering raise many types for an op they cannot take
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"ExecuTorch cannot lower this network ({precision}): {type(exc).__name__}: {first[:300]}"
+        raise ValueError(f"ExecuTorch cannot lower this network ({precision}): {type(exc).__name__}: {error_line(exc)}"
                          ) from None
 
 
@@ -119,8 +118,7 @@ def pte_method(model: bytes, threads: int = 1) -> Any:
         program = rt.Runtime.get().load_program(bytes(model))
         method = program.load_method("forward")
     except (RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"not a valid .pte program for ExecuTorch: {first[:300]}") from None
+        raise ValueError(f"not a valid .pte program for ExecuTorch: {error_line(exc)}") from None
     if method is None:
         raise ValueError("the .pte program has no 'forward' method")
     method._mnas_program = program  # keep the program alive as long as its method
@@ -142,8 +140,7 @@ def measure_pte(model: bytes, input_shape: tuple[int, ...], threads: int = 1, pr
         try:
             method.execute([x])
         except (RuntimeError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"the program does not run at input shape {list(shape)}: {first[:300]}") from None
+            raise ValueError(f"the program does not run at input shape {list(shape)}: {error_line(exc)}") from None
         execute, inputs = method.execute, [x]
 
         def run() -> None:

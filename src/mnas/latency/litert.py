@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from mnas.latency.base import Protocol, time_callable
+from mnas.latency.base import Protocol, error_line, time_callable
 from mnas.latency.converted import ConvertedBackend
 from mnas.latency.device import device_lock, runtime_versions
 from mnas.latency.quantize import (
@@ -77,8 +77,7 @@ def tflite_bytes(model: Any, input_shape: tuple[int, ...], precision: str = "fp3
     except ImportError:
         raise
     except Exception as exc:  # noqa: BLE001 - the converter raises many types for an op or shape it cannot take
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"LiteRT cannot convert this network ({precision}): {type(exc).__name__}: {first[:300]}") from None
+        raise ValueError(f"LiteRT cannot convert this network ({precision}): {type(exc).__name__}: {error_line(exc)}") from None
 
 
 def _convert(litert_torch: Any, model: Any, example: Any, input_shape: tuple[int, ...], precision: str,
@@ -111,8 +110,7 @@ def tflite_interpreter(model: bytes, threads: int = 1) -> Any:
         it = interp.Interpreter(model_content=bytes(model), num_threads=int(threads))
         it.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"not a valid .tflite model for LiteRT: {first[:300]}") from None
+        raise ValueError(f"not a valid .tflite model for LiteRT: {error_line(exc)}") from None
     return it
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mnas._util import require
-from mnas.latency.base import LatencyResult, OnnxBackend, Protocol, time_callable
+from mnas.latency.base import LatencyResult, OnnxBackend, Protocol, error_line, time_callable
 from mnas.latency.device import device_info, device_lock, runtime_versions
 from mnas.latency.quantize import DEFAULT_CALIBRATION, check_calibration, check_precision
 
@@ -47,8 +47,7 @@ def ort_session(model: bytes, threads: int = 1, inter_threads: int = 1) -> Any:
     try:
         return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - ORT raises its own types for every kind of bad file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"not a valid ONNX model for ONNX Runtime: {first[:300]}") from None
+        raise ValueError(f"not a valid ONNX model for ONNX Runtime: {error_line(exc)}") from None
 
 
 def _bind(session: Any, shape: tuple[int, ...], seed: int = 0) -> tuple[Any, list[Any]]:
@@ -67,8 +66,7 @@ def _bind(session: Any, shape: tuple[int, ...], seed: int = 0) -> tuple[Any, lis
     try:
         outputs = session.run(None, feeds)
     except Exception as exc:  # noqa: BLE001 - a shape the graph cannot take fails here
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"the model does not run at input shape {list(shape)}: {first[:300]}") from None
+        raise ValueError(f"the model does not run at input shape {list(shape)}: {error_line(exc)}") from None
     return io_binding(session, spec.name, x, outputs)
 
 
