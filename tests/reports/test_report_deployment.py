@@ -170,3 +170,35 @@ def test_non_finite_or_missing_figures_are_left_out(tmp_path):
     with Study(SQLiteStorage(tmp_path / "s.db", read_only=True)) as study:
         data = deployment_data(study.trials, study.meta)
     assert data["n_int8"] == 0 and data["n_int8_failed"] == 1 and data["drop"] is None
+
+
+def _lut(path, runtime, precision, entries, size=8):
+    path.write_text(json.dumps({"format": "mnas-latency-lut/1", "complete": True, "input_size": size, "num_classes": 10,
+                                "space_type": "MnasNetSpace", "runtime": runtime, "precision": precision,
+                                "entries": {k: {"ms": v} for k, v in entries.items()}}))
+    return str(path)
+
+
+K3 = "mbconv_k3_s1_e3_i8_o8_se0_identity_relu@8"
+K5 = "mbconv_k5_s2_e6_i8_o16_se0.25_none_relu@8"
+
+
+def test_report_adds_latency_by_op_type_from_lookup_tables(tmp_path, capsys):
+    db = _study(tmp_path / "s.db", int8=False)
+    fp32 = _lut(tmp_path / "fp32.json", "litert", "fp32", {K3: 1.0, K5: 2.0})
+    int8 = _lut(tmp_path / "int8.json", "litert", "int8", {K3: 0.4, K5: 1.2})
+    assert main(["report", str(db), "--out", str(tmp_path / "r"), "--luts", fp32, int8, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["files"]["op_types"].endswith("op-types.png") and (tmp_path / "r" / "op-types.png").is_file()
+    data = json.loads((tmp_path / "r" / "op-types.json").read_text())
+    assert {row["type"]: row["int8_over_fp32"]["litert"]["median"] for row in data["types"]} == {
+        "mbconv k3 e3": pytest.approx(0.4), "mbconv k5 e6 +se": pytest.approx(0.6)}
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "Latency by op type" in page and "litert int8/fp32" in page and "mbconv k5 e6 +se" in page
+    # tables of another input size, or a single table: one line, exit 2, nothing written
+    other = _lut(tmp_path / "other.json", "litert", "int8", {K3: 0.4}, size=16)
+    for luts, words in (([fp32, other], "another input size"), ([fp32], "at least two tables")):
+        assert main(["report", str(db), "--out", str(tmp_path / "bad"), "--luts", *luts]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "bad").exists()

@@ -400,18 +400,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compare_luts(args: argparse.Namespace) -> int:
+def load_tables(paths: list[str], what: str) -> dict[str, Any]:
+    """Lookup tables by their 'runtime/precision' label (UsageError for fewer than two, a file given
+    twice, a folder or a missing file; ValueError for one that is not a table)."""
     from mnas.latency import LookupTable
-    from mnas.latency.lut_compare import compare_tables, plot_op_types
     from mnas.latency.ranking import label_of
 
-    if len(args.luts) < 2:
-        raise UsageError("compare-luts needs at least two tables (say an fp32 and an int8 table of one space)")
-    if args.plot:
-        check_output_file(args.plot, "--plot")
+    if len(paths) < 2:
+        raise UsageError(f"{what} needs at least two tables (say an fp32 and an int8 table of one space)")
     tables: dict[str, Any] = {}
     seen: set[Path] = set()
-    for path in args.luts:
+    for path in paths:
         check_lut_file(path, "LUT")
         if Path(path).resolve() in seen:
             raise UsageError(f"{path} is given twice: name each table once")
@@ -419,7 +418,15 @@ def cmd_compare_luts(args: argparse.Namespace) -> int:
         table = LookupTable.load(path)
         label = label_of(table)
         tables[label if label not in tables else f"{label} ({path})"] = table
-    data = compare_tables(tables)
+    return tables
+
+
+def cmd_compare_luts(args: argparse.Namespace) -> int:
+    from mnas.latency.lut_compare import compare_tables, plot_op_types
+
+    if args.plot:
+        check_output_file(args.plot, "--plot")
+    data = compare_tables(load_tables(args.luts, "compare-luts"))
     if args.plot:
         plot_op_types(data, args.plot)
     if args.json:

@@ -35,6 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a latency ranking (the --out file of benchmarks/deploy_ranking.py): fp32 against int8 latency"
                         " per architecture and Kendall tau on the deployment page (default: STUDY.ranking.json when"
                         " it is there); trials scored with 'mnas search --score int8' get the page without one")
+    p.add_argument("--luts", nargs="+", metavar="LUT",
+                   help="lookup tables of the study's space in several runtimes or precisions (say ONNX Runtime fp32 and"
+                        " LiteRT int8, from 'mnas latency build-lut'): adds latency by op type, op-types.png and"
+                        " op-types.json (as 'mnas latency compare-luts'); the first is the base of the ratios")
     p.add_argument("--json", action="store_true", help="print the summary and the written paths as one JSON document")
     g = p.add_argument_group("instance-aware run (RUN_DIR)")
     g.add_argument("--data", help="data to evaluate on (default: the data the model was trained on)")
@@ -100,6 +104,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {args.out}: exists and is not a directory")
     ranking = _ranking(args)  # a bad file: one line, before anything is written
+    op_types = _op_types(args.luts) if args.luts else None  # so are bad tables
     with read_study(args.study) as study:
         try:  # a place that cannot hold a folder: one line (exit 2), not an internal error
             out.mkdir(parents=True, exist_ok=True)
@@ -108,7 +113,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                              " one") from None
         if not os.access(out, os.W_OK | os.X_OK):  # an existing folder this user cannot write into (review)
             raise UsageError(f"--out {args.out}: the folder is not writable: give a writable one")
-        info = write_report(study, out, top=args.top, target_ms=args.target_ms, title=args.title, ranking=ranking)
+        info = write_report(study, out, top=args.top, target_ms=args.target_ms, title=args.title, ranking=ranking,
+                            op_types=op_types)
     if args.json:
         emit_json(info)
         return 0
@@ -128,9 +134,21 @@ def cmd_report(args: argparse.Namespace) -> int:
               " those figures are left out", file=sys.stderr)
     if not info["n_complete"]:
         print("no complete trials yet: the page and plots say so", file=sys.stderr)
-    more = "".join(f", {info['files'][k]}" for k in ("deployment", "deployment_json") if k in info["files"])
+    more = "".join(f", {info['files'][k]}" for k in ("deployment", "deployment_json", "op_types", "op_types_json")
+                   if k in info["files"])
     print(f"wrote {info['files']['html']} (images embedded), {info['files']['pareto']}, {info['files']['history']}{more}")
     return 0
+
+
+def _op_types(paths: list[str]) -> dict[str, Any]:
+    """--luts: latency by op type across the tables (UsageError, one line, for a bad set)."""
+    from mnas.cli.latency_cmd import load_tables
+    from mnas.latency.lut_compare import compare_tables
+
+    try:
+        return compare_tables(load_tables(paths, "--luts"))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _ranking(args: argparse.Namespace) -> Any:

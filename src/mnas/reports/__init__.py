@@ -40,11 +40,12 @@ __all__ = [
 
 PARETO_PNG, HISTORY_PNG, INDEX_HTML, ALPHAS_PNG = "pareto.png", "history.png", "index.html", "alphas.png"
 DEPLOYMENT_PNG, DEPLOYMENT_JSON = "deployment.png", "deployment.json"
+OP_TYPES_PNG, OP_TYPES_JSON = "op-types.png", "op-types.json"
 
 
 def write_report(study: Study, out: str | os.PathLike[str], *, top: int = DEFAULT_TOP, target_ms: float | None = None,
-                 title: str | None = None, ranking: str | os.PathLike[str] | Mapping[str, Any] | None = None
-                 ) -> dict[str, Any]:
+                 title: str | None = None, ranking: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+                 op_types: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write ``pareto.png``, ``history.png`` and ``index.html`` (images embedded, one portable file)
     into `out` and return the summary with the written paths under ``"files"``. A study with no
     complete trials still gets a page and empty plots that say so. `target_ms` defaults to the study's.
@@ -55,7 +56,10 @@ def write_report(study: Study, out: str | os.PathLike[str], *, top: int = DEFAUL
     `mnas.latency.ranking.compare_rankings`, or `load_ranking`'s result), the page gets a deployment
     section and ``deployment.png`` (accuracy fp32 against int8 per trial; latency fp32 against int8
     per sampled architecture) and ``deployment.json`` (every figure) are written; the summary's
-    ``"deployment"`` holds the headline figures."""
+    ``"deployment"`` holds the headline figures.
+
+    `op_types` (`mnas.latency.lut_compare.compare_tables` of the runtime's and precision's lookup
+    tables) adds a section of latency by op type, ``op-types.png`` and ``op-types.json``."""
     from mnas.reports.html import render_html
     from mnas.reports.plots import plot_alphas, plot_deployment, plot_history, plot_pareto
 
@@ -77,12 +81,20 @@ def write_report(study: Study, out: str | os.PathLike[str], *, top: int = DEFAUL
         deployment_png = plot_deployment(deployment, out / DEPLOYMENT_PNG)
         (out / DEPLOYMENT_JSON).write_text(json.dumps(deployment, indent=1, allow_nan=False), encoding="utf-8")
         files = {"deployment": str(deployment_png), "deployment_json": str(out / DEPLOYMENT_JSON)}
+    op_types_png = None
+    if op_types is not None:
+        from mnas.latency.lut_compare import plot_op_types
+
+        op_types_png = out / OP_TYPES_PNG
+        plot_op_types(op_types, op_types_png)
+        (out / OP_TYPES_JSON).write_text(json.dumps(op_types, indent=1, allow_nan=False), encoding="utf-8")
+        files.update({"op_types": str(op_types_png), "op_types_json": str(out / OP_TYPES_JSON)})
     rows = top_rows(trials, top, summary["target_ms"])
     failed = [t for t in trials if t.state is TrialState.FAILED][-top:] if top else []
     failures = [{"number": t.number, "failure": t.failure} for t in failed]
     page = render_html(summary, rows, title=title or f"mnas study: {_name(study)}", pareto_png=pareto,
                        history_png=history, failures=failures, top=top, alphas_png=alphas, deployment=deployment,
-                       deployment_png=deployment_png)
+                       deployment_png=deployment_png, op_types=op_types, op_types_png=op_types_png)
     index = out / INDEX_HTML
     index.write_text(page, encoding="utf-8")
     files = {"html": str(index), "pareto": str(pareto), "history": str(history), **files}

@@ -222,15 +222,44 @@ def _deployment_section(d: Mapping[str, Any], png: Path | None, top: int | None)
     return parts
 
 
+def _op_types_section(d: Mapping[str, Any], png: Path | None) -> list[str]:
+    """Latency by op type across lookup tables (`mnas.latency.lut_compare.compare_tables`)."""
+    labels, base = d["labels"], d["base"]
+    runtimes = sorted({k for row in d["types"] for k in row["int8_over_fp32"]})
+    parts = ["<h2>Latency by op type (lookup tables)</h2>",
+             f'<p class="note">{d["shared_units"]} layer units shared by the tables of {_e(", ".join(labels))}'
+             f" ({_e(d.get('space_type') or 'the space')}, {d['input_size']} px): each op type's summed latency per"
+             f" table, the median of its units' ratio to {_e(base)}, and, where a runtime has both, the median of"
+             " its units' int8/fp32 ratio.</p>"]
+    if png is not None:
+        parts.append(f'<div class="plots">{_image(png, "latency by op type")}</div>')
+    columns = [("op type", "type", False), ("units", "units", True)]
+    columns += [(f"{label} (ms)", f"ms:{label}", True) for label in labels]
+    columns += [(f"{label} / {base}", f"r:{label}", True) for label in labels[1:]]
+    columns += [(f"{runtime} int8/fp32", f"q:{runtime}", True) for runtime in runtimes]
+    rows = []
+    for row in d["types"]:
+        cells: dict[str, Any] = {"type": row["type"], "units": (str(row["units"]), row["units"])}
+        cells.update({f"ms:{k}": (f"{v:.4f}", v) for k, v in row["ms"].items()})
+        for key, ratios in (("r", row["ratio"]), ("q", row["int8_over_fp32"])):
+            cells.update({f"{key}:{k}": (f"{v['median']:.2f}", v["median"]) if v else ("-", None)
+                          for k, v in ratios.items()})
+        rows.append(cells)
+    parts.append(_plain_table(columns, rows))
+    return parts
+
+
 def render_html(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], *, title: str,
                 pareto_png: Path | None = None, history_png: Path | None = None,
                 failures: Sequence[Mapping[str, Any]] = (), top: int | None = None,
                 alphas_png: Path | None = None, deployment: Mapping[str, Any] | None = None,
-                deployment_png: Path | None = None) -> str:
+                deployment_png: Path | None = None, op_types: Mapping[str, Any] | None = None,
+                op_types_png: Path | None = None) -> str:
     """The page's HTML text: headline cards, both plots (embedded), the sortable table of `rows`
     (already ranked by reward), the failed trials' reasons, and the search config. With
     `alphas_png` (a gradient search), a section with its architecture weights over epochs; with
-    `deployment` (`mnas.reports.deployment.deployment_data`), the fp32-against-int8 section."""
+    `deployment` (`mnas.reports.deployment.deployment_data`), the fp32-against-int8 section; with
+    `op_types` (`mnas.latency.lut_compare.compare_tables`), latency by op type across tables."""
     s = summary
     target = s.get("target_ms")
     best, under = s.get("best"), s.get("best_under_target")
@@ -270,6 +299,8 @@ def render_html(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], *
                   f'<div class="plots">{_image(alphas_png, "architecture weights over epochs")}</div>']
     if deployment is not None:
         parts += _deployment_section(deployment, deployment_png, top)
+    if op_types is not None:
+        parts += _op_types_section(op_types, op_types_png)
     shown = f"top {len(rows)} of {s['n_complete']} complete trials by reward" if top is not None else "trials"
     parts.append(f"<h2>Best trials</h2><p class=\"note\">{_e(shown)}; click a column to sort. "
                  "Orange edge: on the Pareto front; red latency: over the target.</p>")
