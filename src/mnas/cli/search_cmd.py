@@ -558,6 +558,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         phases(f"loading the data: {args.data}")
         data = load(args.data, root=args.data_root, val_fraction=args.val_fraction, seed=args.seed)
         phases.end()
+        if not len(data.y_val) and args.strategy not in ("enas", *GRADIENT):  # every trial would fail on it
+            raise UsageError(f"--val-fraction {args.val_fraction:g} holds out no validation image of {len(data.y_train)}"
+                             " training images, and each candidate is scored on the validation split: give a larger"
+                             " --val-fraction (default 0.2)")
         return _search_with_data(args, storage, resume, resuming, options, constraints, data, phases, table, device)
 
 
