@@ -366,6 +366,14 @@ def _check_storage(storage: str) -> None:
             if f.read(16) != b"SQLite format 3\x00":
                 raise UsageError(f"--storage {storage} is not a study (not an SQLite file): give a new file name, or"
                                  " the study file to continue")
+        from mnas.study import SQLiteStorage
+
+        try:  # a damaged file (truncated, a page overwritten): one line now, not after the target is measured
+            with SQLiteStorage(path, read_only=True) as existing:
+                existing.get_meta("config")
+        except ValueError as exc:
+            raise UsageError(f"--storage {storage}: {exc}: give a new file name, or restore the study from a copy"
+                             ) from None
     folder = next((p for p in path.absolute().parents if p.exists()), None)
     if folder is not None and not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
         raise UsageError(f"--storage {storage}: cannot write in {folder}: give a study file in a writable folder")
