@@ -35,7 +35,9 @@ def test_op_type_names_block_layers_stem_head_and_cell_ops():
     assert op_type("ds_k3_s1_e1_i32_o16_se0.25_none_relu@112") == "ds k3 +se"
     assert op_type("conv_k3_s2_e1_i16_o24_se0_none_relu@56") == "conv k3"
     assert op_type(STEM) == "stem" and op_type(HEAD) == "head"
-    assert op_type("nb201:cell:nor_conv_3x3_i16_o16_s1@32") == "nor_conv_3x3"
+    assert op_type("nb201:cell_op:nor_conv_3x3_i16_o16_s1@32") == "nor_conv_3x3"
+    assert op_type("darts:stem:conv_3x3_i3_o16_s1@32") == "stem" and op_type("nb201:head:pool_linear_i64_o10_s1@8") == "head"
+    assert op_type("mbconv_k3_s1_e6_i32_o32_se1e-05_identity_relu@16") == "mbconv k3 e6 +se"  # an exponent
 
 
 def test_compare_tables_sums_and_ratios_per_type():
@@ -74,6 +76,17 @@ def test_tables_of_other_spaces_are_refused(other, message):
         compare_tables({"a": _table("litert", "fp32", {K3: 1.0}), "b": LookupTable.from_dict(other)})
     with pytest.raises(ValueError, match="at least two"):
         compare_tables({"a": _table("litert", "fp32", {K3: 1.0})})
+
+
+def test_old_tables_without_a_space_type_are_the_mnasnet_space_and_damaged_entries_are_refused():
+    old = _doc("litert", "int8", {K3: 0.5})
+    del old["space_type"]
+    data = compare_tables({"a": _table("litert", "fp32", {K3: 1.0}, space="MnasNetSpace"),
+                           "b": LookupTable.from_dict(old)})
+    assert data["space_type"] == "MnasNetSpace" and data["shared_units"] == 1
+    for bad in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(ValueError, match="damaged lookup table .*rebuild it"):
+            compare_tables({"a": _table("litert", "fp32", {K3: 1.0}), "b": _table("litert", "int8", {K3: bad})})
 
 
 def test_plot_is_written(tmp_path):

@@ -172,10 +172,11 @@ def test_non_finite_or_missing_figures_are_left_out(tmp_path):
     assert data["n_int8"] == 0 and data["n_int8_failed"] == 1 and data["drop"] is None
 
 
-def _lut(path, runtime, precision, entries, size=8):
+def _lut(path, runtime, precision, entries, size=8, space=None):
+    space = SPACE["settings"] if space is None else space
     path.write_text(json.dumps({"format": "mnas-latency-lut/1", "complete": True, "input_size": size, "num_classes": 10,
-                                "space_type": "MnasNetSpace", "runtime": runtime, "precision": precision,
-                                "entries": {k: {"ms": v} for k, v in entries.items()}}))
+                                "space_type": "MnasNetSpace", "space": space, "runtime": runtime,
+                                "precision": precision, "entries": {k: {"ms": v} for k, v in entries.items()}}))
     return str(path)
 
 
@@ -195,6 +196,14 @@ def test_report_adds_latency_by_op_type_from_lookup_tables(tmp_path, capsys):
         "mbconv k3 e3": pytest.approx(0.4), "mbconv k5 e6 +se": pytest.approx(0.6)}
     page = (tmp_path / "r" / "index.html").read_text()
     assert "Latency by op type" in page and "litert int8/fp32" in page and "mbconv k5 e6 +se" in page
+    assert info["op_types_same_space"] is True and "Not the study's space" not in page
+    # tables of another space's settings: shown, and said so (as a ranking file of another space)
+    wide = {**SPACE["settings"], "width_mult": 2.0}
+    a = _lut(tmp_path / "a.json", "litert", "fp32", {K3: 1.0}, space=wide)
+    b = _lut(tmp_path / "b.json", "litert", "int8", {K3: 0.5}, space=wide)
+    assert main(["report", str(db), "--out", str(tmp_path / "w"), "--luts", a, b]) == 0
+    assert "another space than the study's" in capsys.readouterr().err
+    assert "Not the study's space" in (tmp_path / "w" / "index.html").read_text()
     # tables of another input size, or a single table: one line, exit 2, nothing written
     other = _lut(tmp_path / "other.json", "litert", "int8", {K3: 0.4}, size=16)
     for luts, words in (([fp32, other], "another input size"), ([fp32], "at least two tables")):

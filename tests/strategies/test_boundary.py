@@ -78,6 +78,20 @@ def test_marginal_fit_is_the_additive_fit_on_a_balanced_design_and_shrinks_nothi
     assert np.allclose(marginal_fit(x, np.full(len(x), 2.0))(x), 2.0)
     new = np.eye(3)[np.array([[2, 2, 2]])].reshape(1, -1)
     assert marginal_fit(x, y)(new)[0] == pytest.approx(5.0 + 3.0 + 0.5 + 0.1)
+    # decisions with different numbers of choices (2 and 4) weigh alike when the widths are given; without
+    # them the 4-way decision's tokens, each carried by half as many networks, count half (review)
+    pairs = [(a, b) for a in range(2) for b in range(4)]
+    x = np.array([np.concatenate([np.eye(2)[a], np.eye(4)[b]]) for a, b in pairs])
+    y = np.array([a + (b == 1) for a, b in pairs], dtype=float)
+    assert np.allclose(marginal_fit(x, y, [2, 4])(x), y)
+    assert not np.allclose(marginal_fit(x, y)(x), y)
+    with pytest.raises(ValueError, match="not the 6 one-hot columns"):
+        marginal_fit(x, y, [3, 4])
+    # one decision, tokens drawn 18 and 2 times: the least-squares scale makes the fit exact
+    x2 = np.eye(2)[np.array([0] * 18 + [1] * 2)]
+    y2 = np.array([0.0] * 18 + [1.0] * 2)
+    fit = marginal_fit(x2, y2)(x2)
+    assert fit[-1] - fit[0] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("latency_model", [True, False])

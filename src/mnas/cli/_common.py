@@ -373,3 +373,24 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], file=None)
     widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
     for line in cells:
         print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip(), file=file)
+
+
+def load_tables(paths: list[str], what: str) -> dict[str, Any]:
+    """Lookup tables by their 'runtime/precision' label (UsageError for fewer than two, a file given
+    twice, a folder or a missing file; ValueError for one that is not a table)."""
+    from mnas.latency import LookupTable
+    from mnas.latency.ranking import label_of
+
+    if len(paths) < 2:
+        raise UsageError(f"{what} needs at least two tables (say an fp32 and an int8 table of one space)")
+    tables: dict[str, Any] = {}
+    seen: set[Path] = set()
+    for path in paths:
+        check_lut_file(path, "LUT")
+        if Path(path).resolve() in seen:
+            raise UsageError(f"{path} is given twice: name each table once")
+        seen.add(Path(path).resolve())
+        table = LookupTable.load(path)
+        label = label_of(table)
+        tables[label if label not in tables else f"{label} ({path})"] = table
+    return tables

@@ -19,6 +19,7 @@ from mnas.cli._common import (
     check_output_file,
     check_space_options,
     emit_json,
+    load_tables,
     nonneg_int,
     physical_memory,
     positive_int,
@@ -398,27 +399,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"  {row['error_pct']:+6.1f}%  predicted {row['predicted_ms']:.3f} ms,"
               f" measured {row['measured_ms']:.3f} ms  {row['arch']}")
     return 0
-
-
-def load_tables(paths: list[str], what: str) -> dict[str, Any]:
-    """Lookup tables by their 'runtime/precision' label (UsageError for fewer than two, a file given
-    twice, a folder or a missing file; ValueError for one that is not a table)."""
-    from mnas.latency import LookupTable
-    from mnas.latency.ranking import label_of
-
-    if len(paths) < 2:
-        raise UsageError(f"{what} needs at least two tables (say an fp32 and an int8 table of one space)")
-    tables: dict[str, Any] = {}
-    seen: set[Path] = set()
-    for path in paths:
-        check_lut_file(path, "LUT")
-        if Path(path).resolve() in seen:
-            raise UsageError(f"{path} is given twice: name each table once")
-        seen.add(Path(path).resolve())
-        table = LookupTable.load(path)
-        label = label_of(table)
-        tables[label if label not in tables else f"{label} ({path})"] = table
-    return tables
 
 
 def cmd_compare_luts(args: argparse.Namespace) -> int:

@@ -129,6 +129,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     deployment = info.get("deployment")
     if deployment:
         print(deployment_line(deployment))
+    if info.get("op_types_same_space") is False:
+        print("warning: the --luts tables were built for another space than the study's (class or settings): the op"
+              " types describe their space", file=sys.stderr)
     if info.get("n_bad_values"):
         print(f"warning: {info['n_bad_values']} trial(s) hold values of the wrong type (edited outside mnas?):"
               " those figures are left out", file=sys.stderr)
@@ -142,7 +145,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _op_types(paths: list[str]) -> dict[str, Any]:
     """--luts: latency by op type across the tables (UsageError, one line, for a bad set)."""
-    from mnas.cli.latency_cmd import load_tables
+    from mnas.cli._common import load_tables
     from mnas.latency.lut_compare import compare_tables
 
     try:

@@ -12,6 +12,7 @@ runtime. Units present in only some tables are counted, not compared.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 __all__ = ["FORMAT", "compare_tables", "op_type", "plot_op_types"]
 
 FORMAT = "mnas-lut-op-types/1"
-_BLOCK = re.compile(r"^(?P<op>[a-z]+)_k(?P<k>\d+)_s\d+_e(?P<e>\d+)_i\d+_o\d+_se(?P<se>[0-9.]+)_")
+_BLOCK = re.compile(r"^(?P<op>[a-z]+)_k(?P<k>\d+)_s\d+_e(?P<e>\d+)_i\d+_o\d+_se(?P<se>[0-9.eE+-]+)_")
 
 
 def op_type(key: str) -> str:
@@ -38,16 +39,27 @@ def op_type(key: str) -> str:
         text = "proj" if op == "proj" else f"{op} k{k}" + (f" e{e}" if op == "mbconv" else "")
         return text + (" +se" if float(block["se"]) > 0 else "")
     if ":" in name:  # a cell unit: family:kind:op_i.._o.._s..
-        return name.split(":")[-1].split("_i", 1)[0]
+        parts = name.split(":")
+        if len(parts) >= 3 and parts[1] in ("stem", "head"):
+            return parts[1]
+        return parts[-1].split("_i", 1)[0]
     return name.split("_", 1)[0]
+
+
+def _space_type(table: Any) -> str:
+    return str(table.meta.get("space_type") or "MnasNetSpace")  # tables from before the field: the MnasNet space
 
 
 def _check_same_space(tables: Mapping[str, Any]) -> None:
     first_label, first = next(iter(tables.items()))
     for label, table in tables.items():
+        bad = next((k for k, v in table.entries.items() if not (math.isfinite(v) and v >= 0)), None)
+        if bad is not None:
+            raise ValueError(f"{label} is a damaged lookup table (unit {bad}: {table.entries[bad]} ms is not a finite"
+                             " number >= 0): rebuild it with 'mnas latency build-lut'")
         for what, a, b in (("input size", first.input_size, table.input_size),
                            ("classes", first.num_classes, table.num_classes),
-                           ("space", first.meta.get("space_type"), table.meta.get("space_type"))):
+                           ("space", _space_type(first), _space_type(table))):
             if a != b:
                 raise ValueError(f"{label} was built for another {what} than {first_label} ({b} against {a}):"
                                  " compare tables of one space, built with the same data and space options")
@@ -90,7 +102,8 @@ def compare_tables(tables: Mapping[str, Any]) -> dict[str, Any]:
     total = {label: float(sum(entries[label][k] for k in shared)) for label in labels}
     return {"format": FORMAT, "labels": labels, "base": base, "shared_units": len(shared),
             "only_in": {label: len(set(entries[label]) - set(shared)) for label in labels},
-            "input_size": tables[base].input_size, "space_type": tables[base].meta.get("space_type"),
+            "input_size": tables[base].input_size, "space_type": _space_type(tables[base]),
+            "space": tables[base].meta.get("space") if isinstance(tables[base].meta.get("space"), dict) else None,
             "total_ms": total, "types": rows}
 
 

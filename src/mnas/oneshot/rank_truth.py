@@ -71,9 +71,10 @@ def verdict(report: dict[str, Any]) -> str:
             f" [{lo:.2f}, {hi:.2f}] vs {best['tau']:.2f}): not worth its cost yet; train the supernet longer")
 
 
-def _one_hot(space: Any, truth: GroundTruth, entries: list[Any], sub_archs: list[str]) -> np.ndarray | None:
-    """One-hot tokens of the sampled networks in the supernet's space; None when the space has no
-    tokens for them."""
+def _one_hot(space: Any, truth: GroundTruth, entries: list[Any], sub_archs: list[str]
+             ) -> tuple[np.ndarray, list[int]] | None:
+    """One-hot tokens of the sampled networks in the supernet's space, and each decision's number of
+    choices; None when the space has no tokens for them."""
     widths = getattr(space, "num_choices", None)
     try:
         if truth.tokens_match(space):
@@ -82,7 +83,7 @@ def _one_hot(space: Any, truth: GroundTruth, entries: list[Any], sub_archs: list
             tokens = [list(space.encode(as_arch(a))) for a in sub_archs]
         widths = [int(w) for w in widths]
         return np.array([np.concatenate([np.eye(w)[int(t)] for w, t in zip(widths, tok, strict=True)])
-                         for tok in tokens])
+                         for tok in tokens]), widths
     except (AttributeError, TypeError, ValueError, IndexError, KeyError):
         return None
 
@@ -135,12 +136,14 @@ def rank_check_truth(net: Any, data: Any, truth: GroundTruth, *, n: int = 250, s
         report["inherited_loss"]["in_macs_bands"] = band_stats([-v for v in losses], accuracy, groups)
     for name, values in predictors.items():
         report["predictors"][name]["in_macs_bands"] = band_stats(values, accuracy, groups)
-    onehot = _one_hot(space, truth, entries, sub_archs)
-    if onehot is not None and len(entries) >= 2 * onehot.shape[1]:  # a fit needs a few networks per token
+    tokens = _one_hot(space, truth, entries, sub_archs)
+    onehot, widths = tokens if tokens is not None else (None, None)
+    score = np.array([-v for v in losses] if losses is not None else inherited, dtype=float)
+    if onehot is not None and len(entries) >= 2 * onehot.shape[1] and np.isfinite(score).all():
+        # a fit needs a few networks per token, and one diverged sub-network's infinite loss would make it NaN
         from mnas.strategies.boundary import marginal_fit
 
-        score = np.array([-v for v in losses] if losses is not None else inherited, dtype=float)
-        smoothed = 0.5 * (score + marginal_fit(onehot, score)(onehot))
+        smoothed = 0.5 * (score + marginal_fit(onehot, score, widths)(onehot))
         report["inherited_smoothed"] = {
             **rank_stats(smoothed, accuracy, top_k=top_k, n_resamples=n_resamples, seed=seed),
             "score": "likelihood" if losses is not None else "inherited",

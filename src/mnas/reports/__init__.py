@@ -84,6 +84,9 @@ def write_report(study: Study, out: str | os.PathLike[str], *, top: int = DEFAUL
     op_types_png = None
     if op_types is not None:
         from mnas.latency.lut_compare import plot_op_types
+        from mnas.reports.deployment import same_space
+
+        op_types = {**op_types, "same_space": same_space(op_types, meta.get("config"))}
 
         op_types_png = out / OP_TYPES_PNG
         plot_op_types(op_types, op_types_png)
@@ -99,6 +102,7 @@ def write_report(study: Study, out: str | os.PathLike[str], *, top: int = DEFAUL
     index.write_text(page, encoding="utf-8")
     files = {"html": str(index), "pareto": str(pareto), "history": str(history), **files}
     return {**summary, "deployment": deployment_headline(deployment),
+            **({"op_types_same_space": op_types["same_space"]} if op_types is not None else {}),
             "files": {**files, **({"alphas": str(alphas)} if alphas else {})}}
 
 

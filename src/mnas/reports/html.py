@@ -230,7 +230,9 @@ def _op_types_section(d: Mapping[str, Any], png: Path | None) -> list[str]:
              f'<p class="note">{d["shared_units"]} layer units shared by the tables of {_e(", ".join(labels))}'
              f" ({_e(d.get('space_type') or 'the space')}, {d['input_size']} px): each op type's summed latency per"
              f" table, the median of its units' ratio to {_e(base)}, and, where a runtime has both, the median of"
-             " its units' int8/fp32 ratio.</p>"]
+             " its units' int8/fp32 ratio."
+             + (" <b>Not the study's space</b> (another class or settings): the tables describe the space they were"
+                " built for." if d.get("same_space") is False else "") + "</p>"]
     if png is not None:
         parts.append(f'<div class="plots">{_image(png, "latency by op type")}</div>')
     columns = [("op type", "type", False), ("units", "units", True)]

@@ -48,14 +48,28 @@ def ridge_fit(x: np.ndarray, y: np.ndarray, alpha: float = 1.0) -> Callable[[np.
     return lambda xq: (xq - xm) @ w + ym
 
 
-def marginal_fit(x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """Additive fit of `y` on one-hot tokens `x` by each token's marginal effect: ridge regression's
-    limit as alpha grows (weights proportional to the centred tokens' covariance with `y`, so each
-    decision is valued by the mean of the networks that share it, over whatever the others are), scaled
-    to `y` by least squares; returns `predict(x)`. On a uniform sample it ranks NAS-Bench-Macro better
-    than the least-squares fit does, the truth's own scores included (docs/design/nbmacro.md, stop 29)."""
+def marginal_fit(x: np.ndarray, y: np.ndarray, widths: Sequence[int] | None = None
+                 ) -> Callable[[np.ndarray], np.ndarray]:
+    """Additive fit of `y` on one-hot tokens `x` by each token's marginal effect, summed over a
+    network's tokens and scaled to `y` by least squares; returns `predict(x)`.
+
+    A token's weight is its covariance with `y`: the mean of `y` over the networks that carry it, less
+    the overall mean, times how many carry it. That is ridge regression's limit of a large penalty,
+    which shrinks a rarely drawn token toward 0, and on a uniform sample it ranked NAS-Bench-Macro
+    better than both the least-squares fit and the plain mean differences (docs/design/nbmacro.md,
+    stop 29). `widths` (the number of choices of each decision, in `x`'s column order) multiplies each
+    token's weight by its decision's width, so that a decision of 4 choices, whose tokens are each
+    drawn half as often as a decision of 2's, weighs as much (without it all decisions are taken to be
+    equally wide). It assumes the decisions were drawn independently: on a sample crowded into a
+    latency band the effects are confounded."""
     xm, ym = x.mean(0), float(y.mean())
     w = (x - xm).T @ (y - ym)
+    if widths is not None:
+        per_column = np.repeat(np.asarray(widths, dtype=float), np.asarray(widths, dtype=int))
+        if per_column.shape != w.shape:
+            raise ValueError(f"marginal_fit: widths {list(widths)} sum to {int(sum(widths))}, not the {x.shape[1]}"
+                             " one-hot columns")
+        w = w * per_column
     f = (x - xm) @ w
     ff = float(f @ f)
     scale = float(f @ (y - ym)) / ff if ff > 0 else 0.0
