@@ -123,6 +123,14 @@ def test_rank_check_truth_smooths_the_score_by_its_marginal_fit(tmp_path):
     smooth = report["inherited_smoothed"]
     assert smooth["score"] == "inherited" and "in_macs_bands" in smooth and "in_bands" in smooth
     assert smooth["tau"] > report["inherited"]["tau"] + 0.1, (smooth["tau"], report["inherited"]["tau"])
+    # one diverged sub-network (an infinite score) would make every fitted value NaN: no smoothed row (review)
+    from mnas.oneshot.rank_truth import _sample
+
+    first = truth.arch_in(truth.entries[_sample(truth, 200, 0)[0]], net.space)  # one of the 200 sampled
+    broken = {**noisy, first: float("-inf")}
+    chosen = rank_check_truth(net, tiny_data(n=48, val=32), truth, n=200, n_resamples=20,
+                              scores=lambda archs: [broken[a] for a in archs])
+    assert "inherited_smoothed" not in chosen and "inherited" in chosen
     # with fewer networks than two a token, no fit is made
     few = rank_check_truth(net, tiny_data(n=48, val=32), truth, n=30, n_resamples=20,
                            scores=lambda archs: [noisy[a] for a in archs])
