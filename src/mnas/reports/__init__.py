@@ -87,7 +87,6 @@ def write_report(study: Study, out: str | os.PathLike[str], *, top: int = DEFAUL
         from mnas.reports.deployment import same_space
 
         op_types = {**op_types, "same_space": same_space(op_types, meta.get("config"))}
-
         op_types_png = out / OP_TYPES_PNG
         plot_op_types(op_types, op_types_png)
         (out / OP_TYPES_JSON).write_text(json.dumps(op_types, indent=1, allow_nan=False), encoding="utf-8")
