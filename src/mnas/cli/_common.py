@@ -13,8 +13,8 @@ from typing import Any
 from mnas.space import ZOO, Arch, as_arch, get_arch, is_zoo_name
 
 __all__ = ["UsageError", "add_space_options", "check_data_args", "check_output_file", "check_space_options", "emit_json",
-           "load_run_checkpoint", "physical_memory", "positive_float", "positive_int", "resolve_arch", "space_from_args",
-           "table", "thread_count"]
+           "load_run_checkpoint", "load_tables", "physical_memory", "positive_float", "positive_int", "resolve_arch",
+           "space_from_args", "table", "thread_count"]
 
 
 MAX_ARCH_FILE = 16 * 2**20  # an architecture's JSON is a few KB; a bigger file is not one
