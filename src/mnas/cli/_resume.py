@@ -544,7 +544,8 @@ def supernet_resume(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         "num_random": tc["num_random"], "no_sandwich": not tc["sandwich"], "no_distill": not tc["distill"],
         "sampler": tc["sampler"], "bands": tc["bands"], "eval_images": tc["eval_images"],
         "lut": extra.get("lut", UNKNOWN) if tc["sampler"] == "stratified" else UNKNOWN,
-        "threads": train["threads"], "device": train["device"]}
+        "threads": train["threads"], "device": train["device"],
+        "weights": (state.get("config") or {}).get("sharing", "shared")}
     where, hint = str(out), ", or give another --out for a new supernet"
     given = given_options(args)
     for dest in ("data", "data_root", "lut"):

@@ -28,7 +28,7 @@ from mnas.models.layers import ConvBnAct, SqueezeExcite
 from mnas.space import BlockSpec
 
 __all__ = ["DynamicBatchNorm2d", "DynamicConv2d", "DynamicConvBn", "DynamicLinear", "DynamicPosition",
-           "DynamicSE", "se_width"]
+           "DynamicSE", "candidate_key", "se_width"]
 
 Pair = tuple[torch.Tensor, torch.Tensor]  # (static tensor, the supernet's view of the same values)
 
@@ -278,9 +278,29 @@ def _se_views(dynamic: DynamicSE | None, se: SqueezeExcite) -> Iterator[Pair]:
 _STATIC = {"conv": ConvLayer, "ds": DepthwiseSeparable, "mbconv": InvertedResidual, "proj": ProjLayer}
 
 
+def candidate_key(op: str, kernel: int, exp: int, se: float) -> str:
+    """The name of one candidate's own weights at a position with separate weights per candidate."""
+    return op if op == "proj" else f"{op}_k{kernel}_e{exp}_se{round(float(se) * 1000)}"
+
+
+def _family(op: str, max_in: int, max_out: int, stride: int, max_k: int, max_exp: int, max_se: float,
+            act_layer) -> nn.Module:
+    if op == "conv":
+        return _ConvOp(max_in, max_out, max_k, stride, max_se, act_layer)
+    if op == "ds":
+        return _DepthwiseSeparableOp(max_in, max_out, max_k, stride, max_se, act_layer)
+    if op == "mbconv":
+        return _InvertedResidualOp(max_in, max_out, max_k, stride, max_exp, max_se, act_layer)
+    return _ProjOp(max_in, max_out, stride)
+
+
 class DynamicPosition(nn.Module):
     """One layer position of a supernet: separate weights per op family (conv, ds, mbconv, proj), each
     entangled across kernels, expansions, widths and SE ratios; and the pool shortcut's projection.
+
+    With `candidates` (a list of (op, kernel, expansion, SE ratio)), every candidate of the families in
+    `ops` gets weights of its own instead (FBNet's and ProxylessNAS's sharing): only the widths are
+    still entangled, and a layer whose candidate is not listed does not fit.
 
     `forward(x, spec)` runs the layer `spec` describes (a one-layer `BlockSpec` with the layer's own
     input filters and stride), with the same skip rules as `mnas.models.blocks`.
@@ -288,7 +308,8 @@ class DynamicPosition(nn.Module):
 
     def __init__(self, max_in: int, max_out: int, stride: int, ops: Iterable[str], *, max_k: int = 3,
                  max_exp: int = 1, max_se: float = 0.0, pool: bool = False, pool_proj: bool = False,
-                 act_layer: Callable[..., nn.Module] = nn.ReLU):
+                 act_layer: Callable[..., nn.Module] = nn.ReLU,
+                 candidates: Iterable[tuple[str, int, int, float]] | None = None):
         super().__init__()
         ops = set(ops)
         unknown = ops - set(_STATIC)
@@ -296,15 +317,19 @@ class DynamicPosition(nn.Module):
             raise ValueError(f"position ops {sorted(ops)}: expected some of {', '.join(_STATIC)}")
         self.max_in, self.max_out, self.stride = max_in, max_out, stride
         self.max_k, self.max_exp, self.max_se = max_k, max_exp, max_se
+        self.separate = candidates is not None
         families: dict[str, nn.Module] = {}
-        if "conv" in ops:
-            families["conv"] = _ConvOp(max_in, max_out, max_k, stride, max_se, act_layer)
-        if "ds" in ops:
-            families["ds"] = _DepthwiseSeparableOp(max_in, max_out, max_k, stride, max_se, act_layer)
-        if "mbconv" in ops:
-            families["mbconv"] = _InvertedResidualOp(max_in, max_out, max_k, stride, max_exp, max_se, act_layer)
-        if "proj" in ops:
-            families["proj"] = _ProjOp(max_in, max_out, stride)
+        if candidates is None:
+            for op in ("conv", "ds", "mbconv", "proj"):
+                if op in ops:
+                    families[op] = _family(op, max_in, max_out, stride, max_k, max_exp, max_se, act_layer)
+        else:
+            for op, k, exp, se in sorted({(o, int(k), int(e), float(se)) for o, k, e, se in candidates}):
+                if op in ops and op != "proj":
+                    families[candidate_key(op, k, exp, se)] = _family(op, max_in, max_out, stride, k, exp, se,
+                                                                      act_layer)
+            if "proj" in ops:
+                families["proj"] = _ProjOp(max_in, max_out, stride)
         self.ops = nn.ModuleDict(families)
         # The pool skip's 3x3 average pool has no weights; its 1x1 projection is per position.
         self.pool = nn.AvgPool2d(3, stride, padding=1, count_include_pad=False) if pool else None
@@ -313,8 +338,12 @@ class DynamicPosition(nn.Module):
     def check(self, spec: BlockSpec) -> None:
         """ValueError (one line) if the layer `spec` cannot run at this position."""
         why = None
-        if spec.op not in self.ops:
-            why = f"op {spec.op!r} is not among this position's ({', '.join(self.ops)})"
+        if self._key(spec) not in self.ops:
+            if self.separate and spec.op in _STATIC and spec.op != "proj":
+                why = (f"op {spec.op!r} kernel {spec.kernel_size} expansion {spec.exp_ratio} SE {spec.se_ratio} has"
+                       f" no weights of its own here (this position's: {', '.join(self.ops) or 'none'})")
+            else:
+                why = f"op {spec.op!r} is not among this position's ({', '.join(self.ops)})"
         elif spec.stride != self.stride:
             why = f"stride {spec.stride} differs from the position's {self.stride}"
         elif spec.in_chs > self.max_in or spec.out_chs > self.max_out:
@@ -330,8 +359,11 @@ class DynamicPosition(nn.Module):
         if why:
             raise ValueError(f"layer '{spec}' does not fit the supernet: {why}")
 
+    def _key(self, spec: BlockSpec) -> str:
+        return candidate_key(spec.op, spec.kernel_size, spec.exp_ratio, spec.se_ratio) if self.separate else spec.op
+
     def forward(self, x: torch.Tensor, spec: BlockSpec) -> torch.Tensor:
-        out = self.ops[spec.op](x, spec)
+        out = self.ops[self._key(spec)](x, spec)
         if spec.skip == "identity":
             if spec.stride == 1 and spec.in_chs == spec.out_chs:
                 return out + x
@@ -346,6 +378,6 @@ class DynamicPosition(nn.Module):
         """The supernet's slices that the static `layer` (built from `spec`) holds."""
         if not isinstance(layer, _STATIC[spec.op]):
             raise ValueError(f"a {type(layer).__name__} is not the static twin of op {spec.op!r}")
-        yield from self.ops[spec.op].views(layer)
+        yield from self.ops[self._key(spec)].views(layer)
         if isinstance(layer.shortcut, PoolShortcut) and isinstance(layer.shortcut.proj, ConvBnAct):
             yield from self.pool_proj.views(layer.shortcut.proj)

@@ -3,8 +3,9 @@
 Each position holds one op family per kind its op list names (MBConv, depthwise-separable,
 regular conv, and the ``proj`` layer where ``skip`` cannot be the identity), entangled across
 kernels, expansions and SE ratios as in `mnas.oneshot.dynamic` (single-path sharing, as
-Single-Path NAS (Stamoulis et al. 2019) shares one superkernel; FBNet and ProxylessNAS keep
-separate weights per candidate instead). The identity skip has no weights: the position is passed by.
+Single-Path NAS (Stamoulis et al. 2019) shares one superkernel), or with `sharing="separate"` one
+weight set per op of the space's list, as FBNet and ProxylessNAS keep.
+The identity skip has no weights: the position is passed by.
 
 Positions follow the tokens: `set_active_tokens(t)` runs layer j of stage s on position (s, j) for
 any token sequence, while `set_active(arch)` and `subnet(arch)` use the space's canonical tokens
@@ -42,6 +43,9 @@ class LayerwiseSupernet(Supernet):
                                 ops=families | ({"proj"} if has_skip and (i != o or s != 1) else set()))
                            for i, o, s in stage])
         return space.stem_chs, space.strides[0], stages, space.head_chs
+
+    def _candidates(self):
+        return [spec for spec in self.space.op_specs.values() if spec is not None]
 
     def _plan(self, arch: Arch) -> list[list[BlockSpec | None]]:
         try:

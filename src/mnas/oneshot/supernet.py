@@ -13,6 +13,11 @@ in_chans)` with every parameter and BN buffer copied from the supernet's active 
 structure and parameter count are those of the standalone build, and in eval mode it computes what
 the supernet computes with `set_active(arch)`. Each copy goes through the dynamic modules' `views`;
 a static tensor that no view covers is an error, never left at its random initialisation.
+
+Sharing. By default (`sharing="shared"`) each position keeps one weight set per op family, and a
+smaller kernel, expansion or SE ratio is the centre or prefix of the largest (Single-Path NAS's
+superkernel). `sharing="separate"` gives each (op, kernel, expansion, SE ratio) candidate its own
+weights at every position, as FBNet and ProxylessNAS do; widths stay entangled either way.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from mnas.space import Arch, BlockSpec, MnasNetSpace, SearchSpace, as_arch
 __all__ = ["MnasNetSupernet", "Supernet", "arch_macs", "build_supernet"]
 
 CONFIG_FORMAT = "mnas.supernet-config/1"
+SHARINGS = ("shared", "separate")
 
 
 @dataclass(frozen=True)
@@ -49,14 +55,20 @@ class Supernet(nn.Module):
     train or eval mode. A new supernet starts with the space's largest architecture active.
     """
 
-    def __init__(self, space: SearchSpace, in_chans: int = 3):
+    def __init__(self, space: SearchSpace, in_chans: int = 3, sharing: str = "shared"):
         super().__init__()
         if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
             raise ValueError(f"in_chans={in_chans!r}: expected a positive integer")
+        if sharing not in SHARINGS:
+            raise ValueError(f"sharing={sharing!r}: expected one of {', '.join(SHARINGS)}")
+        self.sharing = sharing
         self.space, self.in_chans, self.num_classes = space, in_chans, int(space.num_classes)
         self.act = space.act
         act_layer = get_act_layer(self.act)
         stem_chs, stem_stride, stages, head_chs = self._layout()
+        if sharing == "separate":
+            candidates = self._candidates()
+            stages = [[dict(p, candidates=candidates) for p in stage] for stage in stages]
         self.max_stem, self.stem_stride, self.head_chs = stem_chs, stem_stride, head_chs
         self.conv_stem = DynamicConvBn(in_chans, stem_chs, 3, stem_stride, act_layer=act_layer)
         self.stages = nn.ModuleList(nn.ModuleList(DynamicPosition(act_layer=act_layer, **p) for p in stage)
@@ -74,6 +86,10 @@ class Supernet(nn.Module):
         raise NotImplementedError
 
     def _plan(self, arch: Arch) -> list[list[BlockSpec | None]]:
+        raise NotImplementedError
+
+    def _candidates(self) -> list[tuple[str, int, int, float]]:
+        """Every (op family, kernel, expansion, SE ratio) a layer of the space can take (separate sharing)."""
         raise NotImplementedError
 
     def _plan_tokens(self, tokens: Sequence[int]) -> tuple[Arch, list[list[BlockSpec | None]]]:
@@ -237,8 +253,11 @@ class Supernet(nn.Module):
 
     def config(self) -> dict[str, Any]:
         """JSON dict that rebuilds this supernet (weights aside) with `Supernet.from_config`."""
-        return {"format": CONFIG_FORMAT, "space": {"class": type(self.space).__name__, "settings": self.space.settings()},
-                "in_chans": self.in_chans}
+        config = {"format": CONFIG_FORMAT, "space": {"class": type(self.space).__name__,
+                                                      "settings": self.space.settings()}, "in_chans": self.in_chans}
+        if self.sharing != "shared":  # configs of shared supernets stay as they were before the option
+            config["sharing"] = self.sharing
+        return config
 
     @staticmethod
     def from_config(config: dict[str, Any]) -> Supernet:
@@ -250,10 +269,15 @@ class Supernet(nn.Module):
         cls = getattr(space_module, str(name), None)
         if not (isinstance(cls, type) and issubclass(cls, SearchSpace)) or name not in _BUILDERS:
             raise ValueError(f"supernet config: unknown space class {name!r}: expected one of {', '.join(_BUILDERS)}")
-        return build_supernet(cls(**config["space"].get("settings", {})), in_chans=int(config.get("in_chans", 3)))
+        sharing = config.get("sharing", "shared")
+        if sharing not in SHARINGS:
+            raise ValueError(f"supernet config: unknown sharing {sharing!r}: expected one of {', '.join(SHARINGS)}")
+        return build_supernet(cls(**config["space"].get("settings", {})), in_chans=int(config.get("in_chans", 3)),
+                              sharing=sharing)
 
     def extra_repr(self) -> str:
-        return f"space={self.space!r}, in_chans={self.in_chans}"
+        extra = f", sharing={self.sharing!r}" if self.sharing != "shared" else ""
+        return f"space={self.space!r}, in_chans={self.in_chans}{extra}"
 
 
 def _coordinate_ascent(sizes: list[int], score, start: str, sweeps: int = 6) -> tuple[list[int], float]:
@@ -340,6 +364,12 @@ class MnasNetSupernet(Supernet):
             in_max = out_max
         return space.stem_chs, space.strides[0], stages, space.head_chs
 
+    def _candidates(self):
+        from mnas.space.mnasnet import OPS as MNAS_OPS
+        options = self.space.options
+        return [(MNAS_OPS[o][0], int(k), MNAS_OPS[o][1], float(se))
+                for o in options["op"] for k in options["kernel"] for se in options["se"]]
+
     def _plan(self, arch: Arch) -> list[list[BlockSpec | None]]:
         if len(arch.blocks) != len(self.stages):
             raise ValueError(f"'{arch}' does not fit the supernet: {len(arch.blocks)} blocks, the space has {len(self.stages)}")
@@ -358,12 +388,13 @@ class MnasNetSupernet(Supernet):
 _BUILDERS = ("MnasNetSpace", "LayerwiseSpace")  # the space classes `from_config` rebuilds
 
 
-def build_supernet(space: SearchSpace, in_chans: int = 3) -> Supernet:
-    """The supernet of `space` (an `MnasNetSpace` or a `LayerwiseSpace`, any settings and options)."""
+def build_supernet(space: SearchSpace, in_chans: int = 3, sharing: str = "shared") -> Supernet:
+    """The supernet of `space` (an `MnasNetSpace` or a `LayerwiseSpace`, any settings and options);
+    `sharing` is "shared" (one superkernel per op family) or "separate" (weights per candidate)."""
     if isinstance(space, MnasNetSpace):
-        return MnasNetSupernet(space, in_chans)
+        return MnasNetSupernet(space, in_chans, sharing)
     from mnas.space import LayerwiseSpace
     if isinstance(space, LayerwiseSpace):
         from mnas.oneshot.layerwise_supernet import LayerwiseSupernet
-        return LayerwiseSupernet(space, in_chans)
+        return LayerwiseSupernet(space, in_chans, sharing)
     raise ValueError(f"no supernet for a {type(space).__name__}: expected an MnasNetSpace or a LayerwiseSpace")
