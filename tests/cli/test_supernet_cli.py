@@ -169,3 +169,18 @@ def test_a_ground_truth_of_fewer_than_4_networks_is_refused_before_the_checkpoin
     checkpoint.write_bytes(b"not read")
     code, _, err = _run(capsys, "supernet", "rank-check", str(checkpoint), "--data", tiny_npz, "--ground-truth", str(truth))
     one_line(code, err, "3 distinct architectures")
+
+
+def test_train_separate_weights_and_resume_keeps_them(tmp_path, tiny_npz, capsys):
+    out = tmp_path / "sep.pt"
+    args = ["supernet", "train", "--data", tiny_npz, *SPACE, "--batch-size", "16", "--warmup-epochs", "0",
+            "--eval-images", "0", "--out", str(out), "--quiet"]
+    code, _, err = _run(capsys, *args, "--epochs", "1", "--weights", "separate")
+    assert code == 0, err
+    assert torch.load(out, weights_only=True)["config"]["sharing"] == "separate"
+    code, _, err = _run(capsys, *args, "--resume", "--weights", "shared")
+    assert code == 2 and "--weights" in err and "separate" in err and len(err.strip().splitlines()) == 1
+    code, _, err = _run(capsys, *args, "--resume", "--width", "0.25")  # a space option rebuilds the supernet
+    assert code == 0, err
+    state = torch.load(out, weights_only=True)
+    assert state["epoch"] == 1 and state["config"]["sharing"] == "separate"
