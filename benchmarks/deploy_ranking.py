@@ -5,6 +5,11 @@
 
 Resumable (same --out and settings). Prints the summary as JSON: tau for every pair of backends,
 the int8/fp32 latency ratio per runtime (median, range). Issue 20 item 5.
+
+Two processes on two cores: give the second another --seed and --out (another sample of the same
+space), then pool them: ``--pool OTHER.json`` adds the rows of comparisons with the same space and
+backends (an architecture measured twice counts once, as --out measured it), and ``--no-measure``
+only summarises what the files hold.
 """
 
 from __future__ import annotations
@@ -24,10 +29,13 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.add_argument("--plot", help="also draw the latencies against the first backend's (PNG)")
+    p.add_argument("--pool", nargs="+", default=[], metavar="FILE",
+                   help="other comparisons of the same space and backends (other seeds) to summarise with --out")
+    p.add_argument("--no-measure", action="store_true", help="measure nothing: summarise --out (and --pool)")
     args = p.parse_args()
 
     from mnas.latency import get_backend
-    from mnas.latency.ranking import compare_rankings
+    from mnas.latency.ranking import compare_rankings, summarize
     from mnas.space import MnasNetSpace
 
     space = MnasNetSpace(args.num_classes, args.size, width_mult=args.width)
@@ -39,7 +47,27 @@ def main() -> int:
     def progress(done: int, total: int, what: str) -> None:
         print(f"{done}/{total} {what}", file=sys.stderr, flush=True)
 
-    summary = compare_rankings(space, backends, args.n, args.seed, args.out, progress)
+    if args.no_measure:
+        with open(args.out) as f:
+            data = json.load(f)
+    else:
+        compare_rankings(space, backends, args.n, args.seed, args.out, progress)
+        with open(args.out) as f:
+            data = json.load(f)
+    seen = {r["arch"] for r in data["rows"]}
+    for path in args.pool:
+        with open(path) as f:
+            other = json.load(f)
+        same = {k: other.get(k) for k in ("format", "space_type", "space", "backends")}
+        if same != {k: data.get(k) for k in same}:
+            print(f"--pool {path}: another space or other backends than {args.out}", file=sys.stderr)
+            return 2
+        rows = [r for r in other["rows"] if r["arch"] not in seen]
+        seen |= {r["arch"] for r in rows}
+        data["rows"] += rows
+    summary = summarize(data)
+    summary["pooled_seeds"] = [data["seed"]] + [json.load(open(p))["seed"] for p in args.pool]
+    summary["kendall_ci95"] = bootstrap_ci(summary["latency_ms"])
     if args.plot:
         from mnas.latency.ranking import plot_rankings
 
@@ -50,6 +78,25 @@ def main() -> int:
         ratio.pop("per_arch")
     print(json.dumps(summary, indent=1))
     return 0
+
+
+def bootstrap_ci(latency_ms: dict, resamples: int = 1000, seed: int = 0) -> dict:
+    """95% bootstrap interval (over architectures) of Kendall tau for every pair of backends."""
+    from itertools import combinations
+
+    import numpy as np
+    from scipy.stats import kendalltau
+
+    labels = list(latency_ms)
+    lat = {k: np.asarray(v) for k, v in latency_ms.items()}
+    n = len(lat[labels[0]])
+    rng = np.random.default_rng(seed)
+    idx = [rng.integers(0, n, n) for _ in range(resamples)]
+    out = {}
+    for a, b in combinations(labels, 2):
+        taus = [kendalltau(lat[a][i], lat[b][i]).statistic for i in idx]
+        out[f"{a} vs {b}"] = [float(np.nanpercentile(taus, 2.5)), float(np.nanpercentile(taus, 97.5))]
+    return out
 
 
 if __name__ == "__main__":
