@@ -5,11 +5,12 @@ from __future__ import annotations
 import importlib
 import logging
 import random
+from collections.abc import Callable, Iterable
 from types import ModuleType
 
 import numpy as np
 
-__all__ = ["as_rng", "get_logger", "make_divisible", "require", "seed_everything"]
+__all__ = ["as_rng", "check_keys", "get_logger", "make_divisible", "require", "seed_everything"]
 
 # Which pip extra provides each optional module (pyproject.toml [project.optional-dependencies]).
 _EXTRAS = {
@@ -66,3 +67,11 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
     if rounded < 0.9 * value:
         rounded += divisor
     return rounded
+
+
+def check_keys(data: Iterable[str], known: Iterable[str], message: Callable[[str], str]) -> None:
+    """The unknown-key check of the `from_dict` methods: ValueError(message(key)) for the first key of
+    `data` (in sorted order) not in `known`, each caller keeping its own one-line message."""
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(message(unknown[0]))

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mnas._util import seed_everything
+from mnas._util import check_keys, seed_everything
 from mnas.instance.controller import Controller
 from mnas.instance.latency import LatencyTable, build_table
 from mnas.instance.metagraph import STAGES, MetaGraph, MetaGraphConfig, canonical_policy
@@ -115,9 +115,7 @@ class InstanceConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InstanceConfig:
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown instance setting {unknown[0]!r}: expected one of {', '.join(sorted(known))}")
+        check_keys(data, known, lambda key: f"unknown instance setting {key!r}: expected one of {', '.join(sorted(known))}")
         data = dict(data)
         if "stage_strides" in data:
             data["stage_strides"] = tuple(data["stage_strides"])

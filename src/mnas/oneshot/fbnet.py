@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnas._util import check_keys
 from mnas.latency.base import LatencyBackend
 from mnas.latency.lut import LookupTable
 from mnas.oneshot.fbnet_latency import ExpectedLatency, expected_latency_model
@@ -112,9 +113,7 @@ class FBNetConfig:
     def from_dict(cls, data: dict[str, Any]) -> FBNetConfig:
         """The config of `data` (as `to_dict` writes it); ValueError names an unknown field."""
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown FBNetConfig field {unknown[0]!r}: expected some of {', '.join(sorted(known))}")
+        check_keys(data, known, lambda key: f"unknown FBNetConfig field {key!r}: expected some of {', '.join(sorted(known))}")
         return cls(**data)
 
 

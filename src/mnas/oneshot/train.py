@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnas._util import seed_everything
+from mnas._util import check_keys, seed_everything
 from mnas.oneshot.sampling import FairSampler, StratifiedSampler, UniformSampler
 from mnas.train.checkpoint import atomic_save, get_rng_state, load_file, set_rng_state
 from mnas.train.config import TrainConfig, recipe
@@ -133,9 +133,8 @@ class SupernetTrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SupernetTrainConfig:
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown supernet training setting {unknown[0]!r}: expected one of {', '.join(sorted(known))}")
+        check_keys(data, known,
+                   lambda key: f"unknown supernet training setting {key!r}: expected one of {', '.join(sorted(known))}")
         data = dict(data)
         if isinstance(data.get("train"), dict):
             data["train"] = TrainConfig.from_dict(data["train"])

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from mnas._util import check_keys
 from mnas.space.blocks import BlockSpec, decode_block, encode_block, format_float, parse_float
 
 __all__ = ["ACTIVATIONS", "Arch", "decode_arch", "encode_arch"]
@@ -98,9 +99,8 @@ class Arch:
     def from_dict(cls, data: Any) -> Arch:
         if not isinstance(data, dict):
             raise ValueError(f"an architecture in JSON must be an object, got {type(data).__name__}")
-        unknown = sorted(set(data) - set(_GLOBAL_KEYS))
-        if unknown:
-            raise ValueError(f"unknown key {unknown[0]!r} in architecture JSON: expected {', '.join(_GLOBAL_KEYS)}")
+        check_keys(data, _GLOBAL_KEYS,
+                   lambda key: f"unknown key {key!r} in architecture JSON: expected {', '.join(_GLOBAL_KEYS)}")
         blocks = data.get("blocks")
         if isinstance(blocks, str):
             blocks = _split_blocks(blocks)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from mnas._util import check_keys
+
 __all__ = ["FLOAT_ATTRS", "INT_ATTRS", "Trial", "TrialState"]
 
 
@@ -121,9 +123,7 @@ class Trial:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Trial:
         """Inverse of `to_dict`; unknown keys are a ValueError."""
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown trial field {unknown[0]!r}")
+        check_keys(data, cls.__dataclass_fields__, lambda key: f"unknown trial field {key!r}")
         kwargs = dict(data)
         kwargs["state"] = TrialState.parse(kwargs["state"])
         kwargs["tokens"] = check_tokens(kwargs["tokens"])

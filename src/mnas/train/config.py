@@ -13,6 +13,8 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from mnas._util import check_keys
+
 __all__ = ["PROXY_VAL_FRACTION", "RECIPES", "ProxyConfig", "TrainConfig", "auto_threads", "recipe"]
 
 OPTIMIZERS = ("sgd", "rmsprop")
@@ -116,9 +118,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown training setting {unknown[0]!r}: expected one of {', '.join(sorted(known))}")
+        check_keys(data, known, lambda key: f"unknown training setting {key!r}: expected one of {', '.join(sorted(known))}")
         return cls(**data)
 
 

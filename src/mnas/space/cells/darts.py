@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from mnas._util import check_keys
 from mnas.space.blocks import format_float, parse_float
 from mnas.space.cells.units import CellOp, bn_params, conv_macs, conv_out, total
 from mnas.space.family import ArchFamily
@@ -359,9 +360,8 @@ class DartsFamily(ArchFamily):
     def from_dict(self, data: Any) -> DartsGenotype:
         if isinstance(data, dict) and "arch" not in data and "normal" in data:
             keys = (*_KEYS, *DEFAULTS)
-            unknown = sorted(set(data) - set(keys) - {"family"})
-            if unknown:
-                raise ValueError(f"unknown key {unknown[0]!r} in a DARTS genotype's JSON: expected {', '.join(keys)}")
+            check_keys(data, (*keys, "family"),
+                       lambda key: f"unknown key {key!r} in a DARTS genotype's JSON: expected {', '.join(keys)}")
             return DartsGenotype(**{k: data[k] for k in keys if k in data})
         return super().from_dict(data)
 
