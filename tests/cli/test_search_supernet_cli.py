@@ -129,7 +129,7 @@ def test_the_inherited_likelihood_is_the_reward_score_and_a_resume_keeps_it(tmp_
     capsys.readouterr()
     assert main(["search", *common[:-1], "--trials", "3", "--resume"]) == 0  # without --json: the lines say what it is
     out, err = capsys.readouterr()
-    assert "likelihood 0." in out + err and "(top-1 " in out + err and "Pareto front (inherited likelihood vs latency)" in out
+    assert "likelihood 0." in out + err and ", top-1 " in out + err and "Pareto front (inherited likelihood vs latency)" in out
     with Study(db) as study:
         trials = study.get_trials("complete")
     assert len(trials) == 3
@@ -198,14 +198,14 @@ def test_a_likelihood_study_is_reported_exported_and_retrained_as_one(tmp_path, 
     assert best.likelihood_scored and best.top1 == best.extra["inherited_accuracy"] != best.accuracy
     assert main(["report", db, "--out", str(tmp_path / "rep")]) == 0
     out = capsys.readouterr().out
-    assert f"(likelihood {best.accuracy:.4f} (top-1 {100 * best.top1:.2f}%)" in out
+    assert f"(likelihood {best.accuracy:.4f}, top-1 {100 * best.top1:.2f}%," in out
     html = (tmp_path / "rep" / "index.html").read_text()
     assert "top-1 (%)" in html and "likelihood exp(-CE)" in html and f">{best.accuracy:.4f}<" in html
     assert main(["report", db, "--out", str(tmp_path / "rep2"), "--json"]) == 0
     brief = json.loads(capsys.readouterr().out)["best"]
     assert brief["score_metric"] == "likelihood" and brief["top1_accuracy"] == best.top1
     assert main(["export", db, "--best", "--format", "json", "--out", str(tmp_path / "best.json")]) == 0
-    assert f"likelihood {best.accuracy:.4f} (top-1 {100 * best.top1:.2f}%)" in "".join(capsys.readouterr())
+    assert f"(likelihood {best.accuracy:.4f}, top-1 {100 * best.top1:.2f}% at " in "".join(capsys.readouterr())
     doc = json.loads((tmp_path / "best.json").read_text())
     assert doc["trial"]["score_metric"] == "likelihood" and doc["trial"]["top1_accuracy"] == best.top1
     assert main(["search", *common, "--resume", "--retrain-top", "1", "--retrain-epochs", "1", "--json"]) == 0

@@ -153,3 +153,15 @@ def test_python_export_warns_when_untrained(tmp_path):
     with pytest.warns(UserWarning, match="UNTRAINED"):
         result = export(A, tmp_path / "a.onnx", input_size=8, num_classes=3)
     assert result.trained is False and "UNTRAINED" in result.input_note()
+
+
+def test_a_likelihood_trials_source_line_has_no_nested_parentheses(tmp_path, capsys):
+    # before: 'from trial #0 (likelihood 0.3341 (top-1 36.84%) at 3.13 ms, reward 0.3341) of ...'
+    path = tmp_path / "s.db"
+    with SQLiteStorage(path) as s:
+        s.set_meta("config", CONFIG)
+        s.complete_trial(s.create_trial([0], A), 0.3341, 3.13, 0.3341,
+                         extra={"score_metric": "likelihood", "inherited_accuracy": 0.3684})
+    rc, _, err = run(capsys, "export", str(path), "--out", str(tmp_path / "a.json"))
+    assert rc == 0, err
+    assert "from trial #0 (likelihood 0.3341, top-1 36.84% at 3.13 ms, reward 0.3341) of" in err

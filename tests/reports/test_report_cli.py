@@ -173,3 +173,20 @@ def test_an_existing_folder_that_cannot_be_written_exits_2_with_one_line(study_p
     rc, _, err = run(["report", str(study_path), "--out", str(out)], capsys)
     assert rc == 2 and "not writable" in err and len(err.strip().splitlines()) == 1, (rc, err)
     assert not any(out.iterdir())
+
+
+def test_a_likelihood_best_reads_without_nested_parentheses(tmp_path, capsys):
+    # before: 'best reward:       #0 0.3341 (likelihood 0.3341 (top-1 36.84%), 3.13 ms)'
+    from mnas.reports.data import brief_score_text
+
+    path = tmp_path / "study.db"
+    with SQLiteStorage(path) as storage:
+        storage.set_meta("config", CONFIG)
+        storage.complete_trial(storage.create_trial([0], ARCH), 0.3341, 3.13, 0.3341,
+                               extra={"score_metric": "likelihood", "inherited_accuracy": 0.3684})
+    rc, stdout, _ = run(["report", str(path), "--out", str(tmp_path / "r")], capsys)
+    assert rc == 0
+    assert "#0 0.3341 (likelihood 0.3341, top-1 36.84%, 3.13 ms)" in stdout
+    with Study(str(path)) as study:
+        assert study.trials[0].score_text() == "likelihood 0.3341, top-1 36.8%"
+    assert brief_score_text({"score_metric": "likelihood", "accuracy": 0.3, "top1_accuracy": None}) == "likelihood 0.3000"

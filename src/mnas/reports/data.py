@@ -222,8 +222,9 @@ def _brief(t: Trial | None) -> dict[str, Any] | None:
 
 
 def brief_score_text(brief: Mapping[str, Any]) -> str:
-    """A summary's trial score: '61.20%', or 'likelihood 0.3020 (top-1 33.40%)' (--inherited-score likelihood)."""
+    """A summary's trial score: '61.20%', or 'likelihood 0.3020, top-1 33.40%' (--inherited-score likelihood);
+    no parentheses, so the text nests in a parenthesised line."""
     if brief.get("score_metric") == "likelihood":
         top1 = brief.get("top1_accuracy")
-        return f"likelihood {brief['accuracy']:.4f}" + ("" if top1 is None else f" (top-1 {100 * top1:.2f}%)")
+        return f"likelihood {brief['accuracy']:.4f}" + ("" if top1 is None else f", top-1 {100 * top1:.2f}%")
     return f"{100 * brief['accuracy']:.2f}%"

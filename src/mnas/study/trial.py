@@ -96,13 +96,13 @@ class Trial:
         return self.accuracy
 
     def score_text(self, digits: int = 1) -> str:
-        """'61.2%', or 'likelihood 0.3020 (top-1 33.4%)' for a likelihood-scored trial (`digits`: of the
-        percentages)."""
+        """'61.2%', or 'likelihood 0.3020, top-1 33.4%' for a likelihood-scored trial (`digits`: of the
+        percentages; no parentheses, so the text nests in a parenthesised line)."""
         if self.accuracy is None:
             return "-"
         if self.likelihood_scored:
             top1 = self.top1
-            return f"likelihood {self.accuracy:.4f}" + (f" (top-1 {100 * top1:.{digits}f}%)" if top1 is not None else "")
+            return f"likelihood {self.accuracy:.4f}" + (f", top-1 {100 * top1:.{digits}f}%" if top1 is not None else "")
         return f"{100 * self.accuracy:.{digits}f}%"
 
     @property
