@@ -54,7 +54,7 @@ def main() -> int:
         compare_rankings(space, backends, args.n, args.seed, args.out, progress)
         with open(args.out) as f:
             data = json.load(f)
-    seen = {r["arch"] for r in data["rows"]}
+    seen, seeds = {r["arch"] for r in data["rows"]}, [data["seed"]]
     for path in args.pool:
         with open(path) as f:
             other = json.load(f)
@@ -62,11 +62,13 @@ def main() -> int:
         if same != {k: data.get(k) for k in same}:
             print(f"--pool {path}: another space or other backends than {args.out}", file=sys.stderr)
             return 2
+        seeds.append(other["seed"])
         rows = [r for r in other["rows"] if r["arch"] not in seen]
         seen |= {r["arch"] for r in rows}
         data["rows"] += rows
     summary = summarize(data)
-    summary["pooled_seeds"] = [data["seed"]] + [json.load(open(p))["seed"] for p in args.pool]
+    summary["pooled_seeds"] = seeds
+    summary["n"] = summary["measured"]  # the pooled count, not --out's sample size
     summary["kendall_ci95"] = bootstrap_ci(summary["latency_ms"])
     if args.plot:
         from mnas.latency.ranking import plot_rankings

@@ -175,11 +175,11 @@ def test_train_separate_weights_and_resume_keeps_them(tmp_path, tiny_npz, capsys
     out = tmp_path / "sep.pt"
     args = ["supernet", "train", "--data", tiny_npz, *SPACE, "--batch-size", "16", "--warmup-epochs", "0",
             "--eval-images", "0", "--out", str(out), "--quiet"]
-    code, _, err = _run(capsys, *args, "--epochs", "1", "--weights", "separate")
+    code, _, err = _run(capsys, *args, "--epochs", "1", "--sharing", "separate")
     assert code == 0, err
     assert torch.load(out, weights_only=True)["config"]["sharing"] == "separate"
-    code, _, err = _run(capsys, *args, "--resume", "--weights", "shared")
-    assert code == 2 and "--weights" in err and "separate" in err and len(err.strip().splitlines()) == 1
+    code, _, err = _run(capsys, *args, "--resume", "--sharing", "shared")
+    assert code == 2 and "--sharing" in err and "separate" in err and len(err.strip().splitlines()) == 1
     code, _, err = _run(capsys, *args, "--resume", "--width", "0.25")  # a space option rebuilds the supernet
     assert code == 0, err
     state = torch.load(out, weights_only=True)

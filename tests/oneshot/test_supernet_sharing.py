@@ -95,3 +95,10 @@ def test_separate_position_refuses_a_candidate_it_has_no_weights_for():
     build_supernet(space).stages[0][1].check(k5e3)  # shared: k5e3 is a slice of the k5e6 superkernel
     with pytest.raises(ValueError, match="op 'conv' kernel 3 .* has no weights of its own here .this position's: ds_k3"):
         position.check(BlockSpec("conv", 1, 3, 1, 1, position.max_in, position.max_out))
+
+
+def test_separate_refuses_two_candidates_that_would_share_a_name():
+    space = LayerwiseSpace(**{**LAYERWISE, "ops": ("skip", "k3e3_se0.0625", "k3e3_se0.062")})
+    with pytest.raises(ValueError, match="share the name 'mbconv_k3_e3_se62'"):
+        build_supernet(space, sharing="separate")
+    build_supernet(space)  # shared: both are slices of one superkernel

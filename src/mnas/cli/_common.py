@@ -12,7 +12,8 @@ from typing import Any
 
 from mnas.space import ZOO, Arch, as_arch, get_arch, is_zoo_name
 
-__all__ = ["UsageError", "add_space_options", "check_data_args", "check_output_file", "check_space_options", "emit_json",
+__all__ = ["UsageError", "add_space_options", "check_data_args", "check_output_file", "check_space_options",
+           "check_writable_output", "emit_json",
            "load_run_checkpoint", "load_tables", "physical_memory", "positive_float", "positive_int", "resolve_arch",
            "space_from_args", "table", "thread_count"]
 
@@ -84,6 +85,19 @@ def check_output_file(path: str, flag: str) -> None:
     if not stat.S_ISREG(mode):
         kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file"
         raise UsageError(f"{flag} {path} is {kind}, not a regular file: give a file name")
+
+
+def check_writable_output(path: str, flag: str) -> None:
+    """`check_output_file`, and UsageError unless the file's folder exists as a folder (or can be made
+    under one) that this process may write in: checked before any work, not after it."""
+    parent = Path(path).absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {path}: {parent} is not a folder: give a path under a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: cannot write in {parent}: give a writable path")
+    check_output_file(path, flag)
 
 
 def check_lut_file(path: str, flag: str = "--lut") -> None:

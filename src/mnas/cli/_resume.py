@@ -545,7 +545,7 @@ def supernet_resume(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         "sampler": tc["sampler"], "bands": tc["bands"], "eval_images": tc["eval_images"],
         "lut": extra.get("lut", UNKNOWN) if tc["sampler"] == "stratified" else UNKNOWN,
         "threads": train["threads"], "device": train["device"],
-        "weights": (state.get("config") or {}).get("sharing", "shared")}
+        "sharing": (state.get("config") or {}).get("sharing", "shared")}
     where, hint = str(out), ", or give another --out for a new supernet"
     given = given_options(args)
     for dest in ("data", "data_root", "lut"):

@@ -10,7 +10,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from mnas.cli._common import UsageError, emit_json, nonneg_int, positive_float, positive_int, resolve_arch
+from mnas.cli._common import (
+    UsageError,
+    check_writable_output,
+    emit_json,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    resolve_arch,
+)
 from mnas.cli.report_cmd import read_study
 
 
@@ -128,6 +136,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError("nothing to export: pass STUDY, --arch ARCH or --weights DIR/model.pt")
     if args.target_ms and not args.best_under_target:
         raise UsageError("--target-ms applies to --best-under-target")
+    check_writable_output(args.out, "--out")  # before the export's work, not after it
     try:
         fmt = args.format or format_from_path(args.out)
     except ValueError as exc:

@@ -91,7 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         " fairness)")
     g.add_argument("--bands", type=positive_int, default=5, help="latency bands for --sampler stratified (default 5)")
     g.add_argument("--lut", help="latency lookup table for --sampler stratified (default: MACs)")
-    g.add_argument("--weights", choices=("shared", "separate"), default="shared",
+    g.add_argument("--sharing", choices=("shared", "separate"), default="shared",
                    help="shared (default): one superkernel per op family, a smaller kernel or expansion its centre"
                         " (Single-Path NAS); separate: weights of its own for every op of the space (FBNet)")
     g.add_argument("--eval-images", type=nonneg_int, default=500,
@@ -197,7 +197,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             space = build_space(args, data)
             torch.manual_seed(args.seed)
-            net = build_supernet(space, in_chans=data.channels, sharing=args.weights)
+            net = build_supernet(space, in_chans=data.channels, sharing=args.sharing)
             if state is not None:
                 check_supernet_space(args, state, net.config(), out)
         train = recipe("fast", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, threads=args.threads,

@@ -326,6 +326,9 @@ class DynamicPosition(nn.Module):
         else:
             for op, k, exp, se in sorted({(o, int(k), int(e), float(se)) for o, k, e, se in candidates}):
                 if op in ops and op != "proj":
+                    if candidate_key(op, k, exp, se) in families:  # SE ratios equal to 3 decimals
+                        raise ValueError(f"candidates {op} k{k} e{exp} SE {se} and another SE ratio share the name"
+                                         f" {candidate_key(op, k, exp, se)!r}: give SE ratios that differ by 0.001")
                     families[candidate_key(op, k, exp, se)] = _family(op, max_in, max_out, stride, k, exp, se,
                                                                       act_layer)
             if "proj" in ops:
