@@ -121,6 +121,19 @@ def test_a_contradicting_flag_is_one_line_naming_stored_and_given(made, tmp_path
     assert _config(db)[1]["complete"] == 1  # nothing ran
 
 
+
+def test_an_inherited_score_on_a_proxy_study_names_the_missing_supernet(made, tmp_path, capsys):
+    # before: '--inherited-score likelihood: S was made without --inherited-score; drop ...' (it was made without
+    # --supernet, and an inherited score applies only to supernet searches)
+    db = _copy(made, tmp_path)
+    code, _, err = _run(capsys, "search", "--resume", "--storage", str(db), "--inherited-score", "likelihood")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"--inherited-score likelihood: {db} was made without --supernet" in err and "supernet search" in err
+    assert "without --inherited-score" not in err and "drop --inherited-score" in err
+    code, out, err = _run(capsys, "search", "--resume", "--storage", str(db), "--inherited-score", "accuracy", "--json")
+    assert code == 0, err  # top-1, what proxy training scores anyway: agrees with the study
+
+
 def test_an_older_study_without_its_command_line_resumes_from_its_config(made, tmp_path, capsys):
     from mnas.study import SQLiteStorage
 

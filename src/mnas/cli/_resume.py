@@ -272,6 +272,11 @@ def search_resume(args: argparse.Namespace, storage: str) -> SearchResume:
     resume = SearchResume(storage, config, dict(stored), cwd, record is not None)  # paths as recorded
     where = storage
     given = given_options(args)
+    if ("inherited_score" in given and "supernet" not in given and not stored.get("supernet")
+            and (args.inherited_score or "accuracy") != "accuracy"):  # top-1 agrees: proxy training scores it
+        option = flag(args, "inherited_score")
+        raise UsageError(f"{option} {args.inherited_score}: {where} was made without {flag(args, 'supernet')} (an"
+                         f" inherited score applies only to supernet searches); drop {option} to resume it{SEARCH_HINT}")
     equal: dict[str, Callable[[Any, Any], bool]] = {d: same_path(cwd) for d in SEARCH_PATHS}
     equal["strategy_opt"] = _same_options(config, where)
     equal["target"] = _same_target(config)
