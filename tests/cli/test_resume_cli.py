@@ -134,6 +134,23 @@ def test_an_inherited_score_on_a_proxy_study_names_the_missing_supernet(made, tm
     assert code == 0, err  # top-1, what proxy training scores anyway: agrees with the study
 
 
+def test_a_stored_inherited_score_mnas_does_not_know_is_named(made, tmp_path, capsys):
+    # before: '--inherited-score top5 scores the sub-networks of a --supernet checkpoint: add --supernet ...'
+    from mnas.cli._resume import RECORD_KEY
+    from mnas.study import SQLiteStorage
+
+    db = _copy(made, tmp_path)
+    with SQLiteStorage(db) as storage:  # a record edited by hand
+        record = storage.get_meta(RECORD_KEY)
+        record["args"]["inherited_score"] = "top5"
+        storage.set_meta(RECORD_KEY, record)
+    for given in ((), ("--inherited-score", "likelihood")):
+        code, _, err = _run(capsys, "search", "--resume", "--storage", str(db), *given)
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        assert f"{db} records --inherited-score 'top5'" in err and "expected accuracy or likelihood" in err, err
+        assert "--supernet" not in err
+    assert _config(db)[1]["complete"] == 1  # nothing ran
+
 def test_an_older_study_without_its_command_line_resumes_from_its_config(made, tmp_path, capsys):
     from mnas.study import SQLiteStorage
 

@@ -168,6 +168,27 @@ def test_a_new_supernet_search_scores_the_likelihood_and_an_older_study_resumes_
     assert code == 2 and "was made with --inherited-score accuracy" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_supernet_study_storing_an_unknown_inherited_score_is_refused_naming_it(tmp_path, tiny, capsys):
+    # before: '--supernet SN: metric='top5': expected accuracy or likelihood', after loading the data
+    from mnas.cli._resume import RECORD_KEY
+    from mnas.study import SQLiteStorage
+
+    npz, ckpt = tiny
+    db = str(tmp_path / "s.db")
+    common = ["--data", npz, "--supernet", ckpt, "--strategy", "random", "--reward", "accuracy", "--backend", "torch",
+              "--storage", db, "--json"]
+    assert main(["search", *common, "--trials", "1"]) == 0, capsys.readouterr().err
+    with SQLiteStorage(db) as storage:  # a record edited by hand
+        record = storage.get_meta(RECORD_KEY)
+        record["args"]["inherited_score"] = "top5"
+        storage.set_meta(RECORD_KEY, record)
+    capsys.readouterr()
+    code = main(["search", "--storage", db, "--resume", "--trials", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"{db} records --inherited-score 'top5'" in err and "expected accuracy or likelihood" in err, err
+    assert "--supernet" not in err
+
 @pytest.mark.parametrize("extra, needle", [
     ((), "add --supernet CHECKPOINT"),
     (("--supernet", "SN", "--score", "int8"), "the int8 score is a top-1 accuracy"),

@@ -27,8 +27,8 @@ from typing import Any
 
 from mnas.cli._common import CHOICE_NAMES, UsageError
 
-__all__ = ["UNKNOWN", "SearchResume", "check_supernet_space", "given_options", "instance_resume", "keep_source",
-           "new_study_record", "restore", "resume_command", "search_resume", "space_mismatch", "supernet_resume",
+__all__ = ["INHERITED_SCORES", "UNKNOWN", "SearchResume", "check_supernet_space", "given_options", "instance_resume",
+           "keep_source", "new_study_record", "restore", "resume_command", "search_resume", "space_mismatch", "supernet_resume",
            "track_given", "train_resume", "write_supernet_sidecar"]
 
 UNKNOWN = object()  # a setting the run did not store (an older run): a given value is taken as is
@@ -216,6 +216,7 @@ SEARCH_RECORDED = ("data", "data_root", "val_fraction", *SPACE_OPTIONS, "superne
                    "max_params", "max_macs", "max_peak_memory", "strategy", "strategy_opt", "seed", "epochs",
                    "batch_size", "lr", "max_train_seconds", "backend", "latency_threads", "url", "lut", "precision",
                    "score", "calibration", "inherited_score", *SEARCH_SAFE)
+INHERITED_SCORES = ("accuracy", "likelihood")  # mnas.evaluate.supernet.METRICS (kept apart: the CLI imports lazily)
 DEPLOYMENT = ("precision", "score", "calibration")  # recorded since issue 20: an older record lacks them
 SEARCH_HINT = ", or give a new --storage for a new study"
 
@@ -269,6 +270,10 @@ def search_resume(args: argparse.Namespace, storage: str) -> SearchResume:
         stored["space"] = "mnasnet"  # the default, named
     if stored.get("inherited_score") is None and stored.get("supernet"):
         stored["inherited_score"] = "accuracy"  # a supernet study made before --inherited-score scored top-1
+    score = stored.get("inherited_score")
+    if score not in (None, UNKNOWN, *INHERITED_SCORES):  # a record edited by hand
+        raise UsageError(f"--resume: {storage} records --inherited-score {score!r}, which is not a score: expected"
+                         f" {' or '.join(INHERITED_SCORES)}; correct the study's record{SEARCH_HINT}")
     resume = SearchResume(storage, config, dict(stored), cwd, record is not None)  # paths as recorded
     where = storage
     given = given_options(args)

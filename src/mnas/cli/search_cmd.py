@@ -38,7 +38,7 @@ from mnas.cli._gradient import (
 from mnas.cli._progress import Phases
 from mnas.cli._report import device_error as _device_error
 from mnas.cli._report import report_study as _report
-from mnas.cli._resume import SearchResume, new_study_record, resume_command, search_resume, track_given
+from mnas.cli._resume import INHERITED_SCORES, SearchResume, new_study_record, resume_command, search_resume, track_given
 from mnas.cli.retrain_opts import add_retrain_arguments, check_retrain_arguments, run_retrain
 
 DEFAULT_TRIALS = 30
@@ -46,7 +46,6 @@ LOCAL_BACKENDS = ("onnxruntime", "torch", "litert", "executorch")
 QUANTIZING = ("onnxruntime", "litert", "executorch")  # local backends that measure --precision int8
 DEVICE_RUNTIMES = ("onnxruntime", "litert", "executorch")  # what --url measures in (mnas.latency.REMOTE_RUNTIMES)
 PRECISION_CHOICES = SCORES = ("fp32", "int8")
-INHERITED_SCORES = ("accuracy", "likelihood")  # mnas.evaluate.supernet.METRICS (kept apart: the CLI imports lazily)
 DEFAULT_SCORE_CALIBRATION = 100  # training images, as ProxyEvaluator and mnas export
 ASK_TELL = ("auto", "ppo", "reinforce", "replay", "evolution", "predictor", "boundary", "random", "tpe", "nsga2", "gp")
 STRATEGY_CHOICES = (*ASK_TELL, "enas", *GRADIENT)
