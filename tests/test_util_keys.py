@@ -66,7 +66,7 @@ def test_no_from_dict_repeats_the_unknown_key_check():
     repeated = []
     for path in sorted(src.rglob("*.py")):
         text = path.read_text()
-        if "def from_dict" not in text:
+        if "def from_dict" not in text or path.parent.name == "objectives":  # imports nothing from mnas
             continue
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.FunctionDef) and node.name == "from_dict":

@@ -23,8 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from mnas._util import check_keys
-
 __all__ = ["Constraints", "parse_bytes", "parse_count"]
 
 _NUM = r"(?P<num>(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)"
@@ -134,7 +132,9 @@ class Constraints:
             return cls()
         if not isinstance(data, Mapping):
             raise ValueError(f"constraints: expected a dict of limits, got {type(data).__name__}")
-        check_keys(data, _METRIC, lambda key: f"constraints: unknown limit {key!r}: expected some of {', '.join(_METRIC)}")
+        unknown = sorted(set(data) - set(_METRIC))
+        if unknown:
+            raise ValueError(f"constraints: unknown limit {unknown[0]!r}: expected some of {', '.join(_METRIC)}")
         return cls(**data)
 
     def __str__(self) -> str:

@@ -25,8 +25,6 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from mnas._util import check_keys
-
 __all__ = ["DEFAULT_ABSOLUTE_BETA", "HARD_EXPONENTS", "MAX_EXPONENT", "MAX_TARGET_MS", "MIN_TARGET_MS",
            "SOFT_EXPONENTS", "Reward", "check_target_ms"]
 
@@ -186,8 +184,9 @@ class Reward:
         if not isinstance(data, dict):
             raise ValueError(f"reward: expected a dict with target_ms (and kind or alpha/beta), "
                              f"got {type(data).__name__}")
-        check_keys(data, ("kind", "target_ms", "alpha", "beta", "hard"),
-                   lambda key: f"reward: unknown key {key!r}: expected kind, target_ms, alpha, beta, hard")
+        unknown = sorted(set(data) - {"kind", "target_ms", "alpha", "beta", "hard"})
+        if unknown:
+            raise ValueError(f"reward: unknown key {unknown[0]!r}: expected kind, target_ms, alpha, beta, hard")
         kind = data.get("kind", "custom")
         kinds = ("soft", "hard", "custom", "absolute", "accuracy")
         if kind not in kinds:
