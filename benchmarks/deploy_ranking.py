@@ -82,23 +82,13 @@ def main() -> int:
     return 0
 
 
-def bootstrap_ci(latency_ms: dict, resamples: int = 1000, seed: int = 0) -> dict:
-    """95% bootstrap interval (over architectures) of Kendall tau for every pair of backends."""
+def bootstrap_ci(latency_ms: dict) -> dict:
+    """95% bootstrap interval (paired, over architectures) of Kendall tau for every pair of backends."""
     from itertools import combinations
 
-    import numpy as np
-    from scipy.stats import kendalltau
+    from mnas.oneshot.rank import rank_stats
 
-    labels = list(latency_ms)
-    lat = {k: np.asarray(v) for k, v in latency_ms.items()}
-    n = len(lat[labels[0]])
-    rng = np.random.default_rng(seed)
-    idx = [rng.integers(0, n, n) for _ in range(resamples)]
-    out = {}
-    for a, b in combinations(labels, 2):
-        taus = [kendalltau(lat[a][i], lat[b][i]).statistic for i in idx]
-        out[f"{a} vs {b}"] = [float(np.nanpercentile(taus, 2.5)), float(np.nanpercentile(taus, 97.5))]
-    return out
+    return {f"{a} vs {b}": rank_stats(latency_ms[a], latency_ms[b])["tau_ci"] for a, b in combinations(latency_ms, 2)}
 
 
 if __name__ == "__main__":
